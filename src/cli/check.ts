@@ -1,0 +1,59 @@
+/**
+ * `traceable-nat check`: runs every check it can and reports each one, so an operator sees all
+ * that is wrong in one go. Exit 0 only when all pass; 2 when any input is bad.
+ */
+import type { Config } from '../config.js';
+import { isTnatError } from '../errors.js';
+import { clientCount } from '../eduvpn/pool.js';
+import type { Command, CommandContext } from './command.js';
+import { discover } from './discovery.js';
+import { EXIT } from './io.js';
+
+export interface CheckStep {
+  readonly name: string;
+  /** Returns a short summary on success; throws a TnatError on a problem. */
+  readonly run: (config: Config) => string;
+}
+
+export const checkSteps: CheckStep[] = [
+  {
+    name: 'eduVPN configuration',
+    run: (config) => {
+      const discovery = discover(config);
+      const clients = discovery.pools.reduce((sum, pool) => sum + clientCount(pool), 0);
+      return `${clients} clients in ${discovery.pools.length} pools from ${discovery.source} (${discovery.files.join(', ')})`;
+    },
+  },
+];
+
+function runChecks(context: CommandContext): number {
+  const { io } = context;
+  let config: Config;
+  try {
+    config = context.config();
+    io.stdout(`ok    configuration: ${context.configFile}\n`);
+  } catch (error) {
+    if (!isTnatError(error)) throw error;
+    io.stdout(`FAIL  configuration: ${error.message}\n`);
+    return EXIT.badInput;
+  }
+  let status: number = EXIT.ok;
+  for (const step of checkSteps) {
+    try {
+      io.stdout(`ok    ${step.name}: ${step.run(config)}\n`);
+    } catch (error) {
+      if (!isTnatError(error)) throw error;
+      io.stdout(`FAIL  ${step.name}: ${error.message}\n`);
+      status = EXIT.badInput;
+    }
+  }
+  return status;
+}
+
+export const checkCommand: Command = {
+  name: 'check',
+  summary: 'validate the configuration and the eduVPN files; exit 0 only if all is well',
+  usage: '',
+  options: {},
+  run: (context) => Promise.resolve(runChecks(context)),
+};

@@ -1,0 +1,27 @@
+/** What a command may touch of the outside world, passed in so tests can run commands in-process. */
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Exit statuses shared by every command (the README lists them). */
+export const EXIT = {
+  ok: 0,
+  /** A check failed, or a trace found nothing. */
+  notOk: 1,
+  /** Bad input: command line, configuration, eduVPN files, rules file. Nothing was changed. */
+  badInput: 2,
+  /** A trace found more than one candidate. */
+  ambiguous: 3,
+  /** Applying failed in the kernel or on disk; the previous rules stay active. */
+  applyFailed: 4,
+} as const;
+
+export function processIo(): CliIo {
+  return {
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+    env: process.env,
+  };
+}
