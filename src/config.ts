@@ -49,20 +49,23 @@ const interfaceName = z
     'must be a network interface name such as eth0 (at most 15 characters)',
   );
 
+/** Where the eduVPN files are; exported for tests and for the discovery code. */
+export const eduvpnSchema = z.strictObject({
+  source: z.enum(['auto', 'portal', 'profiles', 'server-api', 'node']).default('auto'),
+  portalConfig: path.default('/etc/vpn-user-portal/config.php'),
+  profilesDir: path.default('/etc/vpn-user-portal/profiles'),
+  serverApiConfig: path.default('/etc/vpn-server-api/config.php'),
+  nodeConfig: path.default('/etc/vpn-server-node/config.php'),
+  openvpnDir: path.default('/etc/openvpn/server'),
+  wireguardConfig: path.default('/etc/wireguard/wg0.conf'),
+  nodeNumber: z.int().min(0).default(0),
+});
+
+export type EduvpnSettings = z.output<typeof eduvpnSchema>;
+
 export const configSchema = z
   .strictObject({
-    eduvpn: z
-      .strictObject({
-        source: z.enum(['auto', 'portal', 'profiles', 'server-api', 'node']).default('auto'),
-        portalConfig: path.default('/etc/vpn-user-portal/config.php'),
-        profilesDir: path.default('/etc/vpn-user-portal/profiles'),
-        serverApiConfig: path.default('/etc/vpn-server-api/config.php'),
-        nodeConfig: path.default('/etc/vpn-server-node/config.php'),
-        openvpnDir: path.default('/etc/openvpn/server'),
-        wireguardConfig: path.default('/etc/wireguard/wg0.conf'),
-        nodeNumber: z.int().min(0).default(0),
-      })
-      .prefault({}),
+    eduvpn: eduvpnSchema.prefault({}),
     nat: z.strictObject({
       publicAddresses: z.array(ipv4).min(1, 'needs at least one public IPv4 address'),
       outInterface: interfaceName,

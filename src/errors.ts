@@ -12,7 +12,15 @@ export type ErrorCode =
   | 'E_RULES_FILE' // the firewall rules file cannot be read or merged
   | 'E_COMMAND' // iptables-restore, nft, conntrack ... failed
   | 'E_LOCK' // another applier holds the lock
-  | 'E_ARCHIVE'; // the archive of rulesets is unreadable or inconsistent
+  | 'E_ARCHIVE' // the archive of rulesets is unreadable or inconsistent
+  | 'E_WRITE'; // the rules file or an archive cannot be written: nothing was applied
+
+/** Codes that mean "applying failed; the previous rules stay active" rather than bad input. */
+export const APPLY_FAILURE_CODES: ReadonlySet<ErrorCode> = new Set([
+  'E_COMMAND',
+  'E_LOCK',
+  'E_WRITE',
+]);
 
 export interface Where {
   readonly file: string;

@@ -6,7 +6,8 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config-file.js';
 import { DEFAULT_CONFIG_FILE, type Config } from '../config.js';
-import { TnatError, isTnatError } from '../errors.js';
+import { TnatError } from '../errors.js';
+import { reportError } from './report-error.js';
 import type { Command, CommandContext, OptionValues } from './command.js';
 import { EXIT, processIo, type CliIo } from './io.js';
 import { commands } from './commands.js';
@@ -78,29 +79,16 @@ export async function main(args: readonly string[], io: CliIo): Promise<number> 
   }
 }
 
-export function reportError(error: unknown, io: CliIo): number {
-  if (isTnatError(error)) {
-    io.stderr(`traceable-nat: ${error.message}\n`);
-    return error.code === 'E_COMMAND' || error.code === 'E_LOCK' ? EXIT.applyFailed : EXIT.badInput;
-  }
-  // parseArgs throws TypeErrors with a code for unknown or malformed options.
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
-    io.stderr(`traceable-nat: ${(error as Error).message}; run traceable-nat --help\n`);
-    return EXIT.badInput;
-  }
-  // A bug, not bad input: keep the stack so it can be reported.
-  io.stderr(
-    `traceable-nat: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-  );
-  return 70;
-}
-
 /** Entry point used by bin/: runs and exits with the status. */
 export async function run(
   program: 'traceable-nat' | 'vpn-generate-natfw',
   args: readonly string[],
 ): Promise<void> {
+  // `traceable-nat apply -n | head` closes the pipe early; that is not an error.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
   const io = processIo();
   process.exitCode =
     program === 'vpn-generate-natfw' ? await runNatfw(args, io) : await main(args, io);

@@ -1,0 +1,235 @@
+/**
+ * One apply: read the eduVPN files, plan the ruleset, and change only what really differs.
+ *
+ * The order keeps the promise "on failure the previous rules stay active, the rules file is
+ * unchanged and no archive claims activation": everything that can fail on disk is written
+ * under temporary names first; then the kernel is changed in one transaction; only then do the
+ * archive and the rules file get their real names (renames, which do not fail for lack of
+ * space). The archive is named after the second the kernel finished loading, and never
+ * shares a second with the archive before it.
+ */
+import { lstatSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Config } from '../config.js';
+import { archiveBody } from '../archive/header.js';
+import { newestArchive, prepareArchive, type PendingArchive } from '../archive/store.js';
+import type { Discovery } from '../eduvpn/pool.js';
+import { TnatError } from '../errors.js';
+import { forgetClients } from '../netfilter/conntrack.js';
+import type { CommandRunner } from '../netfilter/runner.js';
+import type { ReadAssignment } from '../render/read-rules.js';
+import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
+import type { Clock } from '../system/clock.js';
+import { acquireLock } from '../system/lock.js';
+import { driverFor, type KernelChange } from './drivers.js';
+import { ourPartOf, planRuleset, type RulesetPlan } from './plan.js';
+import { TOOL_VERSION } from '../version.js';
+
+export interface ApplyDeps {
+  readonly runner: CommandRunner;
+  readonly clock: Clock;
+  /** Reads the eduVPN files (injected so a caller can reuse one discovery). */
+  readonly discover: (config: Config) => Discovery;
+}
+
+export interface ApplyOptions {
+  readonly force?: boolean;
+  /** Who asked, for the lock file and the archive header: `cli`, `daemon`, ... */
+  readonly requester?: string;
+}
+
+export interface ApplyResult {
+  /** applied: a new ruleset became active; repaired: the kernel had drifted from the active one. */
+  readonly outcome: 'applied' | 'repaired' | 'file-updated' | 'unchanged';
+  readonly plan: RulesetPlan;
+  readonly archive: { readonly path: string; readonly sha256: string } | undefined;
+  readonly rulesFileWritten: boolean;
+  readonly kernel: KernelChange | undefined;
+  /** Clients whose (address, block) changed or who disappeared. */
+  readonly changedClients: number;
+  readonly conntrackDeleted: number;
+  readonly durationMs: number;
+}
+
+const RULES_FILE_MODE = 0o640;
+
+export function readRulesFile(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new TnatError(
+      'E_RULES_FILE',
+      `${path} cannot be read: check its permissions (firewall.rulesFile)`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+/** The plan for the current files, without touching anything (what `--dry-run` prints). */
+export function planFromDisk(config: Config, discovery: Discovery): RulesetPlan {
+  const newest = newestArchive(config.firewall.archiveDir, config.firewall.backend);
+  return planRuleset(config, discovery, {
+    rulesText: readRulesFile(config.firewall.rulesFile),
+    archiveBody: newest ? archiveBody(newest.text) : undefined,
+  });
+}
+
+function key(
+  assignment:
+    ReadAssignment | { client: number; publicAddress: number; firstPort: number; lastPort: number },
+): string {
+  return `${assignment.publicAddress}:${assignment.firstPort}-${assignment.lastPort}`;
+}
+
+/** Clients bound differently in the kernel than planned (changed or gone), and those kept. */
+function bindingChanges(
+  held: readonly ReadAssignment[],
+  plan: RulesetPlan,
+): { changed: number[]; kept: number[] } {
+  const planned = new Map<number, string>();
+  for (const assignment of plan.map.assignments()) {
+    planned.set(
+      assignment.client,
+      key({ ...assignment, firstPort: assignment.block.first, lastPort: assignment.block.last }),
+    );
+  }
+  const changed: number[] = [];
+  const kept: number[] = [];
+  const seen = new Set<number>();
+  for (const assignment of held) {
+    if (seen.has(assignment.client)) continue;
+    seen.add(assignment.client);
+    (planned.get(assignment.client) === key(assignment) ? kept : changed).push(assignment.client);
+  }
+  return { changed, kept };
+}
+
+function settingsOf(config: Config, plan: RulesetPlan): Record<string, unknown> {
+  return {
+    source: plan.discovery.source,
+    publicAddresses: config.nat.publicAddresses,
+    outInterface: config.nat.outInterface,
+    portRange: `${config.nat.portRange.first}-${config.nat.portRange.last}`,
+    excludePorts: config.nat.excludePorts.map((range) => `${range.first}-${range.last}`),
+    portsPerClient: config.nat.portsPerClient,
+    blockSize: plan.map.blockSize,
+  };
+}
+
+export async function applyRuleset(
+  config: Config,
+  deps: ApplyDeps,
+  options: ApplyOptions = {},
+): Promise<ApplyResult> {
+  const started = deps.clock.now();
+  const { firewall } = config;
+  const release = await acquireLock(
+    firewall.lockFile,
+    firewall.lockTimeoutMs,
+    options.requester ?? 'apply',
+  );
+  let pending: PendingArchive | undefined;
+  let rulesTemporary: string | undefined;
+  try {
+    const discovery = deps.discover(config);
+    const newest = newestArchive(firewall.archiveDir, firewall.backend);
+    const currentText = readRulesFile(firewall.rulesFile);
+    const plan = planRuleset(config, discovery, {
+      rulesText: currentText,
+      archiveBody: newest ? archiveBody(newest.text) : undefined,
+    });
+    const driver = driverFor(config, deps.runner);
+    const view = await driver.read(plan);
+    const force = options.force === true;
+    const archiveRight =
+      newest !== undefined &&
+      ourPartOf(archiveBody(newest.text), firewall.backend) === plan.ourPart;
+    const fileRight = currentText === plan.fileText && !isSymlink(firewall.rulesFile);
+    const needArchive = force || !archiveRight;
+    const needKernel = force || !view.right;
+    const needFile = force || !fileRight;
+
+    if (needArchive) {
+      pending = prepareArchive(
+        firewall.archiveDir,
+        {
+          tool: `traceable-nat ${TOOL_VERSION}`,
+          backend: firewall.backend,
+          applyStarted: new Date(started).toISOString(),
+          reason: force ? 'forced' : newest ? 'changed' : 'first',
+          clients: plan.map.clientCount,
+          settings: settingsOf(config, plan),
+        },
+        plan.fileText,
+      ).pending;
+    }
+    if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, plan.fileText);
+
+    // Two activations never share an archive second: wait for the next one if needed.
+    const earliest = ((newest?.entry.activatedAt ?? 0) + 1) * 1000;
+    if (needArchive && needKernel && deps.clock.now() < earliest)
+      await deps.clock.sleep(earliest - deps.clock.now());
+
+    const changes = needKernel ? bindingChanges(view.assignments, plan) : { changed: [], kept: [] };
+    const kernel = needKernel ? await driver.apply(plan, force) : undefined;
+    const activatedAt = Math.max(Math.floor(deps.clock.now() / 1000), earliest / 1000);
+    const archive = pending?.commit(activatedAt);
+    pending = undefined;
+    if (rulesTemporary !== undefined) {
+      renameSync(rulesTemporary, firewall.rulesFile);
+      rulesTemporary = undefined;
+      fsyncDirectory(dirname(firewall.rulesFile));
+    }
+    let conntrackDeleted = 0;
+    if (needKernel && firewall.flushConntrack && changes.changed.length > 0) {
+      conntrackDeleted = (await forgetClients(deps.runner, changes.changed, changes.kept)).deleted;
+    }
+    if (needFile && firewall.afterWrite !== null) {
+      await deps.runner.run('sh', ['-c', firewall.afterWrite]);
+    }
+    return {
+      outcome: archive
+        ? 'applied'
+        : needKernel
+          ? 'repaired'
+          : needFile
+            ? 'file-updated'
+            : 'unchanged',
+      plan,
+      archive,
+      rulesFileWritten: needFile,
+      kernel,
+      changedClients: changes.changed.length,
+      conntrackDeleted,
+      durationMs: deps.clock.now() - started,
+    };
+  } finally {
+    pending?.discard();
+    if (rulesTemporary !== undefined) unlinkSync(rulesTemporary);
+    release();
+  }
+}
+
+/** The original script left rules.v4 a symlink into its archive; we always replace it by a file. */
+function isSymlink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+function writeRulesTemporary(path: string, text: string): string {
+  try {
+    return writeTemporaryBeside(path, text, RULES_FILE_MODE);
+  } catch (error) {
+    throw new TnatError(
+      'E_WRITE',
+      `${path} cannot be written (${(error as NodeJS.ErrnoException).code ?? 'error'}): make its directory writable for root or change firewall.rulesFile; nothing was applied`,
+      { cause: error },
+    );
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * From configuration and eduVPN pools to the exact text an apply would load (pure). The clients
+ * of the ruleset that is active now keep their blocks (stability): they are read back from the
+ * current rules file, or from the newest archive when the file has none of our rules.
+ */
+import type { Config } from '../config.js';
+import type { Backend } from '../archive/header.js';
+import type { Discovery } from '../eduvpn/pool.js';
+import { mapClients, previousFromAssignments } from '../mapping/map.js';
+import type { NatSettings, PortMap, PreviousAssignments } from '../mapping/types.js';
+import { parseIpv4 } from '../net/ipv4.js';
+import { renderIptablesChains, type IptablesNat } from '../render/iptables.js';
+import { renderNftTable } from '../render/nftables.js';
+import { readAssignments } from '../render/read-rules.js';
+import { extractNatPart, mergeIntoRulesFile } from '../render/rules-file.js';
+
+export interface RulesetPlan {
+  readonly backend: Backend;
+  readonly discovery: Discovery;
+  readonly map: PortMap;
+  /** The complete rules file as it should be (iptables: the merged rules.v4; nftables: our table). */
+  readonly fileText: string;
+  /** Our chains and jump (iptables backend only). */
+  readonly iptables: IptablesNat | undefined;
+  /** Our part alone, in a canonical form: equal texts mean the same NAT ruleset. */
+  readonly ourPart: string;
+}
+
+export function natSettings(config: Config): NatSettings {
+  return {
+    publicAddresses: config.nat.publicAddresses.map((text) => parseIpv4(text) ?? 0),
+    portRange: config.nat.portRange,
+    excludePorts: config.nat.excludePorts,
+    portsPerClient: config.nat.portsPerClient,
+    minPortsPerClient: config.nat.minPortsPerClient,
+  };
+}
+
+/** The assignments a ruleset text holds, as the mapping's stability input. */
+export function previousFrom(...texts: (string | undefined)[]): PreviousAssignments | undefined {
+  for (const text of texts) {
+    if (text === undefined) continue;
+    const read = readAssignments(text);
+    if (read.assignments.length > 0)
+      return previousFromAssignments(read.blockSize, read.assignments);
+  }
+  return undefined;
+}
+
+/** Our part of a ruleset text in canonical form (see RulesetPlan.ourPart). */
+export function ourPartOf(text: string, backend: Backend, file = '<rules>'): string {
+  if (backend === 'nftables') return text;
+  const nat = extractNatPart(text, file);
+  const lines = [nat.jump ?? ''];
+  for (const [name, rules] of nat.chains) lines.push(`:${name}`, ...rules);
+  return lines.join('\n');
+}
+
+export interface CurrentState {
+  /** The rules file as it is now (undefined: it does not exist). */
+  readonly rulesText: string | undefined;
+  /** The body of the newest archive, if any. */
+  readonly archiveBody: string | undefined;
+}
+
+export function planRuleset(
+  config: Config,
+  discovery: Discovery,
+  current: CurrentState,
+): RulesetPlan {
+  const backend = config.firewall.backend;
+  const map = mapClients(
+    discovery.pools,
+    natSettings(config),
+    previousFrom(current.rulesText, current.archiveBody),
+  );
+  const outInterface = config.nat.outInterface;
+  if (backend === 'nftables') {
+    const fileText = renderNftTable(map, { outInterface, table: config.firewall.nftTable });
+    return { backend, discovery, map, fileText, iptables: undefined, ourPart: fileText };
+  }
+  const iptables = renderIptablesChains(map, { outInterface });
+  const fileText = mergeIntoRulesFile(current.rulesText, iptables, config.firewall.rulesFile);
+  return { backend, discovery, map, fileText, iptables, ourPart: ourPartOf(fileText, backend) };
+}

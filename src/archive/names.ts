@@ -1,0 +1,58 @@
+/**
+ * Archive file names: `rules.v4.<unix seconds>` as the original vpn-generate-natfw wrote them
+ * (the name the seed's manual tracing procedure looks for), and `traceable-nat.nft.<unix seconds>`
+ * for the nftables backend.
+ */
+import type { Backend } from './header.js';
+
+const PATTERN = /^(rules\.v4|traceable-nat\.nft)\.(\d{9,11})$/;
+
+export interface ArchiveName {
+  readonly name: string;
+  readonly backend: Backend;
+  /** Unix seconds at which the ruleset became active. */
+  readonly activatedAt: number;
+}
+
+export function parseArchiveName(name: string): ArchiveName | undefined {
+  const match = PATTERN.exec(name);
+  if (!match?.[1] || !match[2]) return undefined;
+  return {
+    name,
+    backend: match[1] === 'rules.v4' ? 'iptables' : 'nftables',
+    activatedAt: Number(match[2]),
+  };
+}
+
+export function archiveName(backend: Backend, activatedAt: number): string {
+  return `${backend === 'iptables' ? 'rules.v4' : 'traceable-nat.nft'}.${activatedAt}`;
+}
+
+/** Archive names in activation order (oldest first); other files are ignored. */
+export function sortArchiveNames(names: readonly string[]): ArchiveName[] {
+  return names
+    .map(parseArchiveName)
+    .filter((parsed): parsed is ArchiveName => parsed !== undefined)
+    .sort((a, b) => a.activatedAt - b.activatedAt || a.name.localeCompare(b.name));
+}
+
+/** The archive active at `unixSeconds`: the newest activated at or before it. */
+export function findArchiveAt(
+  sorted: readonly ArchiveName[],
+  unixSeconds: number,
+): ArchiveName | undefined {
+  let low = 0;
+  let high = sorted.length - 1;
+  let found: ArchiveName | undefined;
+  while (low <= high) {
+    const middle = (low + high) >> 1;
+    const candidate = sorted[middle];
+    if (candidate && candidate.activatedAt <= unixSeconds) {
+      found = candidate;
+      low = middle + 1;
+    } else {
+      high = middle - 1;
+    }
+  }
+  return found;
+}

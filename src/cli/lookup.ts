@@ -1,0 +1,94 @@
+/**
+ * `traceable-nat lookup <client>`: the public address and port block of one client address in
+ * the current configuration or, with `--at TIME`, in the rulesets archived for that moment.
+ */
+import { planFromDisk } from '../apply/apply.js';
+import { TnatError } from '../errors.js';
+import { formatCidr4, formatIpv4, parseIpv4 } from '../net/ipv4.js';
+import { lookupClientAt } from '../trace/lookup-at.js';
+import type { Command, CommandContext, OptionValues } from './command.js';
+import { discover } from './discovery.js';
+import { EXIT } from './io.js';
+import {
+  archiveJson,
+  blockJson,
+  blockText,
+  EXIT_FOR_STATUS,
+  noteLines,
+  rulesetLines,
+  timeJson,
+  timeLine,
+} from './trace-report.js';
+import { ARCHIVE_DIR_OPTION, archiveDirsFor, incidentTimeOf } from './trace-sources.js';
+
+function lookupNow(context: CommandContext, options: OptionValues, client: number, text: string) {
+  const config = context.config();
+  const assignment = planFromDisk(config, discover(config)).map.forward(client);
+  if (!assignment) {
+    context.io.stdout(
+      options.json ? '{"found":false}\n' : `${text} is not a client address of any profile\n`,
+    );
+    return EXIT.notOk;
+  }
+  const result = {
+    found: true,
+    client: formatIpv4(assignment.client),
+    profileId: assignment.pool.profileId,
+    subnet: formatCidr4(assignment.pool.subnet4),
+    publicAddress: formatIpv4(assignment.publicAddress),
+    firstPort: assignment.block.first,
+    lastPort: assignment.block.last,
+  };
+  context.io.stdout(
+    options.json
+      ? JSON.stringify(result, null, 2) + '\n'
+      : `${result.client} (profile ${result.profileId}, ${result.subnet}) -> ${result.publicAddress} ports ${result.firstPort}-${result.lastPort}\n`,
+  );
+  return EXIT.ok;
+}
+
+function lookupAt(context: CommandContext, options: OptionValues, client: number) {
+  const time = incidentTimeOf(options, context.io);
+  const config = context.config();
+  const result = lookupClientAt(archiveDirsFor(config, options), client, time.unixSeconds);
+  if (options.json) {
+    const json = {
+      found: result.status === 'found',
+      status: result.status,
+      client: formatIpv4(client),
+      time: timeJson(time),
+      blocks: result.matches.map(blockJson),
+      archives: result.archives.map(archiveJson),
+      notes: result.notes.map((note) => ({ code: note.code, message: note.message })),
+    };
+    context.io.stdout(`${JSON.stringify(json, null, 2)}\n`);
+  } else {
+    const blocks = result.matches.map(
+      (match) =>
+        `${formatIpv4(client)} -> ${blockText(match.assignment)} in ${match.archive.entry.name}\n`,
+    );
+    context.io.stdout(
+      [timeLine(time), rulesetLines(result.archives), ...blocks, noteLines(result.notes)].join(''),
+    );
+  }
+  return EXIT_FOR_STATUS[result.status];
+}
+
+export const lookupCommand: Command = {
+  name: 'lookup',
+  summary:
+    "a client address's public address and port block, now or (--at) in the archived rulesets",
+  usage: '<client-address> [--at TIME [--archive-dir DIR]...] [--json]',
+  options: { json: { type: 'boolean' }, at: { type: 'string' }, 'archive-dir': ARCHIVE_DIR_OPTION },
+  positionals: { min: 1, max: 1 },
+  run(context, options, positionals) {
+    const text = positionals[0] ?? '';
+    const client = parseIpv4(text);
+    if (client === undefined) throw new TnatError('E_USAGE', `"${text}" is not an IPv4 address`);
+    return Promise.resolve(
+      options.at === undefined
+        ? lookupNow(context, options, client, text)
+        : lookupAt(context, options, client),
+    );
+  },
+};

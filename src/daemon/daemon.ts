@@ -1,0 +1,199 @@
+/**
+ * `traceable-nat daemon`: applies once at start, then again whenever the eduVPN files change
+ * (after they settle), verifies the kernel periodically, and talks to systemd. It never removes
+ * the rules: when it stops, the firewall stays as it is.
+ */
+import type { Logger } from 'pino';
+import { applyRuleset, type ApplyResult } from '../apply/apply.js';
+import type { Config } from '../config.js';
+import type { Discovery } from '../eduvpn/pool.js';
+import { isTnatError } from '../errors.js';
+import { formatIpv4 } from '../net/ipv4.js';
+import type { CommandRunner } from '../netfilter/runner.js';
+import type { Clock } from '../system/clock.js';
+import type { Notifier } from './notify.js';
+import { Settler, type Timers } from './settle.js';
+import type { SourceWatcher } from './watch.js';
+
+export interface DaemonDeps {
+  readonly configFile: string;
+  readonly loadConfig: (file: string) => Config;
+  readonly discover: (config: Config) => Discovery;
+  readonly watch: (
+    paths: readonly string[],
+    onChange: (path: string) => void,
+    onError: (error: unknown) => void,
+  ) => SourceWatcher;
+  readonly runner: CommandRunner;
+  readonly clock: Clock;
+  readonly timers: Timers & {
+    setInterval(callback: () => void, ms: number): unknown;
+    clearInterval(handle: unknown): void;
+  };
+  readonly logger: Logger;
+  readonly notifier: Notifier;
+}
+
+function sourcePaths(config: Config): string[] {
+  const { eduvpn } = config;
+  return [
+    eduvpn.portalConfig,
+    eduvpn.profilesDir,
+    eduvpn.serverApiConfig,
+    eduvpn.nodeConfig,
+    eduvpn.openvpnDir,
+    eduvpn.wireguardConfig,
+  ];
+}
+
+function errorFields(error: unknown): Record<string, unknown> {
+  return isTnatError(error)
+    ? { code: error.code, error: error.message }
+    : {
+        code: 'E_INTERNAL',
+        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      };
+}
+
+export class Daemon {
+  private config: Config;
+  private watcher: SourceWatcher | undefined;
+  private verifyTimer: unknown;
+  private watchdogTimer: unknown;
+  private readonly settler: Settler;
+  private active: ApplyResult | undefined;
+  /** The last apply's error, until an apply succeeds. */
+  private lastError: string | undefined;
+  /** Why the last SIGHUP's configuration was refused, until one is accepted. */
+  private configError: string | undefined;
+
+  constructor(private readonly deps: DaemonDeps) {
+    this.config = deps.loadConfig(deps.configFile);
+    this.settler = new Settler(
+      this.config.daemon.settleMs,
+      () => this.applyOnce('change'),
+      deps.timers,
+    );
+  }
+
+  /** Applies (or verifies) once, then reports ready and starts watching. */
+  async start(): Promise<void> {
+    const { logger, notifier, timers } = this.deps;
+    logger.info(
+      { configFile: this.deps.configFile, backend: this.config.firewall.backend },
+      'daemon starting',
+    );
+    if (notifier.watchdogIntervalMs !== undefined) {
+      this.watchdogTimer = timers.setInterval(() => {
+        notifier.watchdog();
+      }, notifier.watchdogIntervalMs);
+    }
+    await this.settler.runNow();
+    this.startWatching();
+    notifier.ready(this.status());
+    logger.info({ status: this.status() }, 'daemon ready');
+  }
+
+  /** SIGHUP: read our own configuration again (keep the old one if the new one is invalid). */
+  async reload(): Promise<void> {
+    const { logger, notifier } = this.deps;
+    notifier.reloading();
+    try {
+      this.config = this.deps.loadConfig(this.deps.configFile);
+      this.configError = undefined;
+      logger.info({ configFile: this.deps.configFile }, 'configuration reloaded');
+      this.stopWatching();
+      this.startWatching();
+    } catch (error) {
+      this.configError = `configuration not reloaded: ${isTnatError(error) ? error.message : String(error)}`;
+      logger.error(errorFields(error), 'configuration rejected, keeping the previous one');
+    }
+    await this.settler.runNow();
+    notifier.ready(this.status());
+  }
+
+  /** SIGTERM/SIGINT: finish an apply in progress, leave the rules in place. */
+  async stop(): Promise<void> {
+    const { logger, notifier, timers } = this.deps;
+    notifier.stopping();
+    logger.info({}, 'daemon stopping, rules stay in place');
+    this.stopWatching();
+    if (this.watchdogTimer !== undefined) timers.clearInterval(this.watchdogTimer);
+    await this.settler.stop();
+  }
+
+  status(): string {
+    const active = this.active;
+    const what = active
+      ? `${active.plan.map.clientCount} clients on ${active.plan.map.publicAddresses.map(formatIpv4).join(', ')}, ` +
+        `${active.plan.map.blockSize} ports each (${active.plan.backend})`
+      : 'no ruleset applied yet';
+    const archive = this.activeArchive ? `; archive ${this.activeArchive}` : '';
+    const errors = [this.configError, this.lastError].filter((error) => error !== undefined);
+    return `${what}${archive}${errors.length > 0 ? `; last error: ${errors.join('; ')}` : ''}`;
+  }
+
+  private activeArchive: string | undefined;
+
+  private startWatching(): void {
+    const { logger, timers } = this.deps;
+    this.watcher = this.deps.watch(
+      sourcePaths(this.config),
+      (path) => {
+        logger.debug({ path }, 'eduVPN file changed');
+        this.settler.poke();
+      },
+      (error) => logger.warn(errorFields(error), 'watching the eduVPN files failed'),
+    );
+    this.verifyTimer = timers.setInterval(() => {
+      void this.settler.runNow();
+    }, this.config.daemon.verifyIntervalMs);
+  }
+
+  private stopWatching(): void {
+    if (this.verifyTimer !== undefined) this.deps.timers.clearInterval(this.verifyTimer);
+    this.verifyTimer = undefined;
+    void this.watcher?.close();
+    this.watcher = undefined;
+  }
+
+  private async applyOnce(trigger: string): Promise<void> {
+    const { logger, notifier } = this.deps;
+    try {
+      const result = await applyRuleset(
+        this.config,
+        { runner: this.deps.runner, clock: this.deps.clock, discover: this.deps.discover },
+        { requester: 'traceable-nat daemon' },
+      );
+      this.active = result;
+      this.lastError = undefined;
+      if (result.archive) this.activeArchive = result.archive.path;
+      const fields = {
+        trigger,
+        outcome: result.outcome,
+        archive: result.archive?.path ?? this.activeArchive ?? null,
+        sha256: result.archive?.sha256 ?? null,
+        clients: result.plan.map.clientCount,
+        changedClients: result.changedClients,
+        conntrackDeleted: result.conntrackDeleted,
+        publicAddresses: result.plan.map.publicAddresses.map(formatIpv4),
+        blockSize: result.plan.map.blockSize,
+        backend: result.plan.backend,
+        durationMs: result.durationMs,
+        kernel: result.kernel?.summary ?? null,
+      };
+      if (result.outcome === 'applied') logger.info(fields, 'ruleset applied');
+      else if (result.outcome === 'repaired')
+        logger.warn(fields, 'kernel had drifted, ruleset loaded again');
+      else if (result.outcome === 'file-updated') logger.info(fields, 'rules file rewritten');
+      else logger.debug(fields, 'ruleset verified');
+    } catch (error) {
+      const message = isTnatError(error) ? error.message : String(error);
+      // The same problem found again by the periodic check is not news.
+      if (message !== this.lastError)
+        logger.error({ trigger, ...errorFields(error) }, 'apply failed, the active rules stay');
+      this.lastError = message;
+    }
+    notifier.status(this.status());
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Turns a burst of change events into one apply: after the last event, wait for `settleMs` of
+ * quiet, then run. Runs never overlap; events that arrive during a run lead to exactly one more
+ * run after it (after its own quiet time).
+ */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export class Settler {
+  private timer: unknown;
+  private running: Promise<void> | undefined;
+  private dirty = false;
+  private stopped = false;
+
+  constructor(
+    private readonly settleMs: number,
+    private readonly run: () => Promise<void>,
+    private readonly timers: Timers,
+  ) {}
+
+  /** Something changed. */
+  poke(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.dirty = true;
+      return;
+    }
+    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
+    this.timer = this.timers.setTimeout(() => {
+      this.timer = undefined;
+      void this.start();
+    }, this.settleMs);
+  }
+
+  /** Runs now (skipping the quiet time), or once more after the run in progress. */
+  async runNow(): Promise<void> {
+    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.running) {
+      this.dirty = true;
+      await this.running;
+      return;
+    }
+    await this.start();
+  }
+
+  /** No more runs; resolves when the one in progress (if any) has finished. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  private async start(): Promise<void> {
+    this.running = this.run().finally(() => {
+      this.running = undefined;
+      if (this.dirty && !this.stopped) {
+        this.dirty = false;
+        this.poke();
+      }
+    });
+    await this.running;
+  }
+}

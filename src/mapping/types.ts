@@ -1,0 +1,49 @@
+/** Port blocks and the mapping of client addresses onto (public address, port block). */
+import type { ClientPool } from '../eduvpn/pool.js';
+
+/** An inclusive range of ports. */
+export interface PortBlock {
+  readonly first: number;
+  readonly last: number;
+}
+
+export interface NatSettings {
+  /** Public IPv4 addresses as uint32, in the order clients spill over to them. */
+  readonly publicAddresses: readonly number[];
+  /** The ports that may be handed out (before exclusions). */
+  readonly portRange: PortBlock;
+  readonly excludePorts: readonly PortBlock[];
+  /** A power of two, or `auto`: the largest that fits every client. */
+  readonly portsPerClient: number | 'auto';
+  /** `auto` never goes below this. */
+  readonly minPortsPerClient: number;
+}
+
+export interface Assignment {
+  readonly client: number;
+  readonly publicAddress: number;
+  readonly block: PortBlock;
+  readonly pool: ClientPool;
+}
+
+/** What the active ruleset says, used to keep every existing client where it is. */
+export interface PreviousAssignments {
+  readonly blockSize: number;
+  /** client address -> (public address, first port of its block) */
+  readonly byClient: ReadonlyMap<
+    number,
+    { readonly publicAddress: number; readonly firstPort: number }
+  >;
+}
+
+export interface PortMap {
+  readonly blockSize: number;
+  readonly publicAddresses: readonly number[];
+  /** The usable blocks of one public address, in hand-out order (top of the range first). */
+  readonly blocks: readonly PortBlock[];
+  readonly clientCount: number;
+  forward(client: number): Assignment | undefined;
+  reverse(publicAddress: number, port: number): Assignment | undefined;
+  /** Every assignment, in ascending client address order. */
+  assignments(): Iterable<Assignment>;
+}

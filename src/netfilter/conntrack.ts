@@ -1,0 +1,42 @@
+/** Deleting the conntrack entries of clients whose NAT binding changed (`conntrack -D`). */
+import { formatIpv4 } from '../net/ipv4.js';
+import { CommandError } from '../errors.js';
+import { conntrackPrefixes, maskOf } from './conntrack-ranges.js';
+import type { CommandRunner } from './runner.js';
+
+export interface ConntrackResult {
+  readonly prefixes: number;
+  readonly deleted: number;
+}
+
+export async function forgetClients(
+  runner: CommandRunner,
+  changed: Iterable<number>,
+  kept: Iterable<number>,
+): Promise<ConntrackResult> {
+  const prefixes = conntrackPrefixes(changed, kept);
+  let deleted = 0;
+  for (const prefix of prefixes) {
+    const args = [
+      '-D',
+      '-f',
+      'ipv4',
+      '-s',
+      formatIpv4(prefix.network),
+      '--mask-src',
+      maskOf(prefix),
+    ];
+    const result = await runner.run('conntrack', args, { allowFailure: true });
+    // conntrack says how many it deleted on stderr, and exits 1 when that is none.
+    const count = /(\d+) flow entries have been deleted/.exec(result.stderr);
+    if (result.exitCode !== 0 && !count) {
+      throw new CommandError(`conntrack -D failed: ${result.stderr.trim()}`, {
+        command: ['conntrack', ...args],
+        exitCode: result.exitCode,
+        stderr: result.stderr,
+      });
+    }
+    deleted += Number(count?.[1] ?? 0);
+  }
+  return { prefixes: prefixes.length, deleted };
+}

@@ -1,0 +1,76 @@
+/**
+ * What to send to `iptables-restore --noflush` so the kernel holds exactly our desired chains:
+ * only the chains whose rules differ are declared (with --noflush, declaring a chain flushes
+ * it) and refilled; our chains that are no longer wanted are flushed and deleted; the jump from
+ * POSTROUTING is put first in the same transaction, because inserting it in every payload would
+ * duplicate it on every apply. Pure: kernel state in, payload text out.
+ */
+import { ROOT_CHAIN, isOurChain, type IptablesNat } from '../render/iptables.js';
+import { diffChains, parseRulesFile } from '../render/rules-file.js';
+
+export interface KernelNat {
+  /** Our chains as the kernel holds them (iptables-save form). */
+  readonly chains: ReadonlyMap<string, readonly string[]>;
+  /** Every POSTROUTING rule that jumps to our root chain, as `-A POSTROUTING ...` lines. */
+  readonly jumps: readonly string[];
+  /** Whether the first of those comes before every other SNAT/MASQUERADE rule of POSTROUTING. */
+  readonly jumpFirst: boolean;
+}
+
+export function readKernelNat(saveText: string): KernelNat {
+  const nat = parseRulesFile(saveText, 'iptables-save').tables.get('nat');
+  const chains = new Map<string, string[]>();
+  const jumps: string[] = [];
+  let natRuleSeen = false;
+  let jumpFirst = false;
+  for (const name of nat?.chains.keys() ?? []) if (isOurChain(name)) chains.set(name, []);
+  for (const rule of nat?.rules ?? []) {
+    const chain = rule.chain ?? '';
+    if (isOurChain(chain)) {
+      const rules = chains.get(chain);
+      if (rules) rules.push(rule.text);
+      else chains.set(chain, [rule.text]);
+    } else if (chain === 'POSTROUTING') {
+      if (rule.target === ROOT_CHAIN) {
+        if (jumps.length === 0) jumpFirst = !natRuleSeen;
+        jumps.push(rule.text);
+      } else if (rule.target === 'SNAT' || rule.target === 'MASQUERADE') {
+        natRuleSeen = true;
+      }
+    }
+  }
+  return { chains, jumps, jumpFirst };
+}
+
+export interface IptablesPayload {
+  /** The restore input; undefined when the kernel already holds exactly what is desired. */
+  readonly payload: string | undefined;
+  readonly rewritten: readonly string[];
+  readonly removed: readonly string[];
+  readonly jumpRepaired: boolean;
+}
+
+function specOf(jumpLine: string): string {
+  return jumpLine.replace(/^-A POSTROUTING /, '');
+}
+
+export function buildIptablesPayload(kernel: KernelNat, desired: IptablesNat): IptablesPayload {
+  const diff = diffChains(kernel.chains, desired.chains);
+  const rewritten = [...diff.added, ...diff.changed];
+  const jumpRight =
+    kernel.jumps.length === 1 && kernel.jumps[0] === desired.jump && kernel.jumpFirst;
+  if (rewritten.length === 0 && diff.removed.length === 0 && jumpRight) {
+    return { payload: undefined, rewritten, removed: diff.removed, jumpRepaired: false };
+  }
+  const lines = ['*nat'];
+  // Declarations first: a chain must exist before a rule jumps to it.
+  for (const name of [...rewritten, ...diff.removed]) lines.push(`:${name} - [0:0]`);
+  if (!jumpRight) {
+    for (const jump of kernel.jumps) lines.push(`-D POSTROUTING ${specOf(jump)}`);
+    lines.push(`-I POSTROUTING 1 ${specOf(desired.jump)}`);
+  }
+  for (const name of rewritten) lines.push(...(desired.chains.get(name) ?? []));
+  for (const name of diff.removed) lines.push(`-X ${name}`);
+  lines.push('COMMIT', '');
+  return { payload: lines.join('\n'), rewritten, removed: diff.removed, jumpRepaired: !jumpRight };
+}

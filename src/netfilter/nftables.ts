@@ -1,0 +1,41 @@
+/** The nftables side of the kernel: read our table, check and load a transaction with `nft -f`. */
+import { CommandError } from '../errors.js';
+import { withFailingLine } from './failing-line.js';
+import type { CommandRunner } from './runner.js';
+
+export class NftKernel {
+  constructor(
+    private readonly runner: CommandRunner,
+    readonly table: string,
+  ) {}
+
+  /** `nft list table ip <table>`, or undefined when the table does not exist. */
+  async listTable(): Promise<string | undefined> {
+    const result = await this.runner.run('nft', ['list', 'table', 'ip', this.table], {
+      allowFailure: true,
+    });
+    if (result.exitCode === 0) return result.stdout;
+    if (result.stderr.includes('No such file or directory')) return undefined;
+    throw new CommandError(`nft list table ip ${this.table} failed: ${result.stderr.trim()}`, {
+      command: ['nft', 'list', 'table', 'ip', this.table],
+      exitCode: result.exitCode,
+      stderr: result.stderr,
+    });
+  }
+
+  /** Checks the transaction with `nft -c`, then loads it; the kernel is unchanged on failure. */
+  async load(transaction: string): Promise<void> {
+    for (const args of [
+      ['-c', '-f', '-'],
+      ['-f', '-'],
+    ]) {
+      try {
+        await this.runner.run('nft', args, { input: transaction });
+      } catch (error) {
+        if (error instanceof CommandError)
+          throw withFailingLine(error, transaction, 'nft transaction');
+        throw error;
+      }
+    }
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * Our chains inside someone else's rules.v4: everything that is not ours stays byte for byte
+ * (other tables, chains, rules, counters, comments, line endings); our chains, rules and the
+ * POSTROUTING jump are removed and written again, so merging twice gives the same file.
+ */
+import { parseRulesFile } from './rules-file-parse.js';
+import type { RulesLine } from './rules-file-parse.js';
+import { isOurChain, ROOT_CHAIN } from './iptables.js';
+import type { IptablesNat } from './iptables.js';
+
+export { parseRulesFile, splitRuleWords } from './rules-file-parse.js';
+export type {
+  LineKind,
+  ParsedChain,
+  ParsedRule,
+  ParsedTable,
+  RulesFile,
+  RulesLine,
+} from './rules-file-parse.js';
+
+/** Targets that take the NAT decision in POSTROUTING; our jump must come before them. */
+const NAT_TARGETS = new Set(['MASQUERADE', 'SNAT', 'NETMAP']);
+const BUILTIN_NAT_CHAINS = ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'];
+
+function isOurJump(line: RulesLine): boolean {
+  return line.kind === 'rule' && line.chain === 'POSTROUTING' && line.target === ROOT_CHAIN;
+}
+
+function isOurLine(line: RulesLine): boolean {
+  if (line.table !== 'nat') return false;
+  if (line.kind === 'chain' || line.kind === 'rule') {
+    return isOurChain(line.chain ?? '') || isOurJump(line);
+  }
+  return false;
+}
+
+function ourDeclarations(ours: IptablesNat): string[] {
+  return [...ours.chains.keys()].map((name) => `:${name} - [0:0]`);
+}
+
+function ourRules(ours: IptablesNat): string[] {
+  return [...ours.chains.values()].flat();
+}
+
+/**
+ * Where our lines go in the existing `*nat` table (indexes into `lines`): declarations after
+ * the last chain line; the jump where an old jump already precedes every NAT rule of
+ * POSTROUTING, else right before the first of them, else after the last POSTROUTING rule; our
+ * rules just before COMMIT.
+ */
+function placements(lines: readonly RulesLine[], start: number, commit: number) {
+  let lastChain = start;
+  let lastPostrouting = -1;
+  let firstNatRule = -1;
+  let oldJump = -1;
+  for (const [i, line] of lines.entries()) {
+    if (i <= start || i >= commit) continue;
+    if (isOurJump(line)) {
+      if (oldJump < 0) oldJump = i;
+    } else if (isOurLine(line)) {
+      continue;
+    } else if (line.kind === 'chain') {
+      lastChain = i;
+    } else if (line.kind === 'rule' && line.chain === 'POSTROUTING') {
+      lastPostrouting = i;
+      if (firstNatRule < 0 && NAT_TARGETS.has(line.target ?? '')) firstNatRule = i;
+    }
+  }
+  let jumpBefore: number;
+  if (oldJump >= 0 && (firstNatRule < 0 || oldJump < firstNatRule)) jumpBefore = oldJump;
+  else if (firstNatRule >= 0) jumpBefore = firstNatRule;
+  else if (lastPostrouting >= 0) jumpBefore = lastPostrouting + 1;
+  else jumpBefore = commit;
+  return { declarationsAfter: lastChain, jumpBefore };
+}
+
+/**
+ * Returns `current` (rules.v4 text, or undefined when there is no file) with our part replaced
+ * by `ours`. Throws TnatError('E_RULES_FILE') naming `file` when `current` cannot be parsed.
+ */
+export function mergeIntoRulesFile(
+  current: string | undefined,
+  ours: IptablesNat,
+  file: string,
+): string {
+  const parsed = parseRulesFile(current ?? '', file);
+  const { lines, lineEnding } = parsed;
+  const nat = parsed.tables.get('nat');
+  const out: string[] = [];
+  const emit = (texts: readonly string[]) => {
+    for (const text of texts) out.push(text + lineEnding);
+  };
+  if (!nat) {
+    for (const line of lines) out.push(line.text + (line.eol || lineEnding));
+    emit(['*nat', ...BUILTIN_NAT_CHAINS.map((name) => `:${name} ACCEPT [0:0]`)]);
+    emit([...ourDeclarations(ours), ours.jump, ...ourRules(ours), 'COMMIT']);
+    return out.join('');
+  }
+  const start = nat.line - 1;
+  const commit = nat.commitLine - 1;
+  const { declarationsAfter, jumpBefore } = placements(lines, start, commit);
+  lines.forEach((line, i) => {
+    if (i === jumpBefore) emit([ours.jump]);
+    if (i === commit) emit(ourRules(ours));
+    if (!isOurLine(line)) out.push(line.text + (line.eol || lineEnding));
+    if (i === declarationsAfter) emit(ourDeclarations(ours));
+  });
+  return out.join('');
+}
+
+/** Our part of a ruleset as it stands in a rules file or in `iptables-save` output. */
+export interface ExtractedNat {
+  readonly chains: ReadonlyMap<string, readonly string[]>;
+  /** The first POSTROUTING jump into our root chain, if any. */
+  readonly jump: string | undefined;
+}
+
+/** Our chains (declaration order) and their rules, without packet counters. */
+export function extractNatPart(text: string, file = '<rules>'): ExtractedNat {
+  const nat = parseRulesFile(text, file).tables.get('nat');
+  const chains = new Map<string, string[]>();
+  let jump: string | undefined;
+  if (!nat) return { chains, jump };
+  for (const name of nat.chains.keys()) if (isOurChain(name)) chains.set(name, []);
+  for (const rule of nat.rules) {
+    const chain = rule.chain ?? '';
+    if (isOurChain(chain)) {
+      const rules = chains.get(chain) ?? [];
+      chains.set(chain, rules);
+      rules.push(rule.text);
+    } else if (chain === 'POSTROUTING' && rule.target === ROOT_CHAIN) {
+      jump ??= rule.text;
+    }
+  }
+  return { chains, jump };
+}
+
+export interface ChainDiff {
+  /** In both, with different rules (after's order). */
+  readonly changed: readonly string[];
+  /** Only in before (before's order). */
+  readonly removed: readonly string[];
+  /** Only in after (after's order). */
+  readonly added: readonly string[];
+}
+
+function sameRules(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((rule, i) => rule === b[i]);
+}
+
+/** Which chains differ between two rulesets, so an apply can rewrite only those. */
+export function diffChains(
+  before: ReadonlyMap<string, readonly string[]>,
+  after: ReadonlyMap<string, readonly string[]>,
+): ChainDiff {
+  const changed: string[] = [];
+  const added: string[] = [];
+  for (const [name, rules] of after) {
+    const old = before.get(name);
+    if (old === undefined) added.push(name);
+    else if (!sameRules(old, rules)) changed.push(name);
+  }
+  const removed = [...before.keys()].filter((name) => !after.has(name));
+  return { changed, removed, added };
+}

@@ -1,0 +1,250 @@
+/**
+ * The real thing: the CLI applies rules inside a gateway namespace, clients send real TCP and
+ * UDP traffic to a server behind it, and the server says which source it saw. Run for both
+ * backends. Needs root (CI runs as root).
+ */
+import {
+  readdirSync,
+  readFileSync,
+  lstatSync,
+  symlinkSync,
+  writeFileSync,
+  mkdirSync,
+  existsSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { createTopology, isRoot, sh, type Topology } from '../helpers/netns.js';
+import { createSandbox, runCli, type ProfileSpec, type Sandbox } from '../helpers/sandbox.js';
+import { startServer, probe, holdConnection, type Probe, type Server } from '../helpers/traffic.js';
+
+const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
+const BETA: ProfileSpec = {
+  id: 'beta',
+  openvpn: { range: '10.42.1.0/24', udp: [1194], tcp: [1194] },
+};
+const GAMMA: ProfileSpec = { id: 'gamma', wireguard: '10.42.2.0/24' };
+const CLIENTS = [
+  '10.42.0.2',
+  '10.42.0.254',
+  '10.42.1.2',
+  '10.42.1.126',
+  '10.42.1.130',
+  '10.42.1.254',
+  '10.42.2.2',
+];
+
+interface Block {
+  readonly publicAddress: string;
+  readonly firstPort: number;
+  readonly lastPort: number;
+}
+
+// Kernel tests need root for network namespaces; CI runs as root.
+const describeKernel = isRoot() ? describe : describe.skip;
+
+describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (%s)', (backend) => {
+  let net: Topology;
+  let sandbox: Sandbox;
+  let server: Server | undefined;
+
+  const apply = (...args: string[]) =>
+    runCli(net.gateway, ['apply', '--config', sandbox.configFile, ...args]);
+  const applyJson = (...args: string[]): Record<string, unknown> => {
+    const result = apply('--json', ...args);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    return JSON.parse(result.stdout) as Record<string, unknown>;
+  };
+  const lookup = (client: string): Block | undefined => {
+    const result = runCli(undefined, ['lookup', client, '--json', '--config', sandbox.configFile]);
+    const parsed = JSON.parse(result.stdout) as Block & { found: boolean };
+    return parsed.found ? parsed : undefined;
+  };
+  const kernelState = (): string =>
+    backend === 'iptables'
+      ? net.exec(net.gateway, ['iptables-save', '-c', '-t', 'nat']).replace(/^#.*\n/gm, '')
+      : net.exec(net.gateway, ['nft', '-a', 'list', 'table', 'ip', 'traceable_nat']);
+  const archives = (): string[] =>
+    existsSync(sandbox.archiveDir) ? readdirSync(sandbox.archiveDir).sort() : [];
+  const expectTranslated = (probes: readonly Probe[]): void => {
+    for (const { local, proto, seen } of probes) {
+      const block = lookup(local);
+      expect({ local, proto, seenAddress: seen?.address }).toEqual({
+        local,
+        proto,
+        seenAddress: block?.publicAddress,
+      });
+      expect(seen?.port).toBeGreaterThanOrEqual(block?.firstPort ?? Infinity);
+      expect(seen?.port).toBeLessThanOrEqual(block?.lastPort ?? -Infinity);
+    }
+  };
+
+  beforeAll(async () => {
+    net = createTopology(CLIENTS);
+    sandbox = createSandbox(backend);
+    sandbox.writeProfiles([ALPHA, BETA]);
+    sandbox.writeConfig();
+    server = await startServer(net);
+  });
+
+  afterAll(() => {
+    // beforeAll may have failed half-way: clean up whatever exists.
+    server?.stop();
+    (net as Topology | undefined)?.destroy();
+    (sandbox as Sandbox | undefined)?.remove();
+  });
+
+  test('the first apply loads the rules, writes the rules file and one archive', () => {
+    if (backend === 'iptables') {
+      // The original script left rules.v4 a symlink into its archive: it must become a file.
+      mkdirSync(sandbox.archiveDir, { recursive: true });
+      writeFileSync(join(sandbox.archiveDir, 'rules.v4.1600000000'), '*filter\nCOMMIT\n');
+      symlinkSync(join(sandbox.archiveDir, 'rules.v4.1600000000'), sandbox.rulesFile);
+    }
+    const result = applyJson();
+    expect(result.outcome).toBe('applied');
+    expect(result.clients).toBe(253 + 125 + 125);
+    const stat = lstatSync(sandbox.rulesFile);
+    expect(stat.isFile()).toBe(true);
+    expect(stat.mode & 0o777).toBe(0o640);
+    const written = archives().filter((name) => name !== 'rules.v4.1600000000');
+    expect(written).toHaveLength(1);
+    if (backend === 'iptables') {
+      expect(readFileSync(join(sandbox.archiveDir, 'rules.v4.1600000000'), 'utf8')).toBe(
+        '*filter\nCOMMIT\n',
+      );
+    }
+    const archived = readFileSync(join(sandbox.archiveDir, written[0] ?? ''), 'utf8');
+    expect(archived).toContain(readFileSync(sandbox.rulesFile, 'utf8'));
+  });
+
+  test('every client leaves through its own port block, for tcp and udp', async () => {
+    const probes = await probe(net, CLIENTS.slice(0, 6));
+    expect(probes).toHaveLength(12);
+    expectTranslated(probes);
+  });
+
+  test('an unchanged second apply changes nothing at all', () => {
+    const before = kernelState();
+    const archivesBefore = archives();
+    const fileBefore = readFileSync(sandbox.rulesFile, 'utf8');
+    const result = applyJson();
+    expect(result.outcome).toBe('unchanged');
+    expect(kernelState()).toBe(before);
+    expect(archives()).toEqual(archivesBefore);
+    expect(readFileSync(sandbox.rulesFile, 'utf8')).toBe(fileBefore);
+  });
+
+  test('a changed profile list keeps untouched connections and drops the removed clients', async () => {
+    const kept = await holdConnection(net, '10.42.1.2');
+    const removed = await holdConnection(net, '10.42.0.2');
+    try {
+      const keptPort = kept.seen.port;
+      const conntrackOf = (client: string) =>
+        net.exec(net.gateway, ['conntrack', '-L', '-s', client], '').trim();
+      expect(conntrackOf('10.42.0.2')).not.toBe('');
+
+      sandbox.writeProfiles([BETA, GAMMA]);
+      const result = applyJson();
+      expect(result.outcome).toBe('applied');
+      expect(result.changedClients).toBe(253);
+      expect(archives().length).toBeGreaterThanOrEqual(2);
+
+      // The untouched client's connection is alive and still uses its block.
+      const answer = await kept.ping();
+      expect(answer?.port).toBe(keptPort);
+      // The removed client's NAT binding is gone from the kernel.
+      expect(conntrackOf('10.42.0.2')).toBe('');
+      expectTranslated(await probe(net, ['10.42.2.2', '10.42.1.254']));
+    } finally {
+      kept.close();
+      removed.close();
+    }
+  });
+
+  test('a failing apply (read-only archive directory) leaves kernel and files as they were', () => {
+    sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+    const before = kernelState();
+    const fileBefore = readFileSync(sandbox.rulesFile, 'utf8');
+    const archivesBefore = archives();
+    sh(['mount', '--bind', sandbox.archiveDir, sandbox.archiveDir]);
+    try {
+      sh(['mount', '-o', 'remount,ro,bind', sandbox.archiveDir]);
+      const result = apply();
+      expect(result.status).toBe(4);
+      expect(result.stderr).toMatch(/archive directory .* cannot be written \(EROFS\)/);
+      expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    } finally {
+      sh(['umount', sandbox.archiveDir]);
+    }
+    expect(kernelState()).toBe(before);
+    expect(readFileSync(sandbox.rulesFile, 'utf8')).toBe(fileBefore);
+    expect(archives()).toEqual(archivesBefore);
+    expect(readdirSync(sandbox.dir).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+  });
+
+  if (backend === 'iptables') {
+    test('a payload the kernel refuses leaves kernel and files as they were, and shows the line', () => {
+      sandbox.writeProfiles([BETA, GAMMA]);
+      expect(['applied', 'unchanged']).toContain(applyJson().outcome);
+      // Someone else's rule jumps into one of our chains, so removing gamma's chains must fail.
+      const gammaChain = /^:(TNAT-10\.42\.2\.\S+)/m.exec(kernelState())?.[1] ?? '';
+      expect(gammaChain).not.toBe('');
+      net.exec(net.gateway, ['iptables', '-t', 'nat', '-N', 'OPERATOR']);
+      net.exec(net.gateway, ['iptables', '-t', 'nat', '-A', 'OPERATOR', '-j', gammaChain]);
+      sandbox.writeProfiles([BETA]);
+      const before = kernelState();
+      const fileBefore = readFileSync(sandbox.rulesFile, 'utf8');
+      const archivesBefore = archives();
+      const result = apply();
+      expect(result.status).toBe(4);
+      expect(result.stderr).toMatch(/refused line \d+ of the iptables-restore payload/);
+      expect(result.stderr).toMatch(/^> +\d+ {2}/m);
+      expect(kernelState()).toBe(before);
+      expect(readFileSync(sandbox.rulesFile, 'utf8')).toBe(fileBefore);
+      expect(archives()).toEqual(archivesBefore);
+      net.exec(net.gateway, ['iptables', '-t', 'nat', '-F', 'OPERATOR']);
+      net.exec(net.gateway, ['iptables', '-t', 'nat', '-X', 'OPERATOR']);
+    });
+  }
+
+  test('a flushed nat table is detected and repaired without a new archive', async () => {
+    sandbox.writeProfiles([BETA, GAMMA]);
+    applyJson();
+    const archivesBefore = archives();
+    if (backend === 'iptables') net.exec(net.gateway, ['iptables', '-t', 'nat', '-F']);
+    else net.exec(net.gateway, ['nft', 'delete', 'table', 'ip', 'traceable_nat']);
+    const result = applyJson();
+    expect(result.outcome).toBe('repaired');
+    expect(archives()).toEqual(archivesBefore);
+    expectTranslated(await probe(net, ['10.42.1.2', '10.42.2.2']));
+  });
+
+  test('a second applier waits for the lock, then names who holds it', () => {
+    const lockFile = join(sandbox.dir, 'lock');
+    writeFileSync(lockFile, JSON.stringify({ pid: process.pid, command: 'test', since: 'now' }));
+    try {
+      const result = apply();
+      expect(result.status).toBe(4);
+      expect(result.stderr).toContain(`held by process ${process.pid} (test, since now)`);
+    } finally {
+      sh(['rm', '-f', lockFile]);
+    }
+  });
+
+  test('vpn-generate-natfw: -n prints the file, -v says unchanged, -c runs after a write', () => {
+    const natfw = (...args: string[]) =>
+      runCli(net.gateway, ['--config', sandbox.configFile, ...args], 'vpn-generate-natfw');
+    const dry = natfw('-n');
+    expect(dry.status).toBe(0);
+    expect(dry.stdout).toBe(readFileSync(sandbox.rulesFile, 'utf8'));
+    expect(natfw('-v').stdout).toMatch(/^unchanged/);
+    expect(natfw().stdout).toBe('');
+    const marker = join(sandbox.dir, 'after-write');
+    sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+    const result = natfw('-c', `touch ${marker}`);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toMatch(/^applied/);
+    expect(existsSync(marker)).toBe(true);
+  });
+});

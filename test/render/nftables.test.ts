@@ -1,0 +1,131 @@
+import { renderNftDelta, renderNftTable } from '../../src/render/nftables.js';
+import { readAssignments } from '../../src/render/read-rules.js';
+import { arrayPortMap, ip } from '../helpers/port-map.js';
+import { expectGolden } from './golden.js';
+import { tinyMap, treeMap } from './maps.js';
+
+const options = { outInterface: 'eth0' };
+
+function moveClient(client: string, to: { publicAddress: string; first: number; last: number }) {
+  const map = treeMap();
+  const list = [...map.assignments()].map((entry) =>
+    entry.client === ip(client)
+      ? { ...entry, publicAddress: ip(to.publicAddress), block: { first: to.first, last: to.last } }
+      : entry,
+  );
+  return arrayPortMap(list, map.blockSize);
+}
+
+describe('renderNftTable', () => {
+  test.each([
+    ['tiny.nft', tinyMap],
+    ['tree.nft', treeMap],
+  ])('matches the golden file %s', (name, build) => {
+    expectGolden(name, renderNftTable(build(), options));
+  });
+
+  test('leaves out elements for an empty map and uses the given table and interface', () => {
+    const text = renderNftTable(arrayPortMap([], 256), { outInterface: 'ens3', table: 'tn_test' });
+    expect(text).not.toContain('elements');
+    expect(text).toContain(
+      '\tmap clients {\n\t\ttype ipv4_addr : interval ipv4_addr . inet_service\n\t}\n',
+    );
+    expect(text.split('\n').slice(1, 4)).toEqual([
+      'table ip tn_test',
+      'delete table ip tn_test',
+      'table ip tn_test {',
+    ]);
+    expect(text).toContain(
+      'oifname "ens3" meta l4proto { tcp, udp } snat ip to ip saddr map @clients',
+    );
+  });
+
+  test('writes a one-port block as a range, the only form nft accepts', () => {
+    const map = arrayPortMap(
+      [
+        {
+          client: ip('10.42.0.2'),
+          publicAddress: ip('192.0.2.1'),
+          block: { first: 4096, last: 4096 },
+        },
+      ],
+      1,
+    );
+    expect(renderNftTable(map, options)).toContain('\t\t\t10.42.0.2 : 192.0.2.1 . 4096-4096,\n');
+  });
+
+  test('never declares the port map with flags interval', () => {
+    expect(renderNftTable(treeMap(), options)).not.toMatch(/flags/);
+  });
+
+  test('lists elements in ascending client order, one per line', () => {
+    const reversed = arrayPortMap([...treeMap().assignments()].reverse(), 2048);
+    const text = renderNftTable(reversed, options);
+    expect(text).toBe(renderNftTable(treeMap(), options));
+    const clients = readAssignments(text).assignments.map((entry) => entry.client);
+    expect(clients).toEqual([...clients].sort((a, b) => a - b));
+    expect(text.match(/^\t\t\t10\.4[23]\.\d+\.\d+ : /gm)).toHaveLength(2 * 42);
+  });
+});
+
+describe('renderNftDelta', () => {
+  test('matches the golden file for one client moved to another address and block', () => {
+    const after = moveClient('10.42.0.20', {
+      publicAddress: '198.51.100.7',
+      first: 1024,
+      last: 3071,
+    });
+    expectGolden('tree-delta.nft', renderNftDelta(treeMap(), after, options));
+  });
+
+  test('changes only the port map when only the block changed', () => {
+    const after = moveClient('10.42.0.20', { publicAddress: '192.0.2.1', first: 1024, last: 3071 });
+    expect(renderNftDelta(treeMap(), after, options)).toBe(
+      [
+        '# traceable-nat: changed clients of table ip traceable_nat',
+        'delete element ip traceable_nat clients {',
+        '\t10.42.0.20,',
+        '}',
+        'add element ip traceable_nat clients {',
+        '\t10.42.0.20 : 192.0.2.1 . 1024-3071,',
+        '}',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('deletes vanished clients and adds new ones', () => {
+    const before = arrayPortMap(
+      [
+        {
+          client: ip('10.42.0.2'),
+          publicAddress: ip('192.0.2.1'),
+          block: { first: 65280, last: 65535 },
+        },
+      ],
+      256,
+    );
+    const after = [
+      {
+        client: ip('10.42.0.3'),
+        publicAddress: ip('192.0.2.1'),
+        firstPort: 65280,
+        lastPort: 65535,
+      },
+    ];
+    const delta = renderNftDelta(before, after, { ...options, table: 'tn' });
+    expect(delta).toContain('delete element ip tn clients {\n\t10.42.0.2,\n}\n');
+    expect(delta).toContain('delete element ip tn others {\n\t10.42.0.2,\n}\n');
+    expect(delta).toContain(
+      'add element ip tn clients {\n\t10.42.0.3 : 192.0.2.1 . 65280-65535,\n}\n',
+    );
+    expect(delta).toContain('add element ip tn others {\n\t10.42.0.3 : 192.0.2.1,\n}\n');
+    expect(delta.indexOf('add element')).toBeGreaterThan(delta.lastIndexOf('delete element'));
+  });
+
+  test('is empty when nothing changed, also against what was read back', () => {
+    expect(renderNftDelta(treeMap(), treeMap(), options)).toBe('');
+    const readBack = readAssignments(renderNftTable(treeMap(), options)).assignments;
+    expect(renderNftDelta(readBack, treeMap(), options)).toBe('');
+  });
+});
