@@ -43,6 +43,8 @@ export interface ApplyResult {
   readonly outcome: 'applied' | 'repaired' | 'file-updated' | 'unchanged';
   readonly plan: RulesetPlan;
   readonly archive: { readonly path: string; readonly sha256: string } | undefined;
+  /** The archive of the ruleset active after this apply (new or not). */
+  readonly activeArchive: string | undefined;
   readonly rulesFileWritten: boolean;
   readonly kernel: KernelChange | undefined;
   /** Clients whose (address, block) changed or who disappeared. */
@@ -135,18 +137,24 @@ export async function applyRuleset(
   let rulesTemporary: string | undefined;
   try {
     const discovery = deps.discover(config);
-    const newest = newestArchive(firewall.archiveDir, firewall.backend);
+    const latest = newestArchive(firewall.archiveDir);
+    const newest =
+      latest === undefined || latest.entry.backend === firewall.backend
+        ? latest
+        : newestArchive(firewall.archiveDir, firewall.backend);
     const currentText = readRulesFile(firewall.rulesFile);
-    const plan = planRuleset(config, discovery, {
-      rulesText: currentText,
-      archiveBody: newest ? archiveBody(newest.text) : undefined,
-    });
+    const archived = newest ? archiveBody(newest.text) : undefined;
+    const plan = planRuleset(config, discovery, { rulesText: currentText, archiveBody: archived });
     const driver = driverFor(config, deps.runner);
     const view = await driver.read(plan);
     const force = options.force === true;
+    // When the rules file is still the one we archived, the (idempotent) merge gives the same
+    // text exactly when our part is unchanged; only an edited file needs our part compared.
     const archiveRight =
-      newest !== undefined &&
-      ourPartOf(archiveBody(newest.text), firewall.backend) === plan.ourPart;
+      archived !== undefined &&
+      (archived === currentText
+        ? plan.fileText === currentText
+        : ourPartOf(archived, firewall.backend) === plan.ourPart);
     const fileRight = currentText === plan.fileText && !isSymlink(firewall.rulesFile);
     const needArchive = force || !archiveRight;
     const needKernel = force || !view.right;
@@ -164,7 +172,8 @@ export async function applyRuleset(
           settings: settingsOf(config, plan),
         },
         plan.fileText,
-      ).pending;
+        latest,
+      );
     }
     if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, plan.fileText);
 
@@ -173,7 +182,9 @@ export async function applyRuleset(
     if (needArchive && needKernel && deps.clock.now() < earliest)
       await deps.clock.sleep(earliest - deps.clock.now());
 
-    const changes = needKernel ? bindingChanges(view.assignments, plan) : { changed: [], kept: [] };
+    const changes = needKernel
+      ? bindingChanges(view.assignments(), plan)
+      : { changed: [], kept: [] };
     const kernel = needKernel ? await driver.apply(plan, force) : undefined;
     const activatedAt = Math.max(Math.floor(deps.clock.now() / 1000), earliest / 1000);
     const archive = pending?.commit(activatedAt);
@@ -200,6 +211,7 @@ export async function applyRuleset(
             : 'unchanged',
       plan,
       archive,
+      activeArchive: archive?.path ?? newest?.path,
       rulesFileWritten: needFile,
       kernel,
       changedClients: changes.changed.length,

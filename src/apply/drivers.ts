@@ -19,8 +19,8 @@ import type { RulesetPlan } from './plan.js';
 export interface KernelView {
   /** The kernel holds exactly the planned ruleset. */
   readonly right: boolean;
-  /** The client bindings the kernel holds now (for conntrack after a switch). */
-  readonly assignments: readonly ReadAssignment[];
+  /** The client bindings the kernel holds now (for conntrack after a switch); read on demand. */
+  assignments(): readonly ReadAssignment[];
 }
 
 export interface KernelChange {
@@ -44,7 +44,7 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       const right =
         plan.iptables !== undefined &&
         buildIptablesPayload(state, plan.iptables).payload === undefined;
-      return { right, assignments: readAssignments(save).assignments };
+      return { right, assignments: () => readAssignments(save).assignments };
     },
     async apply(plan, force) {
       const desired = plan.iptables;
@@ -114,7 +114,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
         listing !== undefined &&
         chainRight(plan, listing) &&
         sameAssignments(held, readAssignments(plan.fileText).assignments);
-      return { right, assignments: held };
+      return { right, assignments: () => held };
     },
     async apply(plan, force) {
       listing ??= await kernel.listTable();

@@ -47,13 +47,18 @@ export function previousFrom(...texts: (string | undefined)[]): PreviousAssignme
   return undefined;
 }
 
-/** Our part of a ruleset text in canonical form (see RulesetPlan.ourPart). */
-export function ourPartOf(text: string, backend: Backend, file = '<rules>'): string {
-  if (backend === 'nftables') return text;
-  const nat = extractNatPart(text, file);
+function canonicalNat(nat: {
+  jump: string | undefined;
+  chains: ReadonlyMap<string, readonly string[]>;
+}): string {
   const lines = [nat.jump ?? ''];
   for (const [name, rules] of nat.chains) lines.push(`:${name}`, ...rules);
   return lines.join('\n');
+}
+
+/** Our part of a ruleset text in canonical form (see RulesetPlan.ourPart). */
+export function ourPartOf(text: string, backend: Backend, file = '<rules>'): string {
+  return backend === 'nftables' ? text : canonicalNat(extractNatPart(text, file));
 }
 
 export interface CurrentState {
@@ -81,5 +86,6 @@ export function planRuleset(
   }
   const iptables = renderIptablesChains(map, { outInterface });
   const fileText = mergeIntoRulesFile(current.rulesText, iptables, config.firewall.rulesFile);
-  return { backend, discovery, map, fileText, iptables, ourPart: ourPartOf(fileText, backend) };
+  // The merge writes our chains in this order, so this equals ourPartOf(fileText) unparsed.
+  return { backend, discovery, map, fileText, iptables, ourPart: canonicalNat(iptables) };
 }

@@ -61,18 +61,21 @@ export function newestArchive(dir: string, backend?: Backend): StoredArchive | u
   return newest ? readArchive(dir, newest) : undefined;
 }
 
-/** Writes the archive under a temporary name; `header.previous` is filled in from the directory. */
+/**
+ * Writes the archive under a temporary name. `previous` is the newest archive in the directory
+ * (of either backend): the hash chain links every file to the one before it.
+ */
 export function prepareArchive(
   dir: string,
   header: Omit<ArchiveHeader, 'previous'>,
   body: string,
-): { pending: PendingArchive; previous: StoredArchive | undefined } {
+  previous: StoredArchive | undefined,
+): PendingArchive {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o750 });
   } catch (error) {
     throw archiveError(dir, 'created', error);
   }
-  const previous = newestArchive(dir);
   const content = renderArchive(
     {
       ...header,
@@ -103,5 +106,5 @@ export function prepareArchive(
       }
     },
   };
-  return { pending, previous };
+  return pending;
 }

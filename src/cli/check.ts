@@ -2,8 +2,10 @@
  * `traceable-nat check`: runs every check it can and reports each one, so an operator sees all
  * that is wrong in one go. Exit 0 only when all pass; 2 when any input is bad.
  */
+import { listArchives, readArchive } from '../archive/store.js';
+import { verifyArchiveChain } from '../archive/verify.js';
 import type { Config } from '../config.js';
-import { isTnatError } from '../errors.js';
+import { isTnatError, TnatError } from '../errors.js';
 import { clientCount } from '../eduvpn/pool.js';
 import type { Command, CommandContext } from './command.js';
 import { discover } from './discovery.js';
@@ -22,6 +24,30 @@ export const checkSteps: CheckStep[] = [
       const discovery = discover(config);
       const clients = discovery.pools.reduce((sum, pool) => sum + clientCount(pool), 0);
       return `${clients} clients in ${discovery.pools.length} pools from ${discovery.source} (${discovery.files.join(', ')})`;
+    },
+  },
+  {
+    name: 'archive hash chain',
+    run: (config) => {
+      const dirs = [...new Set([config.firewall.archiveDir, ...config.trace.archiveDirs])];
+      const problems: string[] = [];
+      let archives = 0;
+      for (const dir of dirs) {
+        const files = listArchives(dir).map((entry) => ({
+          name: entry.name,
+          text: readArchive(dir, entry).text,
+        }));
+        const report = verifyArchiveChain(files);
+        archives += report.archives;
+        problems.push(...report.problems.map((problem) => `${dir}: ${problem.message}`));
+      }
+      if (problems.length > 0) {
+        throw new TnatError(
+          'E_ARCHIVE',
+          `the archive hash chain is broken (${problems.length} problem${problems.length === 1 ? '' : 's'}): ${problems.join('; ')}`,
+        );
+      }
+      return `${archives} archives in ${dirs.join(', ')}, every link intact`;
     },
   },
 ];

@@ -6,6 +6,7 @@ import { daemonCommand } from './daemon.js';
 import { lookupCommand } from './lookup.js';
 import { planCommand } from './plan.js';
 import { profilesCommand } from './profiles.js';
+import { statusCommand } from './status.js';
 import { traceCommand } from './trace.js';
 
 export const commands: readonly Command[] = [
@@ -14,6 +15,7 @@ export const commands: readonly Command[] = [
   lookupCommand,
   traceCommand,
   applyCommand,
+  statusCommand,
   checkCommand,
   daemonCommand,
 ];

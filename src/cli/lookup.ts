@@ -15,6 +15,7 @@ import {
   blockText,
   EXIT_FOR_STATUS,
   noteLines,
+  reportLine,
   rulesetLines,
   timeJson,
   timeLine,
@@ -63,12 +64,23 @@ function lookupAt(context: CommandContext, options: OptionValues, client: number
     };
     context.io.stdout(`${JSON.stringify(json, null, 2)}\n`);
   } else {
-    const blocks = result.matches.map(
-      (match) =>
-        `${formatIpv4(client)} -> ${blockText(match.assignment)} in ${match.archive.entry.name}\n`,
+    const blocks = result.matches.map((match) =>
+      reportLine('Block', `${blockText(match.assignment)} in ${match.archive.entry.name}`),
     );
+    const answer = {
+      found: 'FOUND',
+      ambiguous: 'AMBIGUOUS: see the notes',
+      'not-found': 'NOT FOUND: see the notes',
+    }[result.status];
     context.io.stdout(
-      [timeLine(time), rulesetLines(result.archives), ...blocks, noteLines(result.notes)].join(''),
+      [
+        timeLine(time),
+        reportLine('Client', formatIpv4(client)),
+        rulesetLines(result.archives),
+        ...blocks,
+        noteLines(result.notes),
+        reportLine('Answer', answer),
+      ].join(''),
     );
   }
   return EXIT_FOR_STATUS[result.status];

@@ -5,10 +5,11 @@
 import { join } from 'node:path';
 import { formatIpv4 } from '../net/ipv4.js';
 import type { ReadAssignment } from '../render/read-rules.js';
-import type { PortalSession, UserAnswer } from '../trace/portal-db.js';
+import type { PortalSession, UserAnswer } from '../trace/sessions.js';
 import { formatUtc, type IncidentTime } from '../trace/time.js';
 import type { LoadedArchive } from '../trace/timeline.js';
-import type { BlockMatch, Candidate, TraceNote, TraceResult, TraceStatus } from '../trace/trace.js';
+import type { BlockMatch, TraceNote, TraceStatus } from '../trace/notes.js';
+import type { Candidate, TraceResult } from '../trace/trace.js';
 import { EXIT } from './io.js';
 
 export const EXIT_FOR_STATUS = {
@@ -113,7 +114,8 @@ export function traceJson(report: TraceReport) {
 
 const LABEL = 11;
 
-function line(label: string, text: string): string {
+/** One `Label      text` line of the human report. */
+export function reportLine(label: string, text: string): string {
   return `${label.padEnd(LABEL)}${text}\n`;
 }
 
@@ -121,7 +123,7 @@ export function timeLine(time: IncidentTime): string {
   const zone = time.zoneAssumed
     ? `no zone given: read in the server's zone ${time.zone}`
     : time.zone;
-  return line('Time', `${time.given} = ${time.utc} (${zone})`);
+  return reportLine('Time', `${time.given} = ${time.utc} (${zone})`);
 }
 
 export function rulesetLines(archives: readonly LoadedArchive[]): string {
@@ -136,7 +138,7 @@ export function rulesetLines(archives: readonly LoadedArchive[]): string {
           ? 'still active'
           : `replaced ${formatUtc(archive.nextActivatedAt)}`;
       const origin = archive.ours ? '' : ', written by the original vpn-generate-natfw';
-      return line(
+      return reportLine(
         'Ruleset',
         `${archiveFile(archive)}: active ${formatUtc(archive.entry.activatedAt)}${started}, ${until}${origin}`,
       );
@@ -163,31 +165,34 @@ function sessionText(session: PortalSession): string {
 }
 
 function userLines(user: UserAnswer | undefined): string {
-  if (!user || user.status === 'unavailable') return line('User', user?.reason ?? 'unknown');
-  if (user.status === 'none') return line('User', `none: ${user.reason ?? ''}`);
+  if (!user || user.status === 'unavailable') return reportLine('User', user?.reason ?? 'unknown');
+  if (user.status === 'none') return reportLine('User', `none: ${user.reason ?? ''}`);
   const sources = [
     ...new Set(user.sessions.map((s) => `${s.database}, eduVPN ${s.schema}, times ${s.timesAre}`)),
   ];
   return [
-    ...user.sessions.map((session) => line('User', sessionText(session))),
-    ...sources.map((source) => line('', `(${source})`)),
-    ...(user.status === 'ambiguous' ? [line('', user.reason ?? '')] : []),
+    ...user.sessions.map((session) => reportLine('User', sessionText(session))),
+    ...sources.map((source) => reportLine('', `(${source})`)),
+    ...(user.status === 'ambiguous' ? [reportLine('', user.reason ?? '')] : []),
   ].join('');
 }
 
 function candidateLines(report: TraceReport, candidate: Candidate): string {
   const today = report.profilesToday.get(candidate.client);
   return [
-    line('Client', formatIpv4(candidate.client) + (today ? ` (profile today: ${today})` : '')),
+    reportLine(
+      'Client',
+      formatIpv4(candidate.client) + (today ? ` (profile today: ${today})` : ''),
+    ),
     ...candidate.matches.map((match) =>
-      line('', `${blockText(match.assignment)} in ${match.archive.entry.name}`),
+      reportLine('', `${blockText(match.assignment)} in ${match.archive.entry.name}`),
     ),
     userLines(report.users.get(candidate.client)),
   ].join('');
 }
 
 export function noteLines(notes: readonly TraceNote[]): string {
-  return notes.map((note) => line('Note', note.message)).join('');
+  return notes.map((note) => reportLine('Note', note.message)).join('');
 }
 
 function answerText(report: TraceReport, status: TraceStatus): string {
@@ -216,10 +221,10 @@ export function traceText(report: TraceReport): string {
     report.address === undefined ? 'any of our addresses' : formatIpv4(report.address);
   return [
     timeLine(report.time),
-    line('Query', `${address} port ${report.port}, ${protocols}`),
+    reportLine('Query', `${address} port ${report.port}, ${protocols}`),
     rulesetLines(result.archives),
     ...result.candidates.map((candidate) => candidateLines(report, candidate)),
     noteLines(result.notes),
-    line('Answer', answerText(report, overallStatus(report))),
+    reportLine('Answer', answerText(report, overallStatus(report))),
   ].join('');
 }

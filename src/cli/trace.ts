@@ -5,7 +5,8 @@
  */
 import { TnatError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
-import { openPortalDatabases, type UserAnswer } from '../trace/portal-db.js';
+import { openPortalDatabases } from '../trace/portal-db.js';
+import type { UserAnswer } from '../trace/sessions.js';
 import { SWITCH_MARGIN_SECONDS } from '../trace/timeline.js';
 import { traceArchives } from '../trace/trace.js';
 import type { Command, OptionValues } from './command.js';

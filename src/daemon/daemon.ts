@@ -143,7 +143,9 @@ export class Daemon {
         logger.debug({ path }, 'eduVPN file changed');
         this.settler.poke();
       },
-      (error) => logger.warn(errorFields(error), 'watching the eduVPN files failed'),
+      (error) => {
+        logger.warn(errorFields(error), 'watching the eduVPN files failed');
+      },
     );
     this.verifyTimer = timers.setInterval(() => {
       void this.settler.runNow();
@@ -167,7 +169,7 @@ export class Daemon {
       );
       this.active = result;
       this.lastError = undefined;
-      if (result.archive) this.activeArchive = result.archive.path;
+      this.activeArchive = result.activeArchive;
       const fields = {
         trigger,
         outcome: result.outcome,

@@ -27,7 +27,9 @@ export function withFailingLine(error: CommandError, payload: string, what: stri
     })
     .join('\n');
   // The most telling line: the one naming the failure, else the last one with words in it.
-  const said = error.stderr.split('\n').filter((text) => /\w/.test(text) && !/^Try `/.test(text));
+  const said = error.stderr
+    .split('\n')
+    .filter((text) => /\w/.test(text) && !text.startsWith('Try `'));
   const reason = said.find((text) => /^line \d+: |Error|failed/.test(text)) ?? said.at(-1) ?? '';
   return new CommandError(
     `${error.command[0] ?? 'command'} refused line ${line} of the ${what} (${reason.trim()}); the previous rules stay active:\n${context}`,

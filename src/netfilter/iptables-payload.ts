@@ -6,7 +6,7 @@
  * duplicate it on every apply. Pure: kernel state in, payload text out.
  */
 import { ROOT_CHAIN, isOurChain, type IptablesNat } from '../render/iptables.js';
-import { diffChains, parseRulesFile } from '../render/rules-file.js';
+import { diffChains } from '../render/rules-file.js';
 
 export interface KernelNat {
   /** Our chains as the kernel holds them (iptables-save form). */
@@ -17,24 +17,33 @@ export interface KernelNat {
   readonly jumpFirst: boolean;
 }
 
+/**
+ * Our part of `iptables-save -t nat` output. A /16 dumps some 150 000 lines, so this is one
+ * scan over the `*nat` table that looks only at our chain declarations, our rules and
+ * POSTROUTING, instead of a general parse.
+ */
 export function readKernelNat(saveText: string): KernelNat {
-  const nat = parseRulesFile(saveText, 'iptables-save').tables.get('nat');
   const chains = new Map<string, string[]>();
   const jumps: string[] = [];
   let natRuleSeen = false;
   let jumpFirst = false;
-  for (const name of nat?.chains.keys() ?? []) if (isOurChain(name)) chains.set(name, []);
-  for (const rule of nat?.rules ?? []) {
-    const chain = rule.chain ?? '';
-    if (isOurChain(chain)) {
-      const rules = chains.get(chain);
-      if (rules) rules.push(rule.text);
-      else chains.set(chain, [rule.text]);
-    } else if (chain === 'POSTROUTING') {
-      if (rule.target === ROOT_CHAIN) {
+  const natStart = saveText.indexOf('*nat\n');
+  if (natStart < 0) return { chains, jumps, jumpFirst };
+  const commit = saveText.indexOf('\nCOMMIT', natStart);
+  const natText = saveText.slice(natStart, commit < 0 ? saveText.length : commit);
+  for (const line of natText.split('\n')) {
+    if (line.startsWith(`:${ROOT_CHAIN}`)) {
+      const name = line.slice(1, line.indexOf(' '));
+      if (isOurChain(name)) chains.set(name, []);
+    } else if (line.startsWith(`-A ${ROOT_CHAIN}`)) {
+      const name = line.slice(3, line.indexOf(' ', 3));
+      if (isOurChain(name)) chains.get(name)?.push(line);
+    } else if (line.startsWith('-A POSTROUTING ')) {
+      const target = / -j (\S+)/.exec(line)?.[1];
+      if (target === ROOT_CHAIN) {
         if (jumps.length === 0) jumpFirst = !natRuleSeen;
-        jumps.push(rule.text);
-      } else if (rule.target === 'SNAT' || rule.target === 'MASQUERADE') {
+        jumps.push(line);
+      } else if (target === 'SNAT' || target === 'MASQUERADE') {
         natRuleSeen = true;
       }
     }

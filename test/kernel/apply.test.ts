@@ -214,8 +214,15 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
     const archivesBefore = archives();
     if (backend === 'iptables') net.exec(net.gateway, ['iptables', '-t', 'nat', '-F']);
     else net.exec(net.gateway, ['nft', 'delete', 'table', 'ip', 'traceable_nat']);
+    const status = (): { code: number | null; agree: boolean; kernelClients: number } => {
+      const run = runCli(net.gateway, ['status', '--json', '--config', sandbox.configFile]);
+      const parsed = JSON.parse(run.stdout) as { agree: boolean; kernel: { clients: number } };
+      return { code: run.status, agree: parsed.agree, kernelClients: parsed.kernel.clients };
+    };
+    expect(status()).toEqual({ code: 1, agree: false, kernelClients: 0 });
     const result = applyJson();
     expect(result.outcome).toBe('repaired');
+    expect(status()).toEqual({ code: 0, agree: true, kernelClients: 125 + 125 + 253 });
     expect(archives()).toEqual(archivesBefore);
     expectTranslated(await probe(net, ['10.42.1.2', '10.42.2.2']));
   });

@@ -105,14 +105,19 @@ describeKernel('the daemon under a real notify socket', () => {
       },
     );
     log = collectLines(daemon);
-    exit = new Promise((resolveExit) => daemon.on('exit', (code) => resolveExit(code)));
+    exit = new Promise((resolveExit) => {
+      daemon.on('exit', (code) => {
+        resolveExit(code);
+      });
+    });
   });
 
   afterAll(() => {
-    daemon?.kill('SIGKILL');
-    listener?.kill();
-    net?.destroy();
-    sandbox?.remove();
+    // beforeAll may have failed half-way: clean up whatever exists.
+    (daemon as ChildProcess | undefined)?.kill('SIGKILL');
+    (listener as ChildProcess | undefined)?.kill();
+    (net as Topology | undefined)?.destroy();
+    (sandbox as Sandbox | undefined)?.remove();
   });
 
   test('READY=1 comes after the first apply, with a STATUS of what is active', async () => {

@@ -1,0 +1,80 @@
+/**
+ * Verifies the hash chain of one archive directory: each of our archives names the file before
+ * it and that file's SHA-256, so a deleted archive shows as a gap and an edited one as a hash
+ * mismatch. The original script's archives have no header: they are links of the chain (our
+ * next archive vouches for them) but vouch for nothing themselves. The newest archive is
+ * vouched for by nobody until the next apply.
+ */
+import { parseArchiveHeader, sha256 } from './header.js';
+import { sortArchiveNames } from './names.js';
+
+export interface ArchiveFile {
+  readonly name: string;
+  readonly text: string;
+}
+
+export type ChainProblemKind = 'gap' | 'tampered' | 'unchained';
+
+export interface ChainProblem {
+  readonly kind: ChainProblemKind;
+  /** The archive whose `previous` line found the problem. */
+  readonly file: string;
+  readonly message: string;
+}
+
+export interface ChainReport {
+  /** Archive files in the directory (other files are ignored). */
+  readonly archives: number;
+  /** Of those, the ones with our header. */
+  readonly ours: number;
+  readonly problems: readonly ChainProblem[];
+}
+
+export function verifyArchiveChain(files: readonly ArchiveFile[]): ChainReport {
+  const textOf = new Map(files.map((file) => [file.name, file.text]));
+  const sorted = sortArchiveNames(files.map((file) => file.name));
+  const problems: ChainProblem[] = [];
+  let ours = 0;
+  sorted.forEach(({ name }, index) => {
+    const header = parseArchiveHeader(textOf.get(name) ?? '');
+    if (!header) return;
+    ours++;
+    const before = sorted[index - 1]?.name;
+    const named = header.previous;
+    if (!named) {
+      if (before !== undefined) {
+        problems.push({
+          kind: 'unchained',
+          file: name,
+          message: `${name} says it is the first archive, but ${before} comes before it (added or renamed later?)`,
+        });
+      }
+      return;
+    }
+    const namedText = textOf.get(named.name);
+    if (namedText === undefined) {
+      problems.push({
+        kind: 'gap',
+        file: name,
+        message: `${name} follows ${named.name}, which is missing (deleted or moved)`,
+      });
+      return;
+    }
+    if (named.name !== before) {
+      problems.push({
+        kind: 'unchained',
+        file: name,
+        message: `${name} follows ${named.name}, but ${before ?? 'nothing'} comes right before it (added or renamed later?)`,
+      });
+    }
+    const actual = sha256(namedText);
+    if (actual !== named.sha256) {
+      problems.push({
+        kind: 'tampered',
+        file: name,
+        message: `${named.name} was changed after ${name} was written (sha256 ${actual}, recorded ${named.sha256})`,
+      });
+    }
+  });
+  return { archives: sorted.length, ours, problems };
+}

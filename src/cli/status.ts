@@ -1,0 +1,68 @@
+/** `traceable-nat status`: what is active now, and whether rules file, archive and kernel agree. */
+import { readActiveStatus, type RulesetSummary } from '../apply/status.js';
+import { formatIpv4 } from '../net/ipv4.js';
+import { processRunner } from '../netfilter/runner.js';
+import type { Command } from './command.js';
+import { EXIT } from './io.js';
+
+function line(label: string, summary: RulesetSummary, reference: RulesetSummary): string {
+  if (summary.source === undefined) return `${label.padEnd(10)} none`;
+  const what = `${summary.clients} clients, ${summary.blockSize} ports each, on ${summary.publicAddresses.map(formatIpv4).join(', ') || '-'}`;
+  const same =
+    summary === reference
+      ? ''
+      : summary.bindings === reference.bindings
+        ? ' (same as the archive)'
+        : ' (DIFFERS from the archive)';
+  return `${label.padEnd(10)} ${summary.source}: ${what}${same}`;
+}
+
+function json(summary: RulesetSummary): Record<string, unknown> {
+  return {
+    source: summary.source ?? null,
+    clients: summary.clients,
+    blockSize: summary.blockSize,
+    publicAddresses: summary.publicAddresses.map(formatIpv4),
+  };
+}
+
+export const statusCommand: Command = {
+  name: 'status',
+  summary: 'what is active now (rules file, newest archive, kernel) and whether they agree',
+  usage: '[--json]',
+  options: { json: { type: 'boolean' } },
+  async run(context, options) {
+    const status = await readActiveStatus(context.config(), processRunner);
+    const since =
+      status.archive.activatedAt === undefined
+        ? ''
+        : ` since ${new Date(status.archive.activatedAt * 1000).toISOString()}`;
+    if (options.json) {
+      context.io.stdout(
+        JSON.stringify(
+          {
+            agree: status.agree,
+            activeSince: status.archive.activatedAt ?? null,
+            archive: json(status.archive),
+            rulesFile: json(status.rulesFile),
+            kernel: json(status.kernel),
+          },
+          null,
+          2,
+        ) + '\n',
+      );
+    } else {
+      context.io.stdout(
+        [
+          line('archive', status.archive, status.archive) + since,
+          line('rules file', status.rulesFile, status.archive),
+          line('kernel', status.kernel, status.archive),
+          status.agree
+            ? 'agree: yes, the kernel holds the newest archived ruleset'
+            : 'agree: NO; run traceable-nat apply (or check the daemon: journalctl -u traceable-nat)',
+        ].join('\n') + '\n',
+      );
+    }
+    return status.agree ? EXIT.ok : EXIT.notOk;
+  },
+};

@@ -1,0 +1,110 @@
+/**
+ * What trace and lookup say besides their answer: the status words, the notes that explain a
+ * doubt, and the checks behind them (which archives were in play, whether one stayed silent).
+ */
+import type { ReadAssignment } from '../render/read-rules.js';
+import { formatUtc } from './time.js';
+import type { ActiveAround, LoadedArchive } from './timeline.js';
+
+export type TraceStatus = 'found' | 'ambiguous' | 'not-found';
+
+export type TraceNoteCode =
+  | 'no-archives'
+  | 'before-first-archive'
+  | 'may-predate-archives'
+  | 'address-not-ours'
+  | 'address-needed'
+  | 'port-in-no-block'
+  | 'not-a-client'
+  | 'near-switch'
+  | 'several-nodes';
+
+export interface TraceNote {
+  readonly code: TraceNoteCode;
+  readonly message: string;
+}
+
+/** One archive's block holding the port (or, for a lookup, the client). */
+export interface BlockMatch {
+  readonly archive: LoadedArchive;
+  readonly assignment: ReadAssignment;
+}
+
+/** Notes about time coverage shared by trace and lookup. */
+export function coverageNotes(
+  around: readonly ActiveAround[],
+  relevant: readonly LoadedArchive[],
+  at: number,
+): TraceNote[] {
+  const notes: TraceNote[] = [];
+  const names = around.map((node) => node.dir).join(', ');
+  if (around.every((node) => node.firstActivatedAt === undefined)) {
+    notes.push({ code: 'no-archives', message: `there are no archived rulesets in ${names}` });
+    return notes;
+  }
+  for (const node of around) {
+    if (node.firstActivatedAt === undefined || !node.mayPredateFirst) continue;
+    const first = formatUtc(node.firstActivatedAt);
+    if (node.archives.length === 0) {
+      notes.push({
+        code: 'before-first-archive',
+        message: `${formatUtc(at)} is before the first archived ruleset in ${node.dir} (active since ${first}): the port then belonged to no fixed client`,
+      });
+    } else if (relevant.some((archive) => archive.dir === node.dir)) {
+      notes.push({
+        code: 'may-predate-archives',
+        message: `${formatUtc(at)} is within seconds of ${first}, when the first archived ruleset in ${node.dir} became active: before it the port belonged to no fixed client`,
+      });
+    }
+  }
+  return notes;
+}
+
+/** Groups by a key, keeping first-seen order (Map.groupBy needs Node 21). */
+export function groupBy<T, K>(list: readonly T[], keyOf: (item: T) => K): Map<K, T[]> {
+  const groups = new Map<K, T[]>();
+  for (const item of list) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return groups;
+}
+
+/** Notes for every directory where more than one ruleset may have been active. */
+export function switchNotes(inPlay: readonly LoadedArchive[], margin: number): TraceNote[] {
+  const notes: TraceNote[] = [];
+  for (const [dir, archives] of groupBy(inPlay, (archive) => archive.dir)) {
+    if (archives.length < 2) continue;
+    notes.push({
+      code: 'near-switch',
+      message: `the time is within ${margin} s of a switch between the rulesets ${archives.map((archive) => archive.entry.name).join(' and ')} in ${dir}: each may have been active, so each one's answer is given`,
+    });
+  }
+  return notes;
+}
+
+/** Archives of the directories that matter: those with a relevant archive (all if none). */
+export function archivesInPlay(
+  considered: readonly LoadedArchive[],
+  relevant: readonly LoadedArchive[],
+): LoadedArchive[] {
+  const dirs = new Set(relevant.map((archive) => archive.dir));
+  return dirs.size === 0 ? [...considered] : considered.filter((archive) => dirs.has(archive.dir));
+}
+
+/**
+ * Whether some ruleset that may have been active, in a directory where one gave a match,
+ * gave none: then "no client at all" is as possible as the match.
+ */
+export function hasSilentArchive(
+  inPlay: readonly LoadedArchive[],
+  matches: readonly BlockMatch[],
+): boolean {
+  const matchedDirs = new Set(matches.map((match) => match.archive.dir));
+  return inPlay.some(
+    (archive) =>
+      matchedDirs.has(archive.dir) && !matches.some((match) => match.archive === archive),
+  );
+}

@@ -1,0 +1,153 @@
+/**
+ * Who had a client address at a moment, from the eduVPN portal's `connection_log` (3.x
+ * `/var/lib/vpn-user-portal/db.sqlite`, 2.x `/var/lib/vpn-server-api/db.sqlite`). The schema
+ * is told apart by the table's columns. The database is the portal's: it is opened read-only
+ * and must already exist, queried once per client, and closed right away, so the portal never
+ * waits on us longer than one indexed read.
+ */
+import { existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import {
+  answerOf,
+  sessionsAt,
+  utcOf,
+  type LogRow,
+  type PortalSchema,
+  type PortalSession,
+  type UserAnswer,
+} from './sessions.js';
+import type { LocalZone } from './time.js';
+
+export interface DatabaseRead {
+  readonly path: string;
+  readonly schema: PortalSchema | undefined;
+  /** Why it was not used; undefined when it was read. */
+  readonly problem: string | undefined;
+}
+
+/** A column as text; SQLite may hand back a number for a time stored as unix seconds. */
+function text(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  return typeof value === 'number' || typeof value === 'bigint' ? value.toString() : null;
+}
+
+const QUERIES: Record<PortalSchema, string> = {
+  '3.x': `SELECT user_id, profile_id, connection_id, vpn_proto, connected_at, disconnected_at
+          FROM connection_log WHERE ip_four = ? ORDER BY connected_at`,
+  '2.x': `SELECT user_id, profile_id, common_name AS connection_id, NULL AS vpn_proto,
+          connected_at, disconnected_at FROM connection_log WHERE ip4 = ? ORDER BY connected_at`,
+};
+
+function schemaOf(columns: ReadonlySet<string>): PortalSchema | undefined {
+  if (columns.has('ip_four') && columns.has('connected_at')) return '3.x';
+  if (columns.has('ip4') && columns.has('common_name')) return '2.x';
+  return undefined;
+}
+
+function logRowOf(row: Record<string, unknown>): LogRow {
+  return {
+    userId: text(row.user_id),
+    profileId: text(row.profile_id),
+    connectionId: text(row.connection_id),
+    vpnProto: text(row.vpn_proto),
+    connectedAt: text(row.connected_at) ?? '',
+    disconnectedAt: text(row.disconnected_at),
+  };
+}
+
+interface OpenDatabase {
+  readonly read: DatabaseRead;
+  readonly db: Database.Database | undefined;
+}
+
+function open(path: string): OpenDatabase {
+  if (!existsSync(path))
+    return { read: { path, schema: undefined, problem: 'does not exist' }, db: undefined };
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true, timeout: 2000 });
+    const columns = db
+      .prepare("SELECT name FROM pragma_table_info('connection_log')")
+      .pluck()
+      .all();
+    const schema = schemaOf(new Set(columns.map(String)));
+    if (!schema) {
+      db.close();
+      return {
+        read: { path, schema, problem: 'has no eduVPN connection_log table' },
+        db: undefined,
+      };
+    }
+    return { read: { path, schema, problem: undefined }, db };
+  } catch (error) {
+    db?.close();
+    const reason = error instanceof Error ? error.message : String(error);
+    return {
+      read: { path, schema: undefined, problem: `cannot be read (${reason})` },
+      db: undefined,
+    };
+  }
+}
+
+export interface PortalDatabases {
+  readonly databases: readonly DatabaseRead[];
+  /** The sessions of `client` (dotted quad) around `at` (unix seconds). */
+  sessionsOf(client: string, at: number): UserAnswer;
+  close(): void;
+}
+
+export function openPortalDatabases(
+  paths: readonly string[],
+  zone: LocalZone,
+  margin: number,
+): PortalDatabases {
+  const opened = [...new Set(paths)].map(open);
+  const usable = opened.filter((database) => database.db !== undefined);
+  const databases = opened.map((database) => database.read);
+  const timesOf = (schema: PortalSchema) =>
+    schema === '3.x' ? 'UTC' : `${zone.name} (assumed: eduVPN 2.x stores times without a zone)`;
+  return {
+    databases,
+    sessionsOf(client, at) {
+      const sessions: PortalSession[] = [];
+      const problems = opened
+        .filter((database) => database.db === undefined)
+        .map(({ read }) => `${read.path} ${read.problem ?? ''}`);
+      let answered = 0;
+      for (const { db, read } of usable) {
+        const schema = read.schema ?? '3.x';
+        let rows: LogRow[];
+        try {
+          rows = (
+            (db?.prepare(QUERIES[schema]).all(client) ?? []) as Record<string, unknown>[]
+          ).map(logRowOf);
+        } catch (error) {
+          problems.push(`${read.path} cannot be read (${(error as Error).message})`);
+          continue;
+        }
+        answered++;
+        for (const row of sessionsAt(rows, at, margin, zone)) {
+          sessions.push({
+            ...row,
+            database: read.path,
+            schema,
+            connectedAtUtc: utcOf(row.connectedAt, zone),
+            disconnectedAtUtc: utcOf(row.disconnectedAt, zone),
+            timesAre: timesOf(schema),
+          });
+        }
+      }
+      if (answered === 0) {
+        return {
+          status: 'unavailable',
+          reason: `the user is unknown: ${problems.join('; ')}`,
+          sessions,
+        };
+      }
+      return answerOf(sessions, client, at, margin);
+    },
+    close() {
+      for (const { db } of usable) db?.close();
+    },
+  };
+}

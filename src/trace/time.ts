@@ -1,0 +1,128 @@
+/**
+ * Incident times in the forms abuse reports use, as unix seconds. A time without a zone is read
+ * in the server's local zone, which is passed in (`LocalZone`) so this stays pure; the result
+ * says which zone was assumed, because a report's "13:37" may well have meant UTC.
+ */
+import { TnatError } from '../errors.js';
+
+/** A wall-clock time; month 1-12. */
+export interface WallClockTime {
+  readonly year: number;
+  readonly month: number;
+  readonly day: number;
+  readonly hour: number;
+  readonly minute: number;
+  readonly second: number;
+}
+
+export interface LocalZone {
+  /** How the output names it, e.g. `Europe/Amsterdam`. */
+  readonly name: string;
+  /** Minutes east of UTC the zone is at that wall-clock time (+60 for 13:37 CET). */
+  readonly offsetAt: (time: WallClockTime) => number;
+}
+
+export interface IncidentTime {
+  /** The text as given. */
+  readonly given: string;
+  readonly unixSeconds: number;
+  /** The same moment in UTC, `2020-12-26T12:37:42Z`. */
+  readonly utc: string;
+  /** The zone the text was read in: `UTC`, `+01:00`, `Europe/Amsterdam (+01:00)` or `unix seconds`. */
+  readonly zone: string;
+  /** The text had no zone, so the server's local zone was assumed. */
+  readonly zoneAssumed: boolean;
+}
+
+export const TIME_FORMS =
+  'ISO 8601 with or without a zone (2020-12-26T13:37:42Z, 2020-12-26 13:37:42+01:00), ' +
+  '2020/12/26 13:37:42, or unix seconds (1608986262)';
+
+/** Unix seconds of the years 1973 to 5138: shorter numbers are more likely a typo than a time. */
+const UNIX_SECONDS = /^@?(\d{9,11})(?:\.\d+)?$/;
+const DATE_TIME =
+  /^(\d{4})([-/])(\d{1,2})\2(\d{1,2})(?:[Tt]|\s+)(\d{1,2}):(\d{2}):(\d{2})(?:[.,]\d+)?\s*(Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$/i;
+
+/** `2020-12-26T12:37:42Z` for unix seconds. */
+export function formatUtc(unixSeconds: number): string {
+  return new Date(unixSeconds * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+export function formatOffset(minutes: number): string {
+  const sign = minutes < 0 ? '-' : '+';
+  const absolute = Math.abs(minutes);
+  const hours = String(Math.floor(absolute / 60)).padStart(2, '0');
+  return `${sign}${hours}:${String(absolute % 60).padStart(2, '0')}`;
+}
+
+function usageError(text: string, why: string): TnatError {
+  return new TnatError('E_USAGE', `"${text}" ${why}: give the time as ${TIME_FORMS}`);
+}
+
+/** Minutes east of UTC of `Z`, `UTC`, `+01:00`, `+0100` or `+01`. */
+function offsetOf(zone: string): number {
+  if (/^(Z|UTC|GMT)$/i.test(zone)) return 0;
+  const sign = zone.startsWith('-') ? -1 : 1;
+  const digits = zone.slice(1).replace(':', '');
+  return sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || '0'));
+}
+
+function isValid(time: WallClockTime): boolean {
+  const daysInMonth = new Date(Date.UTC(time.year, time.month, 0)).getUTCDate();
+  return (
+    time.month >= 1 &&
+    time.month <= 12 &&
+    time.day >= 1 &&
+    time.day <= daysInMonth &&
+    time.hour <= 23 &&
+    time.minute <= 59 &&
+    time.second <= 59
+  );
+}
+
+/** Seconds since the epoch of a wall-clock time read as if it were UTC. */
+export function wallClockAsUtc(time: WallClockTime): number {
+  return Date.UTC(time.year, time.month - 1, time.day, time.hour, time.minute, time.second) / 1000;
+}
+
+/**
+ * Reads an incident time. Fractions of a second are dropped: archives and portal logs count
+ * whole seconds. In the hour that repeats when daylight saving time ends, `local.offsetAt`
+ * decides which of the two is meant; a time with a zone is never in doubt.
+ */
+export function parseIncidentTime(text: string, local: LocalZone): IncidentTime {
+  const given = text.trim();
+  const unix = UNIX_SECONDS.exec(given);
+  if (unix?.[1]) {
+    const unixSeconds = Number(unix[1]);
+    return {
+      given,
+      unixSeconds,
+      utc: formatUtc(unixSeconds),
+      zone: 'unix seconds',
+      zoneAssumed: false,
+    };
+  }
+  const match = DATE_TIME.exec(given);
+  if (!match) throw usageError(given, 'is not a time this tool reads');
+  const [, year, , month, day, hour, minute, second, zone] = match;
+  const time: WallClockTime = {
+    year: Number(year),
+    month: Number(month),
+    day: Number(day),
+    hour: Number(hour),
+    minute: Number(minute),
+    second: Number(second),
+  };
+  if (!isValid(time)) throw usageError(given, 'is not a valid date and time');
+  const zoneAssumed = zone === undefined;
+  const offset = zoneAssumed ? local.offsetAt(time) : offsetOf(zone);
+  if (Math.abs(offset) >= 24 * 60) throw usageError(given, 'has a zone offset of a day or more');
+  const unixSeconds = wallClockAsUtc(time) - offset * 60;
+  const zoneText = zoneAssumed
+    ? `${local.name} (${formatOffset(offset)})`
+    : offset === 0
+      ? 'UTC'
+      : formatOffset(offset);
+  return { given, unixSeconds, utc: formatUtc(unixSeconds), zone: zoneText, zoneAssumed };
+}

@@ -1,0 +1,103 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { archiveBody, parseArchiveHeader, sha256 } from '../../src/archive/header.js';
+import { findArchiveAt, parseArchiveName, sortArchiveNames } from '../../src/archive/names.js';
+import { listArchives, newestArchive, prepareArchive } from '../../src/archive/store.js';
+
+const header = {
+  tool: 'traceable-nat test',
+  backend: 'iptables' as const,
+  applyStarted: '2026-11-25T00:00:00.000Z',
+  reason: 'first',
+  clients: 2,
+  settings: { blockSize: 256 },
+};
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tnat-archive-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('archive names', () => {
+  test.each([
+    ['rules.v4.1608946501', { backend: 'iptables', activatedAt: 1608946501 }],
+    ['traceable-nat.nft.1795574899', { backend: 'nftables', activatedAt: 1795574899 }],
+    ['rules.v4', undefined],
+    ['rules.v4.1608946501.bak', undefined],
+    ['.rules.v4.0.abc.tmp', undefined],
+  ])('%s', (name, expected) => {
+    const parsed = parseArchiveName(name);
+    expect(
+      parsed === undefined
+        ? undefined
+        : { backend: parsed.backend, activatedAt: parsed.activatedAt },
+    ).toEqual(expected);
+  });
+
+  test('the archive active at a moment is the newest activated at or before it', () => {
+    const sorted = sortArchiveNames([
+      'rules.v4.300',
+      'rules.v4.100000000',
+      'rules.v4.200000000',
+      'x',
+    ]);
+    expect(findArchiveAt(sorted, 99999999)).toBeUndefined();
+    expect(findArchiveAt(sorted, 100000000)?.name).toBe('rules.v4.100000000');
+    expect(findArchiveAt(sorted, 199999999)?.name).toBe('rules.v4.100000000');
+    expect(findArchiveAt(sorted, 250000000)?.name).toBe('rules.v4.200000000');
+  });
+});
+
+describe('prepare and commit', () => {
+  test('the first archive has no predecessor; the next links to it by SHA-256', () => {
+    prepareArchive(dir, header, '*nat\nCOMMIT\n', undefined).commit(1700000000);
+    const first = newestArchive(dir);
+    expect(first?.entry.name).toBe('rules.v4.1700000000');
+    expect(parseArchiveHeader(first?.text ?? '')?.previous).toBeUndefined();
+    expect(archiveBody(first?.text ?? '')).toBe('*nat\nCOMMIT\n');
+
+    const { path, sha256: digest } = prepareArchive(
+      dir,
+      header,
+      '*nat\n# 2\nCOMMIT\n',
+      first,
+    ).commit(1700000001);
+    const second = readFileSync(path, 'utf8');
+    expect(digest).toBe(sha256(second));
+    expect(parseArchiveHeader(second)?.previous).toEqual({
+      name: 'rules.v4.1700000000',
+      sha256: sha256(first?.text ?? ''),
+    });
+    expect(statSync(path).mode & 0o777).toBe(0o440);
+    expect(listArchives(dir).map((entry) => entry.name)).toEqual([
+      'rules.v4.1700000000',
+      'rules.v4.1700000001',
+    ]);
+    expect(readdirSync(dir).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+  });
+
+  test('an existing archive is never replaced', () => {
+    writeFileSync(join(dir, 'rules.v4.1700000000'), 'evidence');
+    const pending = prepareArchive(dir, header, 'new', undefined);
+    expect(() => pending.commit(1700000000)).toThrow(/EEXIST/);
+    pending.discard();
+    expect(readFileSync(join(dir, 'rules.v4.1700000000'), 'utf8')).toBe('evidence');
+    expect(readdirSync(dir)).toEqual(['rules.v4.1700000000']);
+  });
+
+  test('a discarded archive leaves nothing behind', () => {
+    prepareArchive(dir, header, 'x', undefined).discard();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  test('a directory that cannot be created is one clear sentence', () => {
+    writeFileSync(join(dir, 'file'), '');
+    expect(() => prepareArchive(join(dir, 'file', 'sub'), header, 'x', undefined)).toThrow(
+      /archive directory .* cannot be created \(ENOTDIR\): .*nothing was applied/,
+    );
+  });
+});

@@ -1,0 +1,58 @@
+/** The systemd unit: it verifies, has what Type=notify needs, and stays well hardened. */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+const UNIT = 'systemd/traceable-nat.service';
+const text = readFileSync(UNIT, 'utf8');
+
+function setting(key: string): string[] {
+  return [...text.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))].map((match) => match[1] ?? '');
+}
+
+describe('systemd/traceable-nat.service', () => {
+  test('systemd-analyze verify accepts it', () => {
+    expect(() =>
+      execFileSync('systemd-analyze', ['verify', UNIT], { stdio: 'pipe' }),
+    ).not.toThrow();
+  });
+
+  test.each([
+    ['Type', ['notify']],
+    ['Restart', ['on-failure']],
+    ['NotifyAccess', ['main']],
+    ['ExecReload', ['/bin/kill -HUP $MAINPID']],
+  ])('%s', (key, expected) => {
+    expect(setting(key)).toEqual(expected);
+  });
+
+  test('node is the main process (sd_notify from the main pid), running the daemon', () => {
+    expect(setting('ExecStart')[0]).toMatch(/^\/usr\/bin\/node \S+\/bin\/traceable-nat daemon /);
+  });
+
+  test('it starts after the firewall services and has a watchdog', () => {
+    expect(setting('After')[0]).toContain('netfilter-persistent.service');
+    expect(setting('After')[0]).toContain('nftables.service');
+    expect(Number(setting('WatchdogSec')[0])).toBeGreaterThan(0);
+  });
+
+  test('V8 keeps its JIT (no MemoryDenyWriteExecute) and only network capabilities remain', () => {
+    expect(setting('MemoryDenyWriteExecute')).toEqual([]);
+    expect(setting('CapabilityBoundingSet')[0]?.split(' ').sort()).toEqual(
+      ['CAP_DAC_READ_SEARCH', 'CAP_NET_ADMIN', 'CAP_NET_RAW'].sort(),
+    );
+  });
+
+  test('systemd-analyze security scores it OK (below 4.0)', () => {
+    const output = execFileSync(
+      'systemd-analyze',
+      ['security', '--offline=true', '--no-pager', UNIT],
+      {
+        encoding: 'utf8',
+      },
+    );
+    const score = Number(
+      /Overall exposure level for traceable-nat\.service: ([\d.]+)/.exec(output)?.[1],
+    );
+    expect(score).toBeLessThan(4);
+  });
+});

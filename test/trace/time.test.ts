@@ -1,0 +1,140 @@
+/** Incident times in every form the trace command accepts, with a fixed local zone. */
+import { TnatError } from '../../src/errors.js';
+import { localZone } from '../../src/system/local-zone.js';
+import {
+  formatOffset,
+  parseIncidentTime,
+  type LocalZone,
+  type WallClockTime,
+} from '../../src/trace/time.js';
+
+/** CET/CEST by month only: enough to show that the offset is asked for the given date. */
+const TEST_ZONE: LocalZone = {
+  name: 'Test/Central',
+  offsetAt: (time: WallClockTime) => (time.month >= 4 && time.month <= 10 ? 120 : 60),
+};
+
+// The seed's example: `date +%s -d '2020/12/26 13:37:42'` on a CET server gives 1608986262.
+const SEED = 1608986262;
+
+describe('parseIncidentTime', () => {
+  test.each([
+    ['unix seconds', '1608986262', SEED, 'unix seconds', false],
+    ['unix seconds with a fraction', '1608986262.75', SEED, 'unix seconds', false],
+    ['date -d @ form', '@1608986262', SEED, 'unix seconds', false],
+    [
+      'the seed form, local winter time',
+      '2020/12/26 13:37:42',
+      SEED,
+      'Test/Central (+01:00)',
+      true,
+    ],
+    [
+      'ISO without zone, local winter time',
+      '2020-12-26T13:37:42',
+      SEED,
+      'Test/Central (+01:00)',
+      true,
+    ],
+    ['ISO with a space and no zone', '2020-12-26 13:37:42', SEED, 'Test/Central (+01:00)', true],
+    [
+      'ISO without zone, local summer time',
+      '2020-07-01 14:00:00',
+      1593604800,
+      'Test/Central (+02:00)',
+      true,
+    ],
+    ['ISO Z', '2020-12-26T12:37:42Z', SEED, 'UTC', false],
+    ['ISO lower-case z with fraction', '2020-12-26t12:37:42.999z', SEED, 'UTC', false],
+    ['ISO +01:00', '2020-12-26 13:37:42+01:00', SEED, '+01:00', false],
+    ['ISO +0100 after a space', '2020-12-26 13:37:42 +0100', SEED, '+01:00', false],
+    ['ISO -05', '2020-12-26T07:37:42-05', SEED, '-05:00', false],
+    ['ISO +05:30', '2020-12-26T18:07:42+05:30', SEED, '+05:30', false],
+    ['explicit +00:00', '2020-12-26T12:37:42+00:00', SEED, 'UTC', false],
+    ['a trailing UTC', '2020-12-26 12:37:42 UTC', SEED, 'UTC', false],
+    ['surrounding blanks', '  2020-12-26T12:37:42Z \n', SEED, 'UTC', false],
+  ] as const)('%s: %j', (_, text, unixSeconds, zone, zoneAssumed) => {
+    const time = parseIncidentTime(text, TEST_ZONE);
+    expect(time).toEqual({
+      given: text.trim(),
+      unixSeconds,
+      utc: new Date(unixSeconds * 1000).toISOString().replace('.000Z', 'Z'),
+      zone,
+      zoneAssumed,
+    });
+  });
+
+  test.each([
+    ['words', 'yesterday at noon'],
+    ['no seconds', '2020-12-26 13:37'],
+    ['a short number', '16089862'],
+    ['a 30th of February', '2020-02-30 12:00:00'],
+    ['hour 24', '2020-12-26 24:00:00'],
+    ['month 13', '2020-13-01 12:00:00'],
+    ['an offset of a day', '2020-12-26T12:00:00+24:00'],
+    ['mixed separators', '2020-12/26 12:00:00'],
+  ])('refuses %s with one sentence naming the forms', (_, text) => {
+    let error: unknown;
+    try {
+      parseIncidentTime(text, TEST_ZONE);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(TnatError);
+    expect((error as TnatError).code).toBe('E_USAGE');
+    expect((error as TnatError).message).toContain(`"${text}"`);
+    expect((error as TnatError).message).toContain('2020/12/26 13:37:42, or unix seconds');
+    expect((error as TnatError).message.split('\n')).toHaveLength(1);
+  });
+
+  test('a leap day is a date', () => {
+    expect(parseIncidentTime('2020-02-29T00:00:00Z', TEST_ZONE).utc).toBe('2020-02-29T00:00:00Z');
+  });
+});
+
+describe('formatOffset', () => {
+  test.each([
+    [0, '+00:00'],
+    [60, '+01:00'],
+    [330, '+05:30'],
+    [-300, '-05:00'],
+    [-570, '-09:30'],
+  ])('%d minutes -> %s', (minutes, text) => {
+    expect(formatOffset(minutes)).toBe(text);
+  });
+});
+
+describe('localZone (Intl, by zone name)', () => {
+  const amsterdam = localZone('Europe/Amsterdam');
+  test.each([
+    ['winter', '2020-12-26 13:37:42', '2020-12-26T12:37:42Z'],
+    ['summer', '2020-07-01 12:00:00', '2020-07-01T10:00:00Z'],
+    [
+      'the repeated hour when summer time ends: its first occurrence',
+      '2023-10-29 02:30:00',
+      '2023-10-29T00:30:00Z',
+    ],
+    ['the hour after it', '2023-10-29 03:30:00', '2023-10-29T02:30:00Z'],
+    [
+      'the skipped hour when summer time starts: read with the offset before',
+      '2023-03-26 02:30:00',
+      '2023-03-26T01:30:00Z',
+    ],
+  ])('%s', (_, text, utc) => {
+    expect(parseIncidentTime(text, amsterdam).utc).toBe(utc);
+  });
+
+  test('a TZ that is no zone name falls back to the process zone', () => {
+    expect(localZone(':/etc/localtime').name).toBe(localZone(undefined).name);
+    expect(
+      localZone('Asia/Kolkata').offsetAt({
+        year: 2020,
+        month: 1,
+        day: 1,
+        hour: 0,
+        minute: 0,
+        second: 0,
+      }),
+    ).toBe(330);
+  });
+});
