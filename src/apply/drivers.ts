@@ -11,6 +11,8 @@ import {
   type KernelNat,
 } from '../netfilter/iptables-payload.js';
 import { NftKernel } from '../netfilter/nftables.js';
+import type { NftTableView } from '../netfilter/nft-json.js';
+import type { PortMap } from '../mapping/types.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { renderNftDelta } from '../render/nftables.js';
 import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
@@ -70,60 +72,73 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
   };
 }
 
-/** The chain's lines, trimmed, in the form `nft list` prints them. */
-function chainLines(text: string): string[] {
-  const start = text.indexOf('chain postrouting {');
-  if (start < 0) return [];
-  const end = text.indexOf('}', start);
-  return text
-    .slice(start, end)
-    .split('\n')
-    .slice(1)
-    .map((line) =>
-      line.trim().replace(/snat ip to ip saddr map @others/, 'snat to ip saddr map @others'),
-    )
-    .filter((line) => line !== '');
+/** `srcnat - 10`: nft(8) gives srcnat the number 100; ours must come before eduVPN's masquerade. */
+const NFT_PRIORITY = 90;
+
+/** Our chain as renderNftTable writes it: hooked before srcnat, the two snat-to-map rules. */
+function chainRight(table: NftTableView, outInterface: string): boolean {
+  const [ports, others, ...extra] = table.rules;
+  return (
+    table.chain?.type === 'nat' &&
+    table.chain.hook === 'postrouting' &&
+    table.chain.priority === NFT_PRIORITY &&
+    extra.length === 0 &&
+    ports?.outInterface === outInterface &&
+    ports.l4protoOp === '==' &&
+    ports.snatMap === '@clients' &&
+    others?.outInterface === outInterface &&
+    others.l4protoOp === '!=' &&
+    others.snatMap === '@others'
+  );
 }
 
-function sameAssignments(a: readonly ReadAssignment[], b: readonly ReadAssignment[]): boolean {
-  return (
-    a.length === b.length &&
-    a.every((x, i) => {
-      const y = b[i];
-      return (
-        x.client === y?.client &&
-        x.publicAddress === y.publicAddress &&
-        x.firstPort === y.firstPort &&
-        x.lastPort === y.lastPort
-      );
-    })
-  );
+function holdsPlan(held: readonly ReadAssignment[], map: PortMap): boolean {
+  if (held.length !== map.clientCount) return false;
+  let index = 0;
+  for (const assignment of map.assignments()) {
+    const kernel = held[index++];
+    if (
+      kernel?.client !== assignment.client ||
+      kernel.publicAddress !== assignment.publicAddress ||
+      kernel.firstPort !== assignment.block.first ||
+      kernel.lastPort !== assignment.block.last
+    ) {
+      return false;
+    }
+  }
+  return true;
 }
 
 function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
   const kernel = new NftKernel(runner, config.firewall.nftTable);
   const options = { outInterface: config.nat.outInterface, table: config.firewall.nftTable };
-  let listing: string | undefined;
-  const chainRight = (plan: RulesetPlan, text: string): boolean =>
-    JSON.stringify(chainLines(text)) === JSON.stringify(chainLines(plan.fileText));
+  let table: NftTableView | undefined;
+  let read = false;
+  const load = async () => {
+    if (!read) table = await kernel.readTable();
+    read = true;
+    return table;
+  };
   return {
     async read(plan) {
-      listing = await kernel.listTable();
-      const held = listing === undefined ? [] : readAssignments(listing).assignments;
+      read = false;
+      const current = await load();
+      const held = current?.clients ?? [];
       const right =
-        listing !== undefined &&
-        chainRight(plan, listing) &&
-        sameAssignments(held, readAssignments(plan.fileText).assignments);
+        current !== undefined &&
+        chainRight(current, options.outInterface) &&
+        current.others === held.length &&
+        holdsPlan(held, plan.map);
       return { right, assignments: () => held };
     },
     async apply(plan, force) {
-      listing ??= await kernel.listTable();
-      const whole = force || listing === undefined || !chainRight(plan, listing);
+      const current = await load();
+      const whole = force || current === undefined || !chainRight(current, options.outInterface);
       const transaction = whole
         ? plan.fileText
-        : renderNftDelta(readAssignments(listing ?? '').assignments, plan.map, options);
+        : renderNftDelta(current.clients, plan.map, options);
       if (transaction !== '') await kernel.load(transaction);
-      listing = undefined;
+      read = false;
       return {
         summary: { wholeTable: whole, transactionLines: transaction.split('\n').length - 1 },
       };

@@ -8,7 +8,7 @@ import { newestArchive } from '../archive/store.js';
 import { IptablesKernel } from '../netfilter/iptables.js';
 import { NftKernel } from '../netfilter/nftables.js';
 import type { CommandRunner } from '../netfilter/runner.js';
-import { readAssignments, type ReadRules } from '../render/read-rules.js';
+import { mostCommonSize, readAssignments, type ReadRules } from '../render/read-rules.js';
 import { readRulesFile } from './apply.js';
 
 export interface RulesetSummary {
@@ -40,16 +40,18 @@ function summarize(source: string | undefined, read: ReadRules | undefined): Rul
   return {
     source,
     clients: seen.size,
-    blockSize: read?.blockSize ?? 0,
+    blockSize: mostCommonSize(assignments),
     publicAddresses: [...new Set(assignments.map((a) => a.publicAddress))],
     bindings: lines.join('\n'),
   };
 }
 
-async function kernelText(config: Config, runner: CommandRunner): Promise<string | undefined> {
-  if (config.firewall.backend === 'nftables')
-    return new NftKernel(runner, config.firewall.nftTable).listTable();
-  return new IptablesKernel(runner, config.firewall.iptables).saveNat();
+async function kernelRules(config: Config, runner: CommandRunner): Promise<ReadRules | undefined> {
+  if (config.firewall.backend === 'nftables') {
+    const table = await new NftKernel(runner, config.firewall.nftTable).readTable();
+    return table && { format: 'nft', blockSize: 0, assignments: table.clients };
+  }
+  return readAssignments(await new IptablesKernel(runner, config.firewall.iptables).saveNat());
 }
 
 export async function readActiveStatus(
@@ -59,7 +61,7 @@ export async function readActiveStatus(
   const { firewall } = config;
   const fileText = readRulesFile(firewall.rulesFile);
   const newest = newestArchive(firewall.archiveDir, firewall.backend);
-  const kernel = await kernelText(config, runner);
+  const kernel = await kernelRules(config, runner);
   const rulesFile = summarize(
     fileText === undefined ? undefined : firewall.rulesFile,
     fileText === undefined ? undefined : readAssignments(fileText),
@@ -70,7 +72,7 @@ export async function readActiveStatus(
   };
   const kernelSummary = summarize(
     kernel === undefined ? undefined : `${firewall.backend} kernel state`,
-    kernel === undefined ? undefined : readAssignments(kernel),
+    kernel,
   );
   const agree =
     archive.source !== undefined &&

@@ -4,7 +4,7 @@
  * the rules: when it stops, the firewall stays as it is.
  */
 import type { Logger } from 'pino';
-import { applyRuleset, type ApplyResult } from '../apply/apply.js';
+import { applyRuleset } from '../apply/apply.js';
 import type { Config } from '../config.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { isTnatError } from '../errors.js';
@@ -61,7 +61,8 @@ export class Daemon {
   private verifyTimer: unknown;
   private watchdogTimer: unknown;
   private readonly settler: Settler;
-  private active: ApplyResult | undefined;
+  /** What is active, as one line; the plan itself (megabytes for a /16) is not kept. */
+  private active: string | undefined;
   /** The last apply's error, until an apply succeeds. */
   private lastError: string | undefined;
   /** Why the last SIGHUP's configuration was refused, until one is accepted. */
@@ -123,11 +124,7 @@ export class Daemon {
   }
 
   status(): string {
-    const active = this.active;
-    const what = active
-      ? `${active.plan.map.clientCount} clients on ${active.plan.map.publicAddresses.map(formatIpv4).join(', ')}, ` +
-        `${active.plan.map.blockSize} ports each (${active.plan.backend})`
-      : 'no ruleset applied yet';
+    const what = this.active ?? 'no ruleset applied yet';
     const archive = this.activeArchive ? `; archive ${this.activeArchive}` : '';
     const errors = [this.configError, this.lastError].filter((error) => error !== undefined);
     return `${what}${archive}${errors.length > 0 ? `; last error: ${errors.join('; ')}` : ''}`;
@@ -167,7 +164,10 @@ export class Daemon {
         { runner: this.deps.runner, clock: this.deps.clock, discover: this.deps.discover },
         { requester: 'traceable-nat daemon' },
       );
-      this.active = result;
+      const { map } = result.plan;
+      this.active =
+        `${map.clientCount} clients on ${map.publicAddresses.map(formatIpv4).join(', ')}, ` +
+        `${map.blockSize} ports each (${result.plan.backend})`;
       this.lastError = undefined;
       this.activeArchive = result.activeArchive;
       const fields = {

@@ -2,6 +2,7 @@
 import { CommandError } from '../errors.js';
 import { withFailingLine } from './failing-line.js';
 import type { CommandRunner } from './runner.js';
+import { parseNftTableJson, type NftTableView } from './nft-json.js';
 
 export class NftKernel {
   constructor(
@@ -9,9 +10,15 @@ export class NftKernel {
     readonly table: string,
   ) {}
 
+  /** Our table as `nft -j list table ip <table>` gives it, or undefined when it does not exist. */
+  async readTable(): Promise<NftTableView | undefined> {
+    const text = await this.listTable(['-j']);
+    return text === undefined ? undefined : parseNftTableJson(text);
+  }
+
   /** `nft list table ip <table>`, or undefined when the table does not exist. */
-  async listTable(): Promise<string | undefined> {
-    const result = await this.runner.run('nft', ['list', 'table', 'ip', this.table], {
+  async listTable(options: readonly string[] = []): Promise<string | undefined> {
+    const result = await this.runner.run('nft', [...options, 'list', 'table', 'ip', this.table], {
       allowFailure: true,
     });
     if (result.exitCode === 0) return result.stdout;

@@ -59,7 +59,8 @@ function quad(text: string | undefined): number {
   return value * 256 + octet;
 }
 
-function mostCommonSize(list: readonly ReadAssignment[]): number {
+/** The most common block size (ports per client) of a list of bindings; 0 for none. */
+export function mostCommonSize(list: readonly ReadAssignment[]): number {
   const counts = new Map<number, number>();
   let best = 0;
   let bestCount = 0;
