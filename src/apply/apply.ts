@@ -22,7 +22,7 @@ import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js'
 import type { Clock } from '../system/clock.js';
 import { acquireLock } from '../system/lock.js';
 import { driverFor, type KernelChange } from './drivers.js';
-import { ourPartOf, planRuleset, type RulesetPlan } from './plan.js';
+import { ourPartOf, planRuleset, previousFromMap, type RulesetPlan } from './plan.js';
 import { TOOL_VERSION } from '../version.js';
 
 export interface ApplyDeps {
@@ -34,6 +34,14 @@ export interface ApplyDeps {
 
 export interface ApplyOptions {
   readonly force?: boolean;
+  /**
+   * The ruleset this process applied last and the archive it wrote. While the rules file and
+   * the newest archive are still those, the kernel is taken to hold it, instead of being read
+   * back (seconds for a /16). The daemon passes it on a change, and not on its periodic check,
+   * which reads the kernel and repairs drift.
+   */
+  readonly trusted?:
+    { readonly plan: RulesetPlan; readonly archive: string | undefined } | undefined;
   /** Who asked, for the lock file and the archive header: `cli`, `daemon`, ... */
   readonly requester?: string;
 }
@@ -144,9 +152,20 @@ export async function applyRuleset(
         : newestArchive(firewall.archiveDir, firewall.backend);
     const currentText = readRulesFile(firewall.rulesFile);
     const archived = newest ? archiveBody(newest.text) : undefined;
-    const plan = planRuleset(config, discovery, { rulesText: currentText, archiveBody: archived });
+    const claim = options.trusted;
+    const trusted =
+      claim?.plan.backend === firewall.backend &&
+      claim.plan.fileText === currentText &&
+      claim.archive === newest?.path
+        ? claim.plan
+        : undefined;
+    const plan = planRuleset(config, discovery, {
+      rulesText: currentText,
+      archiveBody: archived,
+      previous: trusted && previousFromMap(trusted.map),
+    });
     const driver = driverFor(config, deps.runner);
-    const view = await driver.read(plan);
+    const view = await driver.read(plan, trusted);
     const force = options.force === true;
     // When the rules file is still the one we archived, the (idempotent) merge gives the same
     // text exactly when our part is unchanged; only an edited file needs our part compared.

@@ -31,7 +31,12 @@ export interface KernelChange {
 }
 
 export interface BackendDriver {
-  read(plan: RulesetPlan): Promise<KernelView>;
+  /**
+   * What the kernel holds. With `trusted`, the plan that this process applied last is taken as
+   * the kernel's state without reading it back (the daemon's change path; its periodic check
+   * reads the kernel and repairs any drift).
+   */
+  read(plan: RulesetPlan, trusted?: RulesetPlan): Promise<KernelView>;
   /** Brings the kernel to the plan in one transaction; `force` rewrites all of our part. */
   apply(plan: RulesetPlan, force: boolean): Promise<KernelChange>;
 }
@@ -40,7 +45,18 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
   const kernel = new IptablesKernel(runner, config.firewall.iptables);
   let state: KernelNat | undefined;
   return {
-    async read(plan) {
+    async read(plan, trusted) {
+      if (trusted?.iptables) {
+        state = {
+          chains: trusted.iptables.chains,
+          jumps: [trusted.iptables.jump],
+          jumpFirst: true,
+        };
+        const right =
+          plan.iptables !== undefined &&
+          buildIptablesPayload(state, plan.iptables).payload === undefined;
+        return { right, assignments: () => assignmentsOf(trusted.map) };
+      }
       const save = await kernel.saveNat();
       state = readKernelNat(save);
       const right =
@@ -92,6 +108,16 @@ function chainRight(table: NftTableView, outInterface: string): boolean {
   );
 }
 
+function assignmentsOf(map: PortMap): ReadAssignment[] {
+  return [...map.assignments()].map((assignment) => ({
+    client: assignment.client,
+    publicAddress: assignment.publicAddress,
+    firstPort: assignment.block.first,
+    lastPort: assignment.block.last,
+    proto: 'both' as const,
+  }));
+}
+
 function holdsPlan(held: readonly ReadAssignment[], map: PortMap): boolean {
   if (held.length !== map.clientCount) return false;
   let index = 0;
@@ -120,8 +146,15 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
     return table;
   };
   return {
-    async read(plan) {
+    async read(plan, trusted) {
       read = false;
+      if (trusted) {
+        const held = assignmentsOf(trusted.map);
+        table = { chain: undefined, rules: [], clients: held, others: held.length };
+        read = true;
+        // Our chain as planned: only the elements can differ.
+        return { right: holdsPlan(held, plan.map), assignments: () => held };
+      }
       const current = await load();
       const held = current?.clients ?? [];
       const right =
@@ -133,7 +166,10 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
     },
     async apply(plan, force) {
       const current = await load();
-      const whole = force || current === undefined || !chainRight(current, options.outInterface);
+      const whole =
+        force ||
+        current === undefined ||
+        (current.chain !== undefined && !chainRight(current, options.outInterface));
       const transaction = whole
         ? plan.fileText
         : renderNftDelta(current.clients, plan.map, options);

@@ -66,6 +66,23 @@ export interface CurrentState {
   readonly rulesText: string | undefined;
   /** The body of the newest archive, if any. */
   readonly archiveBody: string | undefined;
+  /** The bindings in force, when already known (saves reading them back from the texts). */
+  readonly previous?: PreviousAssignments | undefined;
+}
+
+/** The bindings of a plan, as the next plan's stability input. */
+export function previousFromMap(map: PortMap): PreviousAssignments {
+  const byClient = new Map<
+    number,
+    { readonly publicAddress: number; readonly firstPort: number }
+  >();
+  for (const assignment of map.assignments()) {
+    byClient.set(assignment.client, {
+      publicAddress: assignment.publicAddress,
+      firstPort: assignment.block.first,
+    });
+  }
+  return { blockSize: map.blockSize, byClient };
 }
 
 export function planRuleset(
@@ -77,7 +94,7 @@ export function planRuleset(
   const map = mapClients(
     discovery.pools,
     natSettings(config),
-    previousFrom(current.rulesText, current.archiveBody),
+    current.previous ?? previousFrom(current.rulesText, current.archiveBody),
   );
   const outInterface = config.nat.outInterface;
   if (backend === 'nftables') {

@@ -4,7 +4,7 @@
  * the rules: when it stops, the firewall stays as it is.
  */
 import type { Logger } from 'pino';
-import { applyRuleset } from '../apply/apply.js';
+import { applyRuleset, type ApplyOptions } from '../apply/apply.js';
 import type { Config } from '../config.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { isTnatError } from '../errors.js';
@@ -61,8 +61,10 @@ export class Daemon {
   private verifyTimer: unknown;
   private watchdogTimer: unknown;
   private readonly settler: Settler;
-  /** What is active, as one line; the plan itself (megabytes for a /16) is not kept. */
+  /** What is active, as one line. */
   private active: string | undefined;
+  /** The last ruleset this daemon applied or verified: the change path trusts it (see ApplyOptions). */
+  private trusted: ApplyOptions['trusted'];
   /** The last apply's error, until an apply succeeds. */
   private lastError: string | undefined;
   /** Why the last SIGHUP's configuration was refused, until one is accepted. */
@@ -70,11 +72,7 @@ export class Daemon {
 
   constructor(private readonly deps: DaemonDeps) {
     this.config = deps.loadConfig(deps.configFile);
-    this.settler = new Settler(
-      this.config.daemon.settleMs,
-      () => this.applyOnce('change'),
-      deps.timers,
-    );
+    this.settler = new Settler(this.config.daemon.settleMs, () => this.applyOnce(), deps.timers);
   }
 
   /** Applies (or verifies) once, then reports ready and starts watching. */
@@ -89,7 +87,7 @@ export class Daemon {
         notifier.watchdog();
       }, notifier.watchdogIntervalMs);
     }
-    await this.settler.runNow();
+    await this.requestFullCheck('start');
     this.startWatching();
     notifier.ready(this.status());
     logger.info({ status: this.status() }, 'daemon ready');
@@ -109,7 +107,7 @@ export class Daemon {
       this.configError = `configuration not reloaded: ${isTnatError(error) ? error.message : String(error)}`;
       logger.error(errorFields(error), 'configuration rejected, keeping the previous one');
     }
-    await this.settler.runNow();
+    await this.requestFullCheck('reload');
     notifier.ready(this.status());
   }
 
@@ -145,7 +143,10 @@ export class Daemon {
       },
     );
     this.verifyTimer = timers.setInterval(() => {
-      void this.settler.runNow();
+      // Never cut a settle short (the files may be half rewritten): the apply that ends it
+      // does the full check instead.
+      if (this.settler.settling) this.fullCheck ??= 'verify';
+      else void this.requestFullCheck('verify');
     }, this.config.daemon.verifyIntervalMs);
   }
 
@@ -156,14 +157,26 @@ export class Daemon {
     this.watcher = undefined;
   }
 
-  private async applyOnce(trigger: string): Promise<void> {
+  /** The next apply reads the kernel back (start, reload, periodic check) instead of trusting. */
+  private fullCheck: string | undefined = 'start';
+
+  private requestFullCheck(reason: string): Promise<void> {
+    this.fullCheck = reason;
+    return this.settler.runNow();
+  }
+
+  private async applyOnce(): Promise<void> {
     const { logger, notifier } = this.deps;
+    const trigger = this.fullCheck ?? 'change';
+    const trusted = this.fullCheck === undefined ? this.trusted : undefined;
+    this.fullCheck = undefined;
     try {
       const result = await applyRuleset(
         this.config,
         { runner: this.deps.runner, clock: this.deps.clock, discover: this.deps.discover },
-        { requester: 'traceable-nat daemon' },
+        { requester: 'traceable-nat daemon', trusted },
       );
+      this.trusted = { plan: result.plan, archive: result.activeArchive };
       const { map } = result.plan;
       this.active =
         `${map.clientCount} clients on ${map.publicAddresses.map(formatIpv4).join(', ')}, ` +
@@ -192,6 +205,7 @@ export class Daemon {
     } catch (error) {
       const message = isTnatError(error) ? error.message : String(error);
       // The same problem found again by the periodic check is not news.
+      this.trusted = undefined;
       if (message !== this.lastError)
         logger.error({ trigger, ...errorFields(error) }, 'apply failed, the active rules stay');
       this.lastError = message;

@@ -34,15 +34,19 @@ export class Settler {
     }, this.settleMs);
   }
 
-  /** Runs now (skipping the quiet time), or once more after the run in progress. */
+  /** Changes are waiting for their quiet time to pass. */
+  get settling(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** Runs now (skipping the quiet time), or right after the run in progress. */
   async runNow(): Promise<void> {
+    while (this.running) await this.running;
+    if (this.stopped) return;
+    // Changes that came during that run are covered by this one.
     if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.running) {
-      this.dirty = true;
-      await this.running;
-      return;
-    }
+    this.dirty = false;
     await this.start();
   }
 

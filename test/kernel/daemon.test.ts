@@ -54,7 +54,9 @@ describeKernel('the daemon under a real notify socket', () => {
       .slice(from)
       .map(parseLog)
       .filter((event): event is LogEvent => event !== undefined);
-  const applies = (from = 0) => events(from).filter((event) => event.outcome !== undefined);
+  /** Applies that changed the ruleset (the periodic check's "unchanged" runs are not counted). */
+  const applies = (from = 0) =>
+    events(from).filter((event) => event.outcome !== undefined && event.outcome !== 'unchanged');
   const archives = () => readdirSync(sandbox.archiveDir).sort();
   const nat = () => net.exec(net.gateway, ['iptables-save', '-t', 'nat']).replace(/^#.*\n/gm, '');
   const notification = (pattern: RegExp, from = 0) =>
@@ -73,7 +75,7 @@ describeKernel('the daemon under a real notify socket', () => {
     writeFileSync(
       sandbox.configFile,
       JSON.stringify(
-        { ...config, daemon: { settleMs: SETTLE_MS, verifyIntervalMs: 600000 } },
+        { ...config, daemon: { settleMs: SETTLE_MS, verifyIntervalMs: 1500 } },
         null,
         2,
       ),
@@ -126,7 +128,7 @@ describeKernel('the daemon under a real notify socket', () => {
       /STATUS=503 clients on 192\.0\.2\.1, 64 ports each \(iptables\); archive .*rules\.v4\.\d+/,
     );
     expect(archives()).toHaveLength(1);
-    expect(applies()[0]?.outcome).toBe('applied');
+    expect(applies()[0]).toMatchObject({ trigger: 'start', outcome: 'applied' });
   });
 
   test('watchdog pings arrive at half of WATCHDOG_USEC', async () => {
@@ -156,7 +158,7 @@ describeKernel('the daemon under a real notify socket', () => {
       );
     }
     writeFileSync(sandbox.portalConfig, renderPortalConfig([ALPHA, BETA, GAMMA, DELTA]));
-    await log.waitFor((line) => parseLog(line)?.outcome !== undefined, 10000, from);
+    await log.waitFor((line) => parseLog(line)?.outcome === 'applied', 10000, from);
     await sleep(SETTLE_MS * 4);
     expect(applies(from).map((event) => event.outcome)).toEqual(['applied']);
     expect(nat()).toContain('10.42.3.2/32');
@@ -205,6 +207,24 @@ describeKernel('the daemon under a real notify socket', () => {
       ),
     ).toBe(true);
     writeFileSync(sandbox.configFile, good);
+  });
+
+  test('the periodic check finds a flushed nat table and loads the rules again', async () => {
+    const before = nat();
+    const from = log.lines.length;
+    net.exec(net.gateway, ['iptables', '-t', 'nat', '-F']);
+    const line = await log.waitFor(
+      (entry) => parseLog(entry)?.msg === 'kernel had drifted, ruleset loaded again',
+      10000,
+      from,
+    );
+    // The periodic check, or the full check of the previous test's reload if it ran late.
+    expect(parseLog(line)).toMatchObject({
+      priority: 4,
+      trigger: expect.stringMatching(/^(verify|reload)$/) as unknown,
+      outcome: 'repaired',
+    });
+    expect(nat()).toBe(before);
   });
 
   test('SIGTERM gives STOPPING=1 and exit 0, and the rules stay in place', async () => {

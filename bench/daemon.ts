@@ -1,0 +1,136 @@
+/**
+ * The real daemon (`traceable-nat daemon`) in a namespace of its own with a /16: its resident
+ * memory when idle after the first apply, and the time from a write of the portal config to
+ * the log line saying the new rules are active, minus the configured settle time.
+ */
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { ONE_CLIENT, PUBLIC_ADDRESSES, SLASH16 } from './apply-time.js';
+import { ChildLines } from './child-lines.js';
+import type { Cleanup } from './cleanup.js';
+import { kernelHoldsClient } from './kernel-state.js';
+import { createLoneNamespace } from './netns.js';
+import { atMost, median, type Metric } from './report.js';
+import { createSite } from './site.js';
+
+const SECTION = 'daemon with a /16';
+export const CLI = fileURLToPath(new URL('../../bin/traceable-nat', import.meta.url));
+const SETTLE_MS = 500;
+const IDLE_MS = 3000;
+const CHANGES = 4;
+const MIB = 1024 * 1024;
+
+interface LogLine {
+  readonly msg?: string;
+  readonly durationMs?: number;
+  readonly error?: string;
+}
+
+function parseLine(line: string): LogLine {
+  try {
+    return JSON.parse(line) as LogLine;
+  } catch {
+    return {};
+  }
+}
+
+const APPLIED = 'ruleset applied';
+const FAILED = 'apply failed, the active rules stay';
+
+/** Waits for the next apply after line `from`; throws with the daemon's error if it failed. */
+async function nextApply(log: ChildLines, from: number, timeoutMs: number) {
+  const found = await log.waitFor(
+    (line) => [APPLIED, FAILED].includes(parseLine(line).msg ?? ''),
+    timeoutMs,
+    from,
+  );
+  const entry = parseLine(found.line);
+  if (entry.msg === FAILED)
+    throw new Error(`the daemon's apply failed: ${entry.error ?? found.line}`);
+  return { ...found, durationMs: entry.durationMs ?? Number.NaN };
+}
+
+/** VmRSS and VmHWM (peak) of a process, in bytes. */
+function memoryOf(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rss: kib('VmRSS') * 1024, peak: kib('VmHWM') * 1024 };
+}
+
+export async function measureDaemon(
+  cleanup: Cleanup,
+  idleNodeMiB: number,
+  progress: (line: string) => void,
+): Promise<Metric[]> {
+  const metrics: Metric[] = [];
+  for (const backend of ['iptables', 'nftables'] as const) {
+    const site = createSite(cleanup, `daemon-${backend}`);
+    site.writeProfiles([SLASH16]);
+    site.writeConfig({ backend, publicAddresses: PUBLIC_ADDRESSES, settleMs: SETTLE_MS });
+    const ns = createLoneNamespace(cleanup, 'daemon');
+    const log = new ChildLines(
+      ns.spawn([process.execPath, CLI, 'daemon', '--config', site.configFile]),
+    );
+    try {
+      const first = await nextApply(log, 0, 180_000);
+      await sleep(IDLE_MS);
+      const pid = log.pid;
+      if (pid === undefined) throw new Error('the daemon has no pid');
+      const memory = memoryOf(pid);
+      progress(
+        `daemon ${backend}: first apply ${first.durationMs} ms; idle RSS ${(memory.rss / MIB).toFixed(0)} MiB`,
+      );
+
+      const latencies: number[] = [];
+      const applyTimes: number[] = [];
+      for (let change = 0; change < CHANGES; change++) {
+        const from = log.lines.length;
+        site.writeProfiles(change % 2 === 0 ? [SLASH16, ONE_CLIENT] : [SLASH16]);
+        const written = performance.now();
+        const applied = await nextApply(log, from, 120_000);
+        latencies.push(performance.now() - written - SETTLE_MS);
+        applyTimes.push(applied.durationMs);
+        // Let the daemon settle and the archive second pass before the next change.
+        await sleep(1200);
+      }
+      const heldAtEnd = kernelHoldsClient(ns, backend, '10.43.0.2');
+      const shouldHold = CHANGES % 2 === 1;
+      const latency = median(latencies);
+      progress(
+        `daemon ${backend}: change to active ${latencies.map((ms) => ms.toFixed(0)).join(', ')} ms beyond the settle time`,
+      );
+      metrics.push(
+        {
+          section: SECTION,
+          name: `${backend}: idle RSS after applying the /16`,
+          value: memory.rss / MIB,
+          unit: 'MiB',
+          baseline: { name: 'idle node, our modules loaded', value: idleNodeMiB },
+          target: atMost(memory.rss, 100e6, '< 100 MB'),
+          note: `peak (VmHWM) ${(memory.peak / MIB).toFixed(0)} MiB during the first apply`,
+        },
+        {
+          section: SECTION,
+          name: `${backend}: profile change to active, beyond the ${SETTLE_MS} ms settle time`,
+          value: latency,
+          unit: 'ms',
+          baseline: { name: 'its apply (log durationMs)', value: median(applyTimes) },
+          target: atMost(latency, 500, '< 500 ms'),
+          note:
+            `median of ${CHANGES} changes (one /30 profile added, removed, ...): ${latencies.map((ms) => ms.toFixed(0)).join(', ')} ms; ` +
+            `measured from the write of config.php to the "ruleset applied" log line` +
+            (heldAtEnd === shouldHold
+              ? ''
+              : '; CHECK FAILED: the kernel does not hold the last change'),
+        },
+      );
+    } finally {
+      await log.stop(15_000, 'SIGTERM');
+      ns.remove();
+    }
+  }
+  return metrics;
+}

@@ -1,0 +1,147 @@
+/**
+ * The client pools the benchmark uses and the rule layouts it compares, rendered with the
+ * project's own renderers. Every iptables layout starts POSTROUTING with a MASQUERADE rule for
+ * the reference client only, so the reference takes the same short path in every layout and
+ * its connects measure the machine's momentary speed, not the layout.
+ */
+import type { ClientPool } from '../src/eduvpn/pool.js';
+import { mapClients } from '../src/mapping/map.js';
+import type { PortMap } from '../src/mapping/types.js';
+import { broadcastOf, formatIpv4, parseCidr4, parseIpv4 } from '../src/net/ipv4.js';
+import {
+  renderIptablesChains,
+  renderLinearChain,
+  type IptablesNat,
+} from '../src/render/iptables.js';
+import { renderNftTable } from '../src/render/nftables.js';
+import { REFERENCE_NET } from './netns.js';
+
+export const OUT_INTERFACE = 'eth0';
+/** The smallest block `auto` hands out by default; also what the /16 and /12 need. */
+export const PORTS_PER_CLIENT = 64;
+const PORT_RANGE = { first: 1024, last: 65535 };
+const FIRST_PUBLIC_ADDRESS = parseIpv4('198.18.0.1') ?? 0;
+
+export function wireguardPool(profileId: string, cidrText: string): ClientPool {
+  const subnet4 = parseCidr4(cidrText, true);
+  if (!subnet4) throw new Error(`${cidrText} is not a network`);
+  return {
+    profileId,
+    protocol: 'wireguard',
+    origin: { file: 'bench' },
+    subnet4,
+    first: subnet4.network + 2,
+    last: broadcastOf(subnet4) - 1,
+  };
+}
+
+export function clientCountOf(pools: readonly ClientPool[]): number {
+  return pools.reduce((sum, pool) => sum + pool.last - pool.first + 1, 0);
+}
+
+/** Just enough public addresses (from 198.18.0.1) for `clients` at 64 ports each. */
+export function publicAddressesFor(clients: number): string[] {
+  const blocksPerAddress = Math.floor((PORT_RANGE.last - PORT_RANGE.first + 1) / PORTS_PER_CLIENT);
+  const count = Math.max(1, Math.ceil(clients / blocksPerAddress));
+  return Array.from({ length: count }, (_, i) => formatIpv4(FIRST_PUBLIC_ADDRESS + i));
+}
+
+/** The mapping an apply would make for these pools (auto block size, enough addresses). */
+export function mapPools(pools: readonly ClientPool[]): PortMap {
+  return mapClients(pools, {
+    publicAddresses: publicAddressesFor(clientCountOf(pools)).map((text) => parseIpv4(text) ?? 0),
+    portRange: PORT_RANGE,
+    excludePorts: [],
+    portsPerClient: 'auto',
+    minPortsPerClient: PORTS_PER_CLIENT,
+  });
+}
+
+export type LayoutKey = 'masquerade' | 'linear' | 'tree' | 'nft';
+
+export interface ConnectLayout {
+  readonly key: LayoutKey;
+  /** `(a) plain MASQUERADE` ... as the issue names them. */
+  readonly label: string;
+  /** The program that loads the text: `iptables`, `iptables-legacy` or `nft`. */
+  readonly tool: 'iptables' | 'iptables-legacy' | 'nft';
+  render(map: PortMap): string;
+}
+
+const referenceRule = `-A POSTROUTING -s ${REFERENCE_NET} -o ${OUT_INTERFACE} -j MASQUERADE`;
+const floorRule = `-A POSTROUTING -o ${OUT_INTERFACE} -j MASQUERADE`;
+
+/** A whole `*nat` table for iptables-restore: reference rule, our part, then MASQUERADE. */
+function natTable(nat: IptablesNat | undefined): string {
+  const declarations = nat ? [...nat.chains.keys()].map((name) => `:${name} - [0:0]`) : [];
+  const ours = nat ? [nat.jump, ...[...nat.chains.values()].flat()] : [];
+  return ['*nat', ...declarations, referenceRule, ...ours, floorRule, 'COMMIT', ''].join('\n');
+}
+
+/** eduVPN's own masquerade (priority srcnat) and the reference's, which runs before ours. */
+function nftFloor(): string {
+  const oif = JSON.stringify(OUT_INTERFACE);
+  return [
+    'table ip bench_reference {',
+    '\tchain postrouting {',
+    '\t\ttype nat hook postrouting priority srcnat - 20; policy accept;',
+    `\t\tip saddr ${REFERENCE_NET} oifname ${oif} masquerade`,
+    '\t}',
+    '}',
+    'table ip bench_floor {',
+    '\tchain postrouting {',
+    '\t\ttype nat hook postrouting priority srcnat; policy accept;',
+    `\t\toifname ${oif} masquerade`,
+    '\t}',
+    '}',
+    '',
+  ].join('\n');
+}
+
+const options = { outInterface: OUT_INTERFACE };
+
+export function connectLayouts(legacy: boolean): ConnectLayout[] {
+  const layouts: ConnectLayout[] = [
+    {
+      key: 'masquerade',
+      label: '(a) plain MASQUERADE',
+      tool: 'iptables',
+      render: () => natTable(undefined),
+    },
+    {
+      key: 'linear',
+      label: '(b) linear chain, iptables',
+      tool: 'iptables',
+      render: (map) => natTable(renderLinearChain(map, options)),
+    },
+    {
+      key: 'tree',
+      label: '(c) our tree, iptables',
+      tool: 'iptables',
+      render: (map) => natTable(renderIptablesChains(map, options)),
+    },
+  ];
+  if (legacy) {
+    layouts.push(
+      {
+        key: 'linear',
+        label: '(b) linear chain, iptables-legacy',
+        tool: 'iptables-legacy',
+        render: (map) => natTable(renderLinearChain(map, options)),
+      },
+      {
+        key: 'tree',
+        label: '(c) our tree, iptables-legacy',
+        tool: 'iptables-legacy',
+        render: (map) => natTable(renderIptablesChains(map, options)),
+      },
+    );
+  }
+  layouts.push({
+    key: 'nft',
+    label: '(d) our nftables map',
+    tool: 'nft',
+    render: (map) => nftFloor() + renderNftTable(map, options),
+  });
+  return layouts;
+}

@@ -1,0 +1,92 @@
+/**
+ * `npm run bench`: builds its own network namespaces, measures, prints a table and writes
+ * bench/results.json. Sections can be chosen: `node dist/bench/run.js connect apply`.
+ * Needs root (network namespaces) and the iptables, nftables and conntrack tools.
+ */
+import { fileURLToPath } from 'node:url';
+import { archiveOfSlash16, measureApplyTimes } from './apply-time.js';
+import { Cleanup } from './cleanup.js';
+import { measureConnectCosts } from './connect-cost.js';
+import { measureDaemon } from './daemon.js';
+import { idleNodeMiB, measureGeneration } from './generation.js';
+import { formatTable, writeResults, type Metric } from './report.js';
+import { measureTrace } from './trace.js';
+
+const RESULTS_FILE = fileURLToPath(new URL('../../bench/results.json', import.meta.url));
+
+function progress(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+/** What sections hand on to later ones. */
+interface Context {
+  readonly cleanup: Cleanup;
+  /** A real /16 archive written by the apply section, the trace's template. */
+  iptablesArchive?: string | undefined;
+}
+
+type Section = (context: Context) => Promise<Metric[]>;
+
+const SECTIONS: Readonly<Record<string, Section>> = {
+  generation: ({ cleanup }) => Promise.resolve(measureGeneration(cleanup, progress)),
+  connect: ({ cleanup }) =>
+    measureConnectCosts(
+      cleanup,
+      // At most some 15 000 connects per address: each counts up its own range of local ports.
+      { connectsPerAddress: 5000, roundSize: 200, layoutTimeMs: 25_000 },
+      progress,
+    ),
+  apply: async (context) => {
+    const findings = await measureApplyTimes(context.cleanup, progress);
+    context.iptablesArchive = findings.iptablesArchive;
+    return findings.metrics;
+  },
+  daemon: ({ cleanup }) => measureDaemon(cleanup, idleNodeMiB(), progress),
+  trace: async (context) => {
+    const template = context.iptablesArchive ?? (await archiveOfSlash16(context.cleanup));
+    return measureTrace(context.cleanup, template, progress);
+  },
+};
+
+async function main(): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: needs root (it creates network namespaces)\n');
+    return 2;
+  }
+  const chosen = process.argv.slice(2);
+  const unknown = chosen.filter((name) => !(name in SECTIONS));
+  if (unknown.length > 0) {
+    process.stderr.write(
+      `bench: unknown section ${unknown.join(', ')}; sections: ${Object.keys(SECTIONS).join(', ')}\n`,
+    );
+    return 2;
+  }
+  const names = chosen.length > 0 ? chosen : Object.keys(SECTIONS);
+  const context: Context = { cleanup: new Cleanup() };
+  context.cleanup.exitOnSignals();
+  const started = Date.now();
+  const metrics: Metric[] = [];
+  try {
+    for (const name of names) {
+      const section = SECTIONS[name];
+      if (!section) continue;
+      progress(`${name} ...`);
+      metrics.push(...(await section(context)));
+    }
+  } finally {
+    context.cleanup.runAll();
+  }
+  const seconds = (Date.now() - started) / 1000;
+  process.stdout.write(formatTable(metrics));
+  writeResults(RESULTS_FILE, metrics, {
+    date: new Date().toISOString(),
+    durationSeconds: Math.round(seconds),
+    sections: names,
+  });
+  process.stdout.write(
+    `\n${metrics.length} metrics in ${seconds.toFixed(0)} s; written to ${RESULTS_FILE}\n`,
+  );
+  return 0;
+}
+
+process.exitCode = await main();

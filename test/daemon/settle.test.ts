@@ -1,0 +1,148 @@
+import { Settler, type Timers } from '../../src/daemon/settle.js';
+
+/** Timers under the test's control: `advance` fires what is due. */
+function manualTimers(): Timers & { advance(ms: number): void; readonly now: number } {
+  let now = 0;
+  let next = 1;
+  const due = new Map<number, { at: number; callback: () => void }>();
+  return {
+    get now() {
+      return now;
+    },
+    setTimeout(callback, ms) {
+      const id = next++;
+      due.set(id, { at: now + ms, callback });
+      return id;
+    },
+    clearTimeout(handle) {
+      due.delete(handle as number);
+    },
+    advance(ms) {
+      now += ms;
+      for (const [id, timer] of [...due].sort((a, b) => a[1].at - b[1].at)) {
+        if (timer.at <= now) {
+          due.delete(id);
+          timer.callback();
+        }
+      }
+    },
+  };
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('Settler', () => {
+  test('a burst of a hundred changes gives one run, after the quiet time', async () => {
+    const timers = manualTimers();
+    let runs = 0;
+    const settler = new Settler(
+      2000,
+      () => {
+        runs++;
+        return Promise.resolve();
+      },
+      timers,
+    );
+    for (let i = 0; i < 100; i++) {
+      if (i > 0) timers.advance(10); // each change well within the quiet time of the one before
+      settler.poke();
+    }
+    expect(settler.settling).toBe(true);
+    timers.advance(1999);
+    await flush();
+    expect(runs).toBe(0);
+    timers.advance(1);
+    await flush();
+    expect(runs).toBe(1);
+    expect(settler.settling).toBe(false);
+  });
+
+  test('changes during a run lead to exactly one more run, never an overlapping one', async () => {
+    const timers = manualTimers();
+    let running = 0;
+    let maxRunning = 0;
+    let runs = 0;
+    let finish: () => void = () => undefined;
+    const settler = new Settler(
+      100,
+      () =>
+        new Promise<void>((resolve) => {
+          running++;
+          runs++;
+          maxRunning = Math.max(maxRunning, running);
+          finish = () => {
+            running--;
+            resolve();
+          };
+        }),
+      timers,
+    );
+    settler.poke();
+    timers.advance(100);
+    await flush();
+    expect(runs).toBe(1);
+    settler.poke();
+    settler.poke();
+    finish();
+    await flush();
+    timers.advance(100);
+    await flush();
+    expect(runs).toBe(2);
+    finish();
+    await flush();
+    timers.advance(1000);
+    await flush();
+    expect(runs).toBe(2);
+    expect(maxRunning).toBe(1);
+  });
+
+  test('stop waits for the run in progress and allows no more', async () => {
+    const timers = manualTimers();
+    let done = false;
+    let runs = 0;
+    const settler = new Settler(
+      10,
+      () =>
+        new Promise<void>((resolve) => {
+          runs++;
+          setTimeout(() => {
+            done = true;
+            resolve();
+          }, 20);
+        }),
+      timers,
+    );
+    const first = settler.runNow();
+    await settler.stop();
+    expect(done).toBe(true);
+    await first;
+    settler.poke();
+    timers.advance(100);
+    await flush();
+    expect(runs).toBe(1);
+  });
+});
+
+test('runNow during a run runs right after it, not after another quiet time', async () => {
+  const timers = manualTimers();
+  let runs = 0;
+  let finish: () => void = () => undefined;
+  const settler = new Settler(
+    1000,
+    () =>
+      new Promise<void>((resolve) => {
+        runs++;
+        finish = resolve;
+      }),
+    timers,
+  );
+  void settler.runNow();
+  await flush();
+  const second = settler.runNow();
+  finish();
+  await flush();
+  expect(runs).toBe(2);
+  finish();
+  await second;
+  expect(settler.settling).toBe(false);
+});
