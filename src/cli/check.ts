@@ -2,11 +2,13 @@
  * `traceable-nat check`: runs every check it can and reports each one, so an operator sees all
  * that is wrong in one go. Exit 0 only when all pass; 2 when any input is bad.
  */
+import { planFromDisk } from '../apply/apply.js';
 import { listArchives, readArchive } from '../archive/store.js';
 import { verifyArchiveChain } from '../archive/verify.js';
 import type { Config } from '../config.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { clientCount } from '../eduvpn/pool.js';
+import { formatIpv4 } from '../net/ipv4.js';
 import type { Command, CommandContext } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
@@ -24,6 +26,18 @@ export const checkSteps: CheckStep[] = [
       const discovery = discover(config);
       const clients = discovery.pools.reduce((sum, pool) => sum + clientCount(pool), 0);
       return `${clients} clients in ${discovery.pools.length} pools from ${discovery.source} (${discovery.files.join(', ')})`;
+    },
+  },
+  {
+    // The whole plan, without the kernel: the clients fit, and the rules file can be merged.
+    name: 'port blocks and rules file',
+    run: (config) => {
+      const { map } = planFromDisk(config, discover(config));
+      return (
+        `${map.clientCount} clients get ${map.blockSize} ports each on ` +
+        `${map.publicAddresses.map(formatIpv4).join(', ')} (room for ${map.blocks.length * map.publicAddresses.length}); ` +
+        `${config.firewall.rulesFile} can be merged`
+      );
     },
   },
   {

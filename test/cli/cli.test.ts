@@ -153,6 +153,20 @@ describe('bad input: one sentence, exit 2, no stack trace', () => {
     );
   });
 
+  test('check reports every failing step and exits 2', async () => {
+    const php = join(dir, 'config.php');
+    writeFileSync(
+      php,
+      "<?php return ['ProfileList' => [['profileId' => 'x', 'wRangeFour' => '10.0.0.0/16', 'wRangeSix' => 'fd00::/64']]];\n",
+    );
+    const result = await run('check', '--config', configWith(php));
+    expect(result.status).toBe(2);
+    expect(result.stdout).toMatch(/^ok {4}eduVPN configuration: 65533 clients/m);
+    expect(result.stdout).toMatch(
+      /^FAIL {2}port blocks and rules file: 65533 clients need 65533 blocks/m,
+    );
+  });
+
   test('a rules file with a syntax error is refused and left alone', async () => {
     const rules = join(dir, 'rules.v4');
     writeFileSync(rules, '*nat\n-A POSTROUTING -j MASQUERADE\n');
