@@ -87,32 +87,23 @@ export function planFromDisk(config: Config, discovery: Discovery): RulesetPlan 
   });
 }
 
-function key(
-  assignment:
-    ReadAssignment | { client: number; publicAddress: number; firstPort: number; lastPort: number },
-): string {
-  return `${assignment.publicAddress}:${assignment.firstPort}-${assignment.lastPort}`;
-}
-
 /** Clients bound differently in the kernel than planned (changed or gone), and those kept. */
 function bindingChanges(
   held: readonly ReadAssignment[],
   plan: RulesetPlan,
 ): { changed: number[]; kept: number[] } {
-  const planned = new Map<number, string>();
-  for (const assignment of plan.map.assignments()) {
-    planned.set(
-      assignment.client,
-      key({ ...assignment, firstPort: assignment.block.first, lastPort: assignment.block.last }),
-    );
-  }
   const changed: number[] = [];
   const kept: number[] = [];
   const seen = new Set<number>();
-  for (const assignment of held) {
-    if (seen.has(assignment.client)) continue;
-    seen.add(assignment.client);
-    (planned.get(assignment.client) === key(assignment) ? kept : changed).push(assignment.client);
+  for (const binding of held) {
+    if (seen.has(binding.client)) continue; // a client's tcp and udp rules
+    seen.add(binding.client);
+    const planned = plan.map.forward(binding.client);
+    const same =
+      planned?.publicAddress === binding.publicAddress &&
+      planned.block.first === binding.firstPort &&
+      planned.block.last === binding.lastPort;
+    (same ? kept : changed).push(binding.client);
   }
   return { changed, kept };
 }
