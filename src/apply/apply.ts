@@ -154,6 +154,7 @@ export async function applyRuleset(
       rulesText: currentText,
       archiveBody: archived,
       previous: trusted && previousFromMap(trusted.map),
+      mergeTemplate: trusted?.mergeTemplate,
     });
     const driver = driverFor(config, deps.runner);
     const view = await driver.read(plan, trusted);

@@ -12,7 +12,7 @@ import { parseIpv4 } from '../net/ipv4.js';
 import { renderIptablesChains, type IptablesNat } from '../render/iptables.js';
 import { renderNftTable } from '../render/nftables.js';
 import { readAssignments } from '../render/read-rules.js';
-import { extractNatPart, mergeIntoRulesFile } from '../render/rules-file.js';
+import { extractNatPart, prepareMerge, type MergeTemplate } from '../render/rules-file.js';
 
 export interface RulesetPlan {
   readonly backend: Backend;
@@ -22,6 +22,8 @@ export interface RulesetPlan {
   readonly fileText: string;
   /** Our chains and jump (iptables backend only). */
   readonly iptables: IptablesNat | undefined;
+  /** The rules file without our part, ready to take a new one (iptables backend only). */
+  readonly mergeTemplate: MergeTemplate | undefined;
   /** Our part alone, in a canonical form: equal texts mean the same NAT ruleset. */
   readonly ourPart: string;
 }
@@ -68,6 +70,8 @@ export interface CurrentState {
   readonly archiveBody: string | undefined;
   /** The bindings in force, when already known (saves reading them back from the texts). */
   readonly previous?: PreviousAssignments | undefined;
+  /** The merge template of rulesText, when already known (saves parsing it again). */
+  readonly mergeTemplate?: MergeTemplate | undefined;
 }
 
 /** The bindings of a plan, as the next plan's stability input. */
@@ -99,10 +103,28 @@ export function planRuleset(
   const outInterface = config.nat.outInterface;
   if (backend === 'nftables') {
     const fileText = renderNftTable(map, { outInterface, table: config.firewall.nftTable });
-    return { backend, discovery, map, fileText, iptables: undefined, ourPart: fileText };
+    return {
+      backend,
+      discovery,
+      map,
+      fileText,
+      iptables: undefined,
+      mergeTemplate: undefined,
+      ourPart: fileText,
+    };
   }
   const iptables = renderIptablesChains(map, { outInterface });
-  const fileText = mergeIntoRulesFile(current.rulesText, iptables, config.firewall.rulesFile);
+  const mergeTemplate =
+    current.mergeTemplate ?? prepareMerge(current.rulesText, config.firewall.rulesFile);
+  const fileText = mergeTemplate.render(iptables);
   // The merge writes our chains in this order, so this equals ourPartOf(fileText) unparsed.
-  return { backend, discovery, map, fileText, iptables, ourPart: canonicalNat(iptables) };
+  return {
+    backend,
+    discovery,
+    map,
+    fileText,
+    iptables,
+    mergeTemplate,
+    ourPart: canonicalNat(iptables),
+  };
 }

@@ -74,6 +74,70 @@ function placements(lines: readonly RulesLine[], start: number, commit: number) 
   return { declarationsAfter: lastChain, jumpBefore };
 }
 
+/** Where our lines go in a rules file, as a fill-in-the-blanks template (see prepareMerge). */
+type Slot = 'declarations' | 'jump' | 'rules';
+
+export interface MergeTemplate {
+  /** The rules file with `ours` filled in. */
+  render(ours: IptablesNat): string;
+}
+
+/**
+ * Parses `current` (rules.v4 text, or undefined when there is no file) once, without our lines,
+ * and returns a template that puts any version of our part in place. The template of a merged
+ * file renders exactly like the template of the file it was merged from, so a caller that
+ * keeps it can merge again without parsing again. Throws TnatError('E_RULES_FILE') naming
+ * `file` when `current` cannot be parsed.
+ */
+export function prepareMerge(current: string | undefined, file: string): MergeTemplate {
+  const parsed = parseRulesFile(current ?? '', file);
+  const { lines, lineEnding } = parsed;
+  const nat = parsed.tables.get('nat');
+  const parts: (string | { readonly slot: Slot })[] = [];
+  let text = '';
+  const slot = (name: Slot) => {
+    parts.push(text, { slot: name });
+    text = '';
+  };
+  if (!nat) {
+    for (const line of lines) text += line.text + (line.eol || lineEnding);
+    for (const line of ['*nat', ...BUILTIN_NAT_CHAINS.map((name) => `:${name} ACCEPT [0:0]`)]) {
+      text += line + lineEnding;
+    }
+    slot('declarations');
+    slot('jump');
+    slot('rules');
+    text += 'COMMIT' + lineEnding;
+  } else {
+    const start = nat.line - 1;
+    const commit = nat.commitLine - 1;
+    const { declarationsAfter, jumpBefore } = placements(lines, start, commit);
+    lines.forEach((line, i) => {
+      if (i === jumpBefore) slot('jump');
+      if (i === commit) slot('rules');
+      if (!isOurLine(line)) text += line.text + (line.eol || lineEnding);
+      if (i === declarationsAfter) slot('declarations');
+    });
+  }
+  parts.push(text);
+  return {
+    render(ours) {
+      const fill: Record<Slot, readonly string[]> = {
+        declarations: ourDeclarations(ours),
+        jump: [ours.jump],
+        rules: ourRules(ours),
+      };
+      return parts
+        .map((part) =>
+          typeof part === 'string'
+            ? part
+            : fill[part.slot].map((line) => line + lineEnding).join(''),
+        )
+        .join('');
+    },
+  };
+}
+
 /**
  * Returns `current` (rules.v4 text, or undefined when there is no file) with our part replaced
  * by `ours`. Throws TnatError('E_RULES_FILE') naming `file` when `current` cannot be parsed.
@@ -83,29 +147,7 @@ export function mergeIntoRulesFile(
   ours: IptablesNat,
   file: string,
 ): string {
-  const parsed = parseRulesFile(current ?? '', file);
-  const { lines, lineEnding } = parsed;
-  const nat = parsed.tables.get('nat');
-  const out: string[] = [];
-  const emit = (texts: readonly string[]) => {
-    for (const text of texts) out.push(text + lineEnding);
-  };
-  if (!nat) {
-    for (const line of lines) out.push(line.text + (line.eol || lineEnding));
-    emit(['*nat', ...BUILTIN_NAT_CHAINS.map((name) => `:${name} ACCEPT [0:0]`)]);
-    emit([...ourDeclarations(ours), ours.jump, ...ourRules(ours), 'COMMIT']);
-    return out.join('');
-  }
-  const start = nat.line - 1;
-  const commit = nat.commitLine - 1;
-  const { declarationsAfter, jumpBefore } = placements(lines, start, commit);
-  lines.forEach((line, i) => {
-    if (i === jumpBefore) emit([ours.jump]);
-    if (i === commit) emit(ourRules(ours));
-    if (!isOurLine(line)) out.push(line.text + (line.eol || lineEnding));
-    if (i === declarationsAfter) emit(ourDeclarations(ours));
-  });
-  return out.join('');
+  return prepareMerge(current, file).render(ours);
 }
 
 /** Our part of a ruleset as it stands in a rules file or in `iptables-save` output. */
