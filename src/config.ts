@@ -49,8 +49,8 @@ const interfaceName = z
     'must be a network interface name such as eth0 (at most 15 characters)',
   );
 
-/** Where the eduVPN files are; exported for tests and for the discovery code. */
-export const eduvpnSchema = z.strictObject({
+/** Where the eduVPN files are. */
+const eduvpnSchema = z.strictObject({
   source: z.enum(['auto', 'portal', 'profiles', 'server-api', 'node']).default('auto'),
   portalConfig: path.default('/etc/vpn-user-portal/config.php'),
   profilesDir: path.default('/etc/vpn-user-portal/profiles'),
@@ -60,8 +60,6 @@ export const eduvpnSchema = z.strictObject({
   wireguardConfig: path.default('/etc/wireguard/wg0.conf'),
   nodeNumber: z.int().min(0).default(0),
 });
-
-export type EduvpnSettings = z.output<typeof eduvpnSchema>;
 
 export const configSchema = z
   .strictObject({

@@ -39,7 +39,7 @@ export function natSettings(config: Config): NatSettings {
 }
 
 /** The assignments a ruleset text holds, as the mapping's stability input. */
-export function previousFrom(...texts: (string | undefined)[]): PreviousAssignments | undefined {
+function previousFrom(...texts: (string | undefined)[]): PreviousAssignments | undefined {
   for (const text of texts) {
     if (text === undefined) continue;
     const read = readAssignments(text);
@@ -76,17 +76,12 @@ export interface CurrentState {
 
 /** The bindings of a plan, as the next plan's stability input. */
 export function previousFromMap(map: PortMap): PreviousAssignments {
-  const byClient = new Map<
-    number,
-    { readonly publicAddress: number; readonly firstPort: number }
-  >();
-  for (const assignment of map.assignments()) {
-    byClient.set(assignment.client, {
-      publicAddress: assignment.publicAddress,
-      firstPort: assignment.block.first,
-    });
-  }
-  return { blockSize: map.blockSize, byClient };
+  const bindings = [...map.assignments()].map((assignment) => ({
+    client: assignment.client,
+    publicAddress: assignment.publicAddress,
+    firstPort: assignment.block.first,
+  }));
+  return previousFromAssignments(map.blockSize, bindings);
 }
 
 export function planRuleset(

@@ -13,13 +13,13 @@ import type { Command, CommandContext } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
 
-export interface CheckStep {
+interface CheckStep {
   readonly name: string;
   /** Returns a short summary on success; throws a TnatError on a problem. */
   readonly run: (config: Config) => string;
 }
 
-export const checkSteps: CheckStep[] = [
+const checkSteps: CheckStep[] = [
   {
     name: 'eduVPN configuration',
     run: (config) => {

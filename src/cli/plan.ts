@@ -8,7 +8,7 @@ import { discover } from './discovery.js';
 import { EXIT } from './io.js';
 import { renderTable } from './table.js';
 
-export function formatAssignment(assignment: Assignment): string {
+function formatAssignment(assignment: Assignment): string {
   return `${formatIpv4(assignment.publicAddress)}:${assignment.block.first}-${assignment.block.last}`;
 }
 

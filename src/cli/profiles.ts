@@ -21,7 +21,7 @@ function poolJson(pool: ClientPool): Record<string, unknown> {
   };
 }
 
-export function discoveryJson(discovery: Discovery): Record<string, unknown> {
+function discoveryJson(discovery: Discovery): Record<string, unknown> {
   return {
     source: discovery.source,
     files: discovery.files,

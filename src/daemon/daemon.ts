@@ -61,8 +61,9 @@ export class Daemon {
   private verifyTimer: unknown;
   private watchdogTimer: unknown;
   private readonly settler: Settler;
-  /** What is active, as one line. */
+  /** What is active, as one line, and the archive that records it. */
   private active: string | undefined;
+  private activeArchive: string | undefined;
   /** The last ruleset this daemon applied or verified: the change path trusts it (see ApplyOptions). */
   private trusted: ApplyOptions['trusted'];
   /** The last apply's error, until an apply succeeds. */
@@ -127,8 +128,6 @@ export class Daemon {
     const errors = [this.configError, this.lastError].filter((error) => error !== undefined);
     return `${what}${archive}${errors.length > 0 ? `; last error: ${errors.join('; ')}` : ''}`;
   }
-
-  private activeArchive: string | undefined;
 
   private startWatching(): void {
     const { logger, timers } = this.deps;

@@ -16,8 +16,8 @@ export class NftKernel {
     return text === undefined ? undefined : parseNftTableJson(text);
   }
 
-  /** `nft list table ip <table>`, or undefined when the table does not exist. */
-  async listTable(options: readonly string[] = []): Promise<string | undefined> {
+  /** `nft [options] list table ip <table>`, or undefined when the table does not exist. */
+  private async listTable(options: readonly string[] = []): Promise<string | undefined> {
     const result = await this.runner.run('nft', [...options, 'list', 'table', 'ip', this.table], {
       allowFailure: true,
     });

@@ -1,11 +1,12 @@
 /**
- * Writing a file so that a crash leaves either the old or the new content, never half of it:
- * a temporary file in the same directory, fsync, rename, fsync of the directory. The result is
- * always a regular file: renaming over a symlink replaces the link itself, which is what we want
+ * The pieces of writing a file so that a crash leaves either the old or the new content, never
+ * half of it: a temporary file in the same directory and fsync here; the caller renames it into
+ * place once the kernel took the rules, then fsyncs the directory. The result is always a
+ * regular file: renaming over a symlink replaces the link itself, which is what we want
  * for rules.v4 (the original script left it a symlink into the archive, and a later
  * `netfilter-persistent save` would then write through it into an archived ruleset).
  */
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -35,15 +36,4 @@ export function writeTemporaryBeside(target: string, content: string, mode: numb
   }
   closeSync(fd);
   return temporary;
-}
-
-export function writeFileAtomic(target: string, content: string, mode: number): void {
-  const temporary = writeTemporaryBeside(target, content, mode);
-  try {
-    renameSync(temporary, target);
-  } catch (error) {
-    unlinkSync(temporary);
-    throw error;
-  }
-  fsyncDirectory(dirname(target));
 }
