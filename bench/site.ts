@@ -84,6 +84,7 @@ export function createSite(cleanup: Cleanup, label: string): Site {
           rulesFile: site.rulesFile,
           archiveDir: settings.archiveDir ?? site.archiveDir,
           lockFile: join(dir, 'lock'),
+          stateFile: join(dir, 'state.json'),
           lockTimeoutMs: 10000,
         },
         daemon: { settleMs: settings.settleMs ?? 2000, verifyIntervalMs: 600000 },

@@ -89,6 +89,10 @@ export const configSchema = z
         /** Run after a new ruleset was written (the original's `-c`); none by default. */
         afterWrite: z.string().min(1).nullable().default(null),
         flushConntrack: z.boolean().default(true),
+        /** Anchors the newest archive of firewall.archiveDir outside that directory. */
+        stateFile: path.default('/var/lib/traceable-nat/state.json'),
+        /** Refuse an apply that removes more than half of the clients, or all of a protocol's. */
+        removalGuard: z.boolean().default(true),
       })
       .prefault({}),
     daemon: z

@@ -9,19 +9,32 @@
  * shares a second with the archive before it.
  */
 import { lstatSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Config } from '../config.js';
-import { archiveBody } from '../archive/header.js';
-import { newestArchive, prepareArchive, type PendingArchive } from '../archive/store.js';
+import { anchorProblem, readDirState, updateDirState } from '../archive/anchor.js';
+import { archiveBody, sha256 } from '../archive/header.js';
+import { archiveName } from '../archive/names.js';
+import {
+  newestArchive,
+  prepareArchive,
+  type PendingArchive,
+  type StoredArchive,
+} from '../archive/store.js';
 import type { Discovery } from '../eduvpn/pool.js';
-import { TnatError } from '../errors.js';
+import { isTnatError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import type { ReadAssignment } from '../render/read-rules.js';
-import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
+import {
+  fsyncDirectory,
+  removeStaleTemporaries,
+  writeTemporaryBeside,
+} from '../system/atomic-write.js';
 import type { Clock } from '../system/clock.js';
 import { acquireLock } from '../system/lock.js';
 import { driverFor, type KernelChange } from './drivers.js';
+import { clientsByProtocol, removalProblem } from './guard.js';
+import { resolvePendingArchives } from './pending.js';
 import { ourPartOf, planRuleset, previousFromMap, type RulesetPlan } from './plan.js';
 import { TOOL_VERSION } from '../version.js';
 
@@ -58,6 +71,11 @@ export interface ApplyResult {
   /** Clients whose (address, block) changed or who disappeared. */
   readonly changedClients: number;
   readonly conntrackDeleted: number;
+  /**
+   * What went wrong after the new ruleset was active and archived (the afterWrite command,
+   * conntrack, the state file), or what an earlier interrupted apply left: the apply stands.
+   */
+  readonly warnings: readonly string[];
   readonly durationMs: number;
 }
 
@@ -127,6 +145,7 @@ export async function applyRuleset(
 ): Promise<ApplyResult> {
   const started = deps.clock.now();
   const { firewall } = config;
+  const force = options.force === true;
   const release = await acquireLock(
     firewall.lockFile,
     firewall.lockTimeoutMs,
@@ -135,8 +154,27 @@ export async function applyRuleset(
   let pending: PendingArchive | undefined;
   let rulesTemporary: string | undefined;
   try {
+    // Under the lock, every temporary file is a killed applier's leftover.
+    removeStaleTemporaries(firewall.rulesFile);
+    removeStaleTemporaries(join(firewall.archiveDir, archiveName(firewall.backend, 0)));
     const discovery = deps.discover(config);
+    assertNotInFuture(newestArchive(firewall.archiveDir), deps.clock.now());
+    const recovered = await resolvePendingArchives(config, deps.runner, deps.clock);
     const latest = newestArchive(firewall.archiveDir);
+    const latestSha = latest && sha256(latest.text);
+    const anchor = readDirState(firewall.stateFile, firewall.archiveDir);
+    const anchorMismatch = anchorProblem(
+      anchor,
+      latest && latestSha !== undefined
+        ? { name: latest.entry.name, sha256: latestSha }
+        : undefined,
+    );
+    if (anchorMismatch !== undefined && !force) {
+      throw new TnatError(
+        'E_ARCHIVE',
+        `${anchorMismatch}; nothing was applied: find out what happened to ${firewall.archiveDir} (traceable-nat check), then run traceable-nat apply --force to go on from the archives as they are (the new archive records the mismatch)`,
+      );
+    }
     const newest =
       latest === undefined || latest.entry.backend === firewall.backend
         ? latest
@@ -158,19 +196,32 @@ export async function applyRuleset(
     });
     const driver = driverFor(config, deps.runner);
     const view = await driver.read(plan, trusted);
-    const force = options.force === true;
+    if (firewall.removalGuard && !force) {
+      const problem = removalProblem(
+        { held: view.assignments(), anchored: anchor.head },
+        plan.map,
+        discovery,
+      );
+      if (problem !== undefined) {
+        throw new TnatError(
+          'E_SOURCE',
+          `${problem}, which looks like a half-written or emptied eduVPN file (${discovery.files.join(', ') || 'no file'}); nothing was changed: if the removal is meant, run traceable-nat apply --force once (or set firewall.removalGuard: false)`,
+        );
+      }
+    }
     // When the rules file is still the one we archived, the (idempotent) merge gives the same
     // text exactly when our part is unchanged; only an edited file needs our part compared.
     const archiveRight =
       archived !== undefined &&
       (archived === currentText
         ? plan.fileText === currentText
-        : ourPartOf(archived, firewall.backend) === plan.ourPart);
+        : ourPartOf(archived, firewall.backend, newest?.path) === plan.ourPart);
     const fileRight = currentText === plan.fileText && !isSymlink(firewall.rulesFile);
     const needArchive = force || !archiveRight;
     const needKernel = force || !view.right;
     const needFile = force || !fileRight;
 
+    const protocols = clientsByProtocol(discovery);
     if (needArchive) {
       pending = prepareArchive(
         firewall.archiveDir,
@@ -178,28 +229,67 @@ export async function applyRuleset(
           tool: `traceable-nat ${TOOL_VERSION}`,
           backend: firewall.backend,
           applyStarted: new Date(started).toISOString(),
-          reason: force ? 'forced' : newest ? 'changed' : 'first',
+          reason: reasonFor(force, newest !== undefined, anchorMismatch),
           clients: plan.map.clientCount,
-          settings: settingsOf(config, plan),
+          settings: { ...settingsOf(config, plan), clientsByProtocol: protocols },
         },
         plan.fileText,
-        latest,
+        latest && latestSha !== undefined
+          ? { name: latest.entry.name, sha256: latestSha }
+          : undefined,
       );
+      // Anchored before the kernel changes, so the archive is ours whatever happens next.
+      const { sha256: pendingSha } = pending;
+      updateDirState(firewall.stateFile, firewall.archiveDir, (state) => ({
+        ...state,
+        pending: { sha256: pendingSha, applyStarted: new Date(started).toISOString() },
+      }));
     }
     if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, plan.fileText);
 
-    // Two activations never share an archive second: wait for the next one if needed.
-    const earliest = ((newest?.entry.activatedAt ?? 0) + 1) * 1000;
+    // Two activations never share an archive second: wait for the next one if needed (less
+    // than a second: assertNotInFuture refused a newest archive from a later second).
+    const earliest = ((latest?.entry.activatedAt ?? 0) + 1) * 1000;
     if (needArchive && needKernel && deps.clock.now() < earliest)
       await deps.clock.sleep(earliest - deps.clock.now());
 
     const changes = needKernel
       ? bindingChanges(view.assignments(), plan)
       : { changed: [], kept: [] };
-    const kernel = needKernel ? await driver.apply(plan, force) : undefined;
+    const current = pending;
+    const recordChild =
+      current &&
+      ((pid: number) => {
+        current.recordChild(pid);
+      });
+    const kernel = needKernel ? await driver.apply(plan, force, recordChild) : undefined;
     const activatedAt = Math.max(Math.floor(deps.clock.now() / 1000), earliest / 1000);
     const archive = pending?.commit(activatedAt);
     pending = undefined;
+    const warnings: string[] = recovered
+      .filter((resolution) => resolution.outcome === 'archived')
+      .map(
+        (resolution) =>
+          `an interrupted apply (started ${resolution.applyStarted}) had loaded its ruleset; it is now archived as ${resolution.archive ?? '?'}, and trace treats the time between as uncertain`,
+      );
+    if (archive) {
+      try {
+        updateDirState(firewall.stateFile, firewall.archiveDir, () => ({
+          head: {
+            name: basename(archive.path),
+            sha256: archive.sha256,
+            activatedAt,
+            clients: plan.map.clientCount,
+            clientsByProtocol: protocols,
+          },
+        }));
+      } catch (error) {
+        // The pending hash in the state file still vouches for this archive.
+        warnings.push(
+          `${isTnatError(error) ? error.message : String(error)}; the archive stays anchored by its pending hash`,
+        );
+      }
+    }
     if (rulesTemporary !== undefined) {
       renameSync(rulesTemporary, firewall.rulesFile);
       rulesTemporary = undefined;
@@ -207,10 +297,23 @@ export async function applyRuleset(
     }
     let conntrackDeleted = 0;
     if (needKernel && firewall.flushConntrack && changes.changed.length > 0) {
-      conntrackDeleted = (await forgetClients(deps.runner, changes.changed, changes.kept)).deleted;
+      try {
+        conntrackDeleted = (await forgetClients(deps.runner, changes.changed, changes.kept))
+          .deleted;
+      } catch (error) {
+        warnings.push(
+          `the conntrack entries of the changed clients could not be deleted (${isTnatError(error) ? error.message : String(error)}); their open connections keep their old ports until they end`,
+        );
+      }
     }
     if (needFile && firewall.afterWrite !== null) {
-      await deps.runner.run('sh', ['-c', firewall.afterWrite]);
+      try {
+        await deps.runner.run('sh', ['-c', firewall.afterWrite]);
+      } catch (error) {
+        warnings.push(
+          `firewall.afterWrite failed (${isTnatError(error) ? error.message : String(error)}); the new ruleset is active and archived all the same`,
+        );
+      }
     }
     return {
       outcome: archive
@@ -227,6 +330,7 @@ export async function applyRuleset(
       kernel,
       changedClients: changes.changed.length,
       conntrackDeleted,
+      warnings,
       durationMs: deps.clock.now() - started,
     };
   } finally {
@@ -234,6 +338,27 @@ export async function applyRuleset(
     if (rulesTemporary !== undefined) unlinkSync(rulesTemporary);
     release();
   }
+}
+
+function reasonFor(force: boolean, hasPrevious: boolean, anchorMismatch: string | undefined) {
+  if (anchorMismatch !== undefined) return `forced over an anchor mismatch: ${anchorMismatch}`;
+  if (force) return 'forced';
+  return hasPrevious ? 'changed' : 'first';
+}
+
+/**
+ * A newest archive from a later second than now (the clock was stepped back, or a file was
+ * copied in) would have the next archive named after it, and make trace place every switch
+ * from now on at that future moment. Refuse until the clock or the directory is put right.
+ */
+function assertNotInFuture(newest: StoredArchive | undefined, nowMs: number): void {
+  if (newest === undefined) return;
+  const now = Math.floor(nowMs / 1000);
+  if (newest.entry.activatedAt <= now) return;
+  throw new TnatError(
+    'E_ARCHIVE',
+    `${newest.path} is dated ${new Date(newest.entry.activatedAt * 1000).toISOString()} by its name, later than this machine's clock (${new Date(nowMs).toISOString()}): the clock was stepped back or the file was copied in; nothing was applied: check the clock (timedatectl), and if it is right, move that file out of the archive directory and run traceable-nat check`,
+  );
 }
 
 /** The original script left rules.v4 a symlink into its archive; we always replace it by a file. */

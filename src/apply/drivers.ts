@@ -37,8 +37,11 @@ export interface BackendDriver {
    * reads the kernel and repairs any drift).
    */
   read(plan: RulesetPlan, trusted?: RulesetPlan): Promise<KernelView>;
-  /** Brings the kernel to the plan in one transaction; `force` rewrites all of our part. */
-  apply(plan: RulesetPlan, force: boolean): Promise<KernelChange>;
+  /**
+   * Brings the kernel to the plan in one transaction; `force` rewrites all of our part.
+   * `onSpawn` is told the pid of the process that changes the kernel.
+   */
+  apply(plan: RulesetPlan, force: boolean, onSpawn?: (pid: number) => void): Promise<KernelChange>;
 }
 
 function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
@@ -64,7 +67,7 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
         buildIptablesPayload(state, plan.iptables).payload === undefined;
       return { right, assignments: () => readAssignments(save).assignments };
     },
-    async apply(plan, force) {
+    async apply(plan, force, onSpawn) {
       const desired = plan.iptables;
       if (!desired) throw new Error('iptables driver used with a plan for another backend');
       state ??= readKernelNat(await kernel.saveNat());
@@ -79,7 +82,7 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
           }
         : state;
       const { payload, rewritten, removed, jumpRepaired } = buildIptablesPayload(base, desired);
-      if (payload !== undefined) await kernel.restore(payload);
+      if (payload !== undefined) await kernel.restore(payload, onSpawn);
       state = undefined;
       return {
         summary: { chainsRewritten: rewritten.length, chainsRemoved: removed.length, jumpRepaired },
@@ -164,7 +167,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
         holdsPlan(held, plan.map);
       return { right, assignments: () => held };
     },
-    async apply(plan, force) {
+    async apply(plan, force, onSpawn) {
       const current = await load();
       const whole =
         force ||
@@ -173,7 +176,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
       const transaction = whole
         ? plan.fileText
         : renderNftDelta(current.clients, plan.map, options);
-      if (transaction !== '') await kernel.load(transaction);
+      if (transaction !== '') await kernel.load(transaction, onSpawn);
       read = false;
       return {
         summary: { wholeTable: whole, transactionLines: transaction.split('\n').length - 1 },

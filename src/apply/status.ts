@@ -28,7 +28,7 @@ export interface ActiveStatus {
   readonly agree: boolean;
 }
 
-function summarize(source: string | undefined, read: ReadRules | undefined): RulesetSummary {
+export function summarize(source: string | undefined, read: ReadRules | undefined): RulesetSummary {
   const assignments = read?.assignments ?? [];
   const seen = new Set<number>();
   const lines: string[] = [];
@@ -46,7 +46,11 @@ function summarize(source: string | undefined, read: ReadRules | undefined): Rul
   };
 }
 
-async function kernelRules(config: Config, runner: CommandRunner): Promise<ReadRules | undefined> {
+/** Our bindings as the kernel holds them now (undefined: the nft table does not exist). */
+export async function kernelRules(
+  config: Config,
+  runner: CommandRunner,
+): Promise<ReadRules | undefined> {
   if (config.firewall.backend === 'nftables') {
     const table = await new NftKernel(runner, config.firewall.nftTable).readTable();
     return table && { format: 'nft', blockSize: 0, assignments: table.clients };

@@ -1,11 +1,23 @@
 /**
  * The archive directory on disk. Every ruleset that becomes active is written once, read-only,
  * and never modified or deleted by us. Writing happens in two steps around the kernel apply:
- * `prepare` writes the complete file under a temporary name first (so a full disk or a read-only
- * directory fails before anything changes), and `commit` links it to its final name once the
- * rules are active. link() refuses to replace an existing file, so an archive is never clobbered.
+ * `prepare` writes the complete file, fsynced, as `<name>.pending` before the kernel is touched
+ * (so a full disk or a read-only directory fails before anything changes, and a process killed
+ * while the kernel takes the rules leaves a durable record of what it was loading), and `commit`
+ * links it to its final name once the rules are active. link() refuses to replace an existing
+ * file, so an archive is never clobbered. A pending archive found later (its applier was killed)
+ * is resolved by the next apply, which reads the kernel: see apply/pending.ts.
  */
-import { chmodSync, linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { TnatError } from '../errors.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
@@ -61,50 +73,143 @@ export function newestArchive(dir: string, backend?: Backend): StoredArchive | u
   return newest ? readArchive(dir, newest) : undefined;
 }
 
+/** `rules.v4.pending` / `traceable-nat.nft.pending`: the archive of an apply under way. */
+export function pendingName(backend: Backend): string {
+  return archiveName(backend, 0).replace(/\.0$/, '.pending');
+}
+
+/** The process that was changing the kernel for a pending archive, beside it. */
+function childFile(dir: string, backend: Backend): string {
+  return join(dir, `.${pendingName(backend)}.child`);
+}
+
+export interface FoundPending {
+  readonly backend: Backend;
+  readonly path: string;
+  readonly text: string;
+  readonly sha256: string;
+  /** The iptables-restore or nft process it was waiting for, if it was recorded. */
+  readonly childPid: number | undefined;
+}
+
+/** The pending archives an interrupted apply left in `dir` (normally none). */
+export function findPendingArchives(dir: string): FoundPending[] {
+  const found: FoundPending[] = [];
+  for (const backend of ['iptables', 'nftables'] as const) {
+    const path = join(dir, pendingName(backend));
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
+        cause: error,
+      });
+    }
+    let childPid: number | undefined;
+    try {
+      const pid = Number(readFileSync(childFile(dir, backend), 'utf8').trim());
+      childPid = Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    } catch {
+      childPid = undefined;
+    }
+    found.push({ backend, path, text, sha256: sha256(text), childPid });
+  }
+  return found;
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+/** Drops a pending archive whose ruleset never became active. */
+export function discardPending(dir: string, backend: Backend): void {
+  removeQuietly(join(dir, pendingName(backend)));
+  removeQuietly(childFile(dir, backend));
+  fsyncDirectory(dir);
+}
+
+/** Gives a pending archive its final name (link(2): never over an existing archive). */
+export function commitPending(
+  dir: string,
+  backend: Backend,
+  content: string,
+  activatedAt: number,
+): { path: string; sha256: string } {
+  const path = join(dir, archiveName(backend, activatedAt));
+  try {
+    linkSync(join(dir, pendingName(backend)), path);
+  } catch (error) {
+    throw archiveError(dir, 'written', error);
+  }
+  chmodSync(path, 0o440);
+  removeQuietly(join(dir, pendingName(backend)));
+  removeQuietly(childFile(dir, backend));
+  fsyncDirectory(dir);
+  return { path, sha256: sha256(content) };
+}
+
+export interface PendingArchive {
+  readonly content: string;
+  readonly sha256: string;
+  /** Remembers which child process is changing the kernel (see FoundPending.childPid). */
+  recordChild(pid: number): void;
+  /** Gives the archive its final name; returns its path and SHA-256. */
+  commit(activatedAt: number): { path: string; sha256: string };
+  /** The kernel did not take it: nothing claims activation. */
+  discard(): void;
+}
+
 /**
- * Writes the archive under a temporary name. `previous` is the newest archive in the directory
- * (of either backend): the hash chain links every file to the one before it.
+ * Writes the archive, complete and fsynced, as the directory's pending archive. `previous` is the
+ * newest archive in the directory (of either backend): the hash chain links every file to the
+ * one before it.
  */
 export function prepareArchive(
   dir: string,
   header: Omit<ArchiveHeader, 'previous'>,
   body: string,
-  previous: StoredArchive | undefined,
+  previous: { readonly name: string; readonly sha256: string } | undefined,
 ): PendingArchive {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o750 });
   } catch (error) {
     throw archiveError(dir, 'created', error);
   }
-  const content = renderArchive(
-    {
-      ...header,
-      previous: previous ? { name: previous.entry.name, sha256: sha256(previous.text) } : undefined,
-    },
-    body,
-  );
-  let temporary: string;
+  const content = renderArchive({ ...header, previous }, body);
+  const { backend } = header;
   try {
-    temporary = writeTemporaryBeside(join(dir, archiveName(header.backend, 0)), content, 0o440);
+    const temporary = writeTemporaryBeside(join(dir, archiveName(backend, 0)), content, 0o440);
+    renameSync(temporary, join(dir, pendingName(backend)));
+    fsyncDirectory(dir);
   } catch (error) {
     throw archiveError(dir, 'written', error);
   }
-  const pending: PendingArchive = {
-    commit(activatedAt) {
-      const path = join(dir, archiveName(header.backend, activatedAt));
-      linkSync(temporary, path);
-      unlinkSync(temporary);
-      chmodSync(path, 0o440);
-      fsyncDirectory(dir);
-      return { path, sha256: sha256(content) };
-    },
-    discard() {
+  const digest = sha256(content);
+  let settled = false;
+  return {
+    content,
+    sha256: digest,
+    recordChild(pid) {
       try {
-        unlinkSync(temporary);
+        writeFileSync(childFile(dir, backend), `${pid}\n`);
       } catch {
-        // already gone
+        // Only an aid for a later recovery (it waits for this child); the apply goes on.
       }
     },
+    commit(activatedAt) {
+      const committed = commitPending(dir, backend, content, activatedAt);
+      settled = true;
+      return committed;
+    },
+    discard() {
+      if (settled) return;
+      settled = true;
+      discardPending(dir, backend);
+    },
   };
-  return pending;
 }

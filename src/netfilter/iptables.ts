@@ -20,15 +20,13 @@ export class IptablesKernel {
   }
 
   /** Loads the payload atomically (validating it first); the kernel is unchanged on failure. */
-  async restore(payload: string): Promise<void> {
+  async restore(payload: string, onSpawn?: (pid: number) => void): Promise<void> {
     for (const args of [['--test'], []]) {
       try {
         await this.runner.run(
           `${this.variant}-restore`,
           ['--noflush', '-w', LOCK_WAIT_SECONDS, ...args],
-          {
-            input: payload,
-          },
+          { input: payload, onSpawn: args.length === 0 ? onSpawn : undefined },
         );
       } catch (error) {
         if (error instanceof CommandError)

@@ -31,13 +31,16 @@ export class NftKernel {
   }
 
   /** Checks the transaction with `nft -c`, then loads it; the kernel is unchanged on failure. */
-  async load(transaction: string): Promise<void> {
+  async load(transaction: string, onSpawn?: (pid: number) => void): Promise<void> {
     for (const args of [
       ['-c', '-f', '-'],
       ['-f', '-'],
     ]) {
       try {
-        await this.runner.run('nft', args, { input: transaction });
+        await this.runner.run('nft', args, {
+          input: transaction,
+          onSpawn: args[0] === '-f' ? onSpawn : undefined,
+        });
       } catch (error) {
         if (error instanceof CommandError)
           throw withFailingLine(error, transaction, 'nft transaction');

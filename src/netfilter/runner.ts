@@ -16,6 +16,8 @@ export interface RunOptions {
   readonly input?: string;
   /** Return a non-zero exit instead of throwing. */
   readonly allowFailure?: boolean;
+  /** Told the child's pid as soon as it runs (a recovery after a kill -9 waits for it). */
+  readonly onSpawn?: ((pid: number) => void) | undefined;
 }
 
 export interface CommandRunner {
@@ -26,6 +28,7 @@ export const processRunner: CommandRunner = {
   run(command, args, options = {}) {
     return new Promise((resolve, reject) => {
       const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+      if (child.pid !== undefined) options.onSpawn?.(child.pid);
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
       child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { archiveBody, parseArchiveHeader, sha256 } from '../../src/archive/header.js';
 import { findArchiveAt, parseArchiveName, sortArchiveNames } from '../../src/archive/names.js';
-import { listArchives, newestArchive, prepareArchive } from '../../src/archive/store.js';
+import {
+  findPendingArchives,
+  listArchives,
+  newestArchive,
+  prepareArchive,
+} from '../../src/archive/store.js';
 
 const header = {
   tool: 'traceable-nat test',
@@ -52,6 +57,10 @@ describe('archive names', () => {
   });
 });
 
+function pendingArchiveFixture() {
+  return prepareArchive(dir, header, '*nat\n# pending\nCOMMIT\n', undefined);
+}
+
 describe('prepare and commit', () => {
   test('the first archive has no predecessor; the next links to it by SHA-256', () => {
     prepareArchive(dir, header, '*nat\nCOMMIT\n', undefined).commit(1700000000);
@@ -64,7 +73,7 @@ describe('prepare and commit', () => {
       dir,
       header,
       '*nat\n# 2\nCOMMIT\n',
-      first,
+      first && { name: first.entry.name, sha256: sha256(first.text) },
     ).commit(1700000001);
     const second = readFileSync(path, 'utf8');
     expect(digest).toBe(sha256(second));
@@ -87,6 +96,19 @@ describe('prepare and commit', () => {
     pending.discard();
     expect(readFileSync(join(dir, 'rules.v4.1700000000'), 'utf8')).toBe('evidence');
     expect(readdirSync(dir)).toEqual(['rules.v4.1700000000']);
+  });
+
+  test('before the kernel is touched the archive is already complete on disk, as rules.v4.pending', () => {
+    const pending = pendingArchiveFixture();
+    expect(readdirSync(dir)).toEqual(['rules.v4.pending']);
+    expect(readFileSync(join(dir, 'rules.v4.pending'), 'utf8')).toBe(pending.content);
+    expect(sha256(pending.content)).toBe(pending.sha256);
+    pending.recordChild(4242);
+    const [found] = findPendingArchives(dir);
+    expect(found).toMatchObject({ backend: 'iptables', childPid: 4242, sha256: pending.sha256 });
+    pending.commit(1700000000);
+    expect(readdirSync(dir)).toEqual(['rules.v4.1700000000']);
+    expect(findPendingArchives(dir)).toEqual([]);
   });
 
   test('a discarded archive leaves nothing behind', () => {

@@ -40,7 +40,7 @@ function configWith(portalConfig: string, extra = ''): string {
   const file = join(dir, 'config.yaml');
   writeFileSync(
     file,
-    `eduvpn:\n  source: portal\n  portalConfig: ${portalConfig}\nnat:\n  publicAddresses: [192.0.2.1]\n  outInterface: eth0\nfirewall:\n  rulesFile: ${join(dir, 'rules.v4')}\n  archiveDir: ${join(dir, 'archive')}\n${extra}`,
+    `eduvpn:\n  source: portal\n  portalConfig: ${portalConfig}\nnat:\n  publicAddresses: [192.0.2.1]\n  outInterface: eth0\nfirewall:\n  rulesFile: ${join(dir, 'rules.v4')}\n  archiveDir: ${join(dir, 'archive')}\n  stateFile: ${join(dir, 'state.json')}\n${extra}`,
   );
   return file;
 }

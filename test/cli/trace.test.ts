@@ -72,6 +72,7 @@ function writeConfig(file: string, portalDatabase: string, archives = archiveDir
       'firewall:',
       `  rulesFile: ${join(dir, 'rules.v4')}`,
       `  archiveDir: ${archives}`,
+      `  stateFile: ${join(dir, 'state.json')}`,
       'trace:',
       `  portalDatabase: ${portalDatabase}`,
       `  serverApiDatabase: ${join(dir, 'no-2x.sqlite')}`,

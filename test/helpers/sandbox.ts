@@ -96,6 +96,7 @@ export function createSandbox(backend: 'iptables' | 'nftables'): Sandbox {
           rulesFile,
           archiveDir,
           lockFile: join(dir, 'lock'),
+          stateFile: join(dir, 'state.json'),
           lockTimeoutMs: 2000,
           ...extra.firewall,
         },
