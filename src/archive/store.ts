@@ -10,6 +10,9 @@
  */
 import {
   chmodSync,
+  closeSync,
+  openSync,
+  readSync,
   linkSync,
   mkdirSync,
   readdirSync,
@@ -64,6 +67,27 @@ export function readArchive(dir: string, entry: ArchiveName): StoredArchive {
     });
   }
 }
+
+/** The first few KiB of an archive: its header, without reading a whole /16 ruleset. */
+export function readArchiveHeader(dir: string, entry: ArchiveName): string {
+  const path = join(dir, entry.name);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const buffer = Buffer.alloc(HEADER_BYTES);
+    const length = readSync(fd, buffer, 0, HEADER_BYTES, 0);
+    return buffer.subarray(0, length).toString('utf8');
+  } catch (error) {
+    throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
+      cause: error,
+    });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Enough for our header, whose settings line is the longest part. */
+const HEADER_BYTES = 8192;
 
 export function newestArchive(dir: string, backend?: Backend): StoredArchive | undefined {
   const entries = listArchives(dir).filter(

@@ -47,6 +47,7 @@ function resultJson(result: ApplyResult): Record<string, unknown> {
     archive: result.archive ?? null,
     rulesFileWritten: result.rulesFileWritten,
     kernel: result.kernel?.summary ?? null,
+    warnings: result.warnings,
     durationMs: result.durationMs,
   };
 }
@@ -63,6 +64,8 @@ export async function runApply(context: CommandContext, flags: ApplyFlags): Prom
     { runner: processRunner, clock: systemClock, discover },
     { force: flags.force, requester: 'traceable-nat apply' },
   );
+  // The ruleset stands (exit 0); what failed after it became active is said on stderr.
+  for (const warning of result.warnings) context.io.stderr(`traceable-nat: warning: ${warning}\n`);
   if (flags.json) context.io.stdout(JSON.stringify(resultJson(result), null, 2) + '\n');
   else if (result.outcome !== 'unchanged' || flags.verbose)
     context.io.stdout(describe(result, config) + '\n');

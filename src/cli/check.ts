@@ -4,6 +4,7 @@
  */
 import { planFromDisk } from '../apply/apply.js';
 import { listArchives, readArchive } from '../archive/store.js';
+import { archiveHeadProblems } from '../archive/head-check.js';
 import { verifyArchiveChain } from '../archive/verify.js';
 import type { Config } from '../config.js';
 import { isTnatError, TnatError } from '../errors.js';
@@ -62,6 +63,21 @@ const checkSteps: CheckStep[] = [
         );
       }
       return `${archives} archives in ${dirs.join(', ')}, every link intact`;
+    },
+  },
+  {
+    // What the chain inside the directory cannot see: its newest link, dates, interruptions.
+    name: 'archive head',
+    run: (config) => {
+      const { archiveDir, stateFile } = config.firewall;
+      const problems = archiveHeadProblems(archiveDir, stateFile, Date.now());
+      if (problems.length > 0) {
+        throw new TnatError('E_ARCHIVE', `${archiveDir}: ${problems.join('; ')}`);
+      }
+      const newest = listArchives(archiveDir).at(-1);
+      return newest === undefined
+        ? `no archive in ${archiveDir} yet`
+        : `${newest.name} is the newest archive, as ${stateFile} anchors it`;
     },
   },
 ];

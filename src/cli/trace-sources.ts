@@ -1,5 +1,12 @@
 /** What `trace` and `lookup --at` read from disk: archive directories, time zone, profiles. */
-import { listArchives, readArchive } from '../archive/store.js';
+import { basename, resolve } from 'node:path';
+import { readDirState, type DirState } from '../archive/anchor.js';
+import {
+  findPendingArchives,
+  listArchives,
+  readArchive,
+  readArchiveHeader,
+} from '../archive/store.js';
 import type { Config } from '../config.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { parseIpv4 } from '../net/ipv4.js';
@@ -13,17 +20,52 @@ import type { CliIo } from './io.js';
 /** `--archive-dir` (repeatable) replaces the configured directories. */
 export const ARCHIVE_DIR_OPTION = { type: 'string', multiple: true } as const;
 
+/**
+ * An archive dated more than this after now is not evidence of anything that happened yet (a
+ * clock that was stepped back, a copied file): trace leaves it out, and `check` reports it.
+ */
+const FUTURE_TOLERANCE_SECONDS = 60;
+
+/** What one archive directory holds, with what vouches for it (see ArchiveDir). */
+export function archiveDirOf(dir: string, config: Config, nowMs = Date.now()): ArchiveDir {
+  const latest = Math.floor(nowMs / 1000) + FUTURE_TOLERANCE_SECONDS;
+  const entries = listArchives(dir).filter((entry) => entry.activatedAt <= latest);
+  // The state file anchors firewall.archiveDir only; collected directories have their own.
+  const state =
+    resolve(dir) === resolve(config.firewall.archiveDir)
+      ? readDirStateQuietly(config.firewall.stateFile, dir)
+      : {};
+  const [pending] = findPendingArchives(dir);
+  return {
+    dir,
+    entries,
+    read: (entry) => readArchive(dir, entry).text,
+    readHeader: (entry) => readArchiveHeader(dir, entry),
+    anchor: state.head && { ...state.head, pendingSha256: state.pending?.sha256 },
+    pending: pending && {
+      entry: { name: basename(pending.path), backend: pending.backend, activatedAt: Infinity },
+      text: pending.text,
+    },
+  };
+}
+
+/** A state file that cannot be read anchors nothing for trace (check reports it). */
+function readDirStateQuietly(stateFile: string, dir: string): DirState {
+  try {
+    return readDirState(stateFile, dir);
+  } catch (error) {
+    if (isTnatError(error)) return {};
+    throw error;
+  }
+}
+
 /** `--archive-dir DIR...` if given, else firewall.archiveDir and trace.archiveDirs. */
 export function archiveDirsFor(config: Config, options: OptionValues): ArchiveDir[] {
   const given = options['archive-dir'];
   const dirs = Array.isArray(given)
     ? given.map(String)
     : [config.firewall.archiveDir, ...config.trace.archiveDirs];
-  return [...new Set(dirs)].map((dir) => ({
-    dir,
-    entries: listArchives(dir),
-    read: (entry) => readArchive(dir, entry).text,
-  }));
+  return [...new Set(dirs)].map((dir) => archiveDirOf(dir, config));
 }
 
 export function zoneFor(io: CliIo): LocalZone {

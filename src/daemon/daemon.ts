@@ -195,12 +195,14 @@ export class Daemon {
         backend: result.plan.backend,
         durationMs: result.durationMs,
         kernel: result.kernel?.summary ?? null,
+        warnings: result.warnings,
       };
       if (result.outcome === 'applied') logger.info(fields, 'ruleset applied');
       else if (result.outcome === 'repaired')
         logger.warn(fields, 'kernel had drifted, ruleset loaded again');
       else if (result.outcome === 'file-updated') logger.info(fields, 'rules file rewritten');
       else logger.debug(fields, 'ruleset verified');
+      for (const warning of result.warnings) logger.warn({ trigger, warning }, 'apply warning');
     } catch (error) {
       const message = isTnatError(error) ? error.message : String(error);
       // The same problem found again by the periodic check is not news.

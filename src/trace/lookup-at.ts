@@ -13,6 +13,8 @@ import {
   archivesInPlay,
   coverageNotes,
   hasSilentArchive,
+  integrityNotes,
+  INTEGRITY_NOTES,
   switchNotes,
   type BlockMatch,
   type TraceNote,
@@ -50,6 +52,7 @@ export function lookupClientAt(
   const notes = [
     ...coverageNotes(around, relevant, at),
     ...(relevant.length > 0 ? switchNotes(inPlay, margin) : []),
+    ...integrityNotes(inPlay),
   ];
   if (considered.length > 0 && matches.length === 0) {
     notes.push({
@@ -70,7 +73,9 @@ export function lookupClientAt(
       ? 'not-found'
       : distinct > 1 ||
           hasSilentArchive(inPlay, matches) ||
-          notes.some((note) => note.code === 'may-predate-archives')
+          notes.some(
+            (note) => note.code === 'may-predate-archives' || INTEGRITY_NOTES.has(note.code),
+          )
         ? 'ambiguous'
         : 'found';
   return { status, notes, archives: inPlay, matches };

@@ -17,7 +17,16 @@ export type TraceNoteCode =
   | 'port-in-no-block'
   | 'not-a-client'
   | 'near-switch'
-  | 'several-nodes';
+  | 'several-nodes'
+  | 'archive-damaged'
+  | 'apply-interrupted';
+
+/**
+ * Notes that make any answer uncertain, whatever the candidates. (An interrupted apply is not
+ * one: its ruleset is a candidate of its own, and where it agrees with the other, the answer
+ * holds either way.)
+ */
+export const INTEGRITY_NOTES: ReadonlySet<TraceNoteCode> = new Set(['archive-damaged']);
 
 export interface TraceNote {
   readonly code: TraceNoteCode;
@@ -54,6 +63,26 @@ export function coverageNotes(
       notes.push({
         code: 'may-predate-archives',
         message: `${formatUtc(at)} is within seconds of ${first}, when the first archived ruleset in ${node.dir} became active: before it the port belonged to no fixed client`,
+      });
+    }
+  }
+  return notes;
+}
+
+/** Notes for archives in play that cannot be trusted as they are, or may not have been active. */
+export function integrityNotes(inPlay: readonly LoadedArchive[]): TraceNote[] {
+  const notes: TraceNote[] = [];
+  for (const archive of inPlay) {
+    if (archive.damaged !== undefined) {
+      notes.push({
+        code: 'archive-damaged',
+        message: `${archive.damaged}: its answer may be wrong (traceable-nat check lists the damage)`,
+      });
+    }
+    if (archive.pending) {
+      notes.push({
+        code: 'apply-interrupted',
+        message: `an apply that began at ${formatUtc(archive.applyStartedAt)} was interrupted (${archive.dir}/${archive.entry.name}): its ruleset may have become active at any moment since, so its answer is given too; the next apply settles which`,
       });
     }
   }

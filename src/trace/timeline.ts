@@ -6,7 +6,7 @@
  * (and for the original script, whose firewall restart came after the file was written), holds
  * both rulesets as possible. Only the few archives around the moment are read.
  */
-import { parseArchiveHeader, archiveBody } from '../archive/header.js';
+import { parseArchiveHeader, archiveBody, sha256 } from '../archive/header.js';
 import { findArchiveAt, type ArchiveName } from '../archive/names.js';
 import { parseIpv4 } from '../net/ipv4.js';
 import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
@@ -20,6 +20,21 @@ export interface ArchiveDir {
   /** Oldest first, as sortArchiveNames gives them. */
   readonly entries: readonly ArchiveName[];
   readonly read: (entry: ArchiveName) => string;
+  /** The start of an archive, enough for its header (the successor's `previous` line). */
+  readonly readHeader?: ((entry: ArchiveName) => string) | undefined;
+  /** The anchored newest archive of this directory (firewall.stateFile), when known. */
+  readonly anchor?:
+    | {
+        readonly name: string;
+        readonly sha256: string;
+        readonly pendingSha256?: string | undefined;
+      }
+    | undefined;
+  /**
+   * The archive of an apply that was interrupted (`<name>.pending`) and not yet resolved: its
+   * ruleset may have become active at any moment since that apply began.
+   */
+  readonly pending?: { readonly entry: ArchiveName; readonly text: string } | undefined;
 }
 
 export interface LoadedArchive {
@@ -34,6 +49,10 @@ export interface LoadedArchive {
   /** The public addresses it uses or was configured with, ascending. */
   readonly publicAddresses: readonly number[];
   readonly assignments: readonly ReadAssignment[];
+  /** Why this archive cannot be trusted as it is (edited or cut after it was written). */
+  readonly damaged: string | undefined;
+  /** An interrupted apply's ruleset, which may or may not have become active. */
+  readonly pending: boolean;
 }
 
 export interface ActiveAround {
@@ -59,10 +78,45 @@ function configuredAddresses(settings: Readonly<Record<string, unknown>>): numbe
     .filter((address): address is number => address !== undefined);
 }
 
-export function loadArchive(dir: ArchiveDir, index: number): LoadedArchive | undefined {
+/** An iptables ruleset ends with COMMIT, an nft table with its closing brace. */
+function looksComplete(body: string): boolean {
+  const end = body.trimEnd();
+  return end.endsWith('COMMIT') || end.endsWith('}');
+}
+
+/**
+ * Why an archive's text is not what was archived: the next archive recorded its SHA-256, the
+ * state file anchors the newest, and a ruleset that stops before its end was cut.
+ */
+function damageOf(dir: ArchiveDir, index: number, text: string): string | undefined {
   const entry = dir.entries[index];
   if (!entry) return undefined;
-  const text = dir.read(entry);
+  const next = dir.entries[index + 1];
+  const digest = sha256(text);
+  if (next !== undefined) {
+    const recorded = parseArchiveHeader((dir.readHeader ?? dir.read)(next))?.previous;
+    if (recorded?.name === entry.name && recorded.sha256 !== digest) {
+      return `${entry.name} is not what was archived: ${next.name} recorded its SHA-256 as ${recorded.sha256}, the file now has ${digest} (edited or cut since)`;
+    }
+  } else if (
+    dir.anchor?.name === entry.name &&
+    dir.anchor.sha256 !== digest &&
+    dir.anchor.pendingSha256 !== digest
+  ) {
+    return `${entry.name} is not what was archived: the state file anchors it with SHA-256 ${dir.anchor.sha256}, the file now has ${digest} (edited or cut since)`;
+  }
+  if (parseArchiveHeader(text) !== undefined && !looksComplete(archiveBody(text))) {
+    return `${entry.name} stops before the end of its ruleset (cut by a full disk or a copy?)`;
+  }
+  return undefined;
+}
+
+function summarizeArchive(
+  dir: ArchiveDir,
+  entry: ArchiveName,
+  text: string,
+  nextActivatedAt: number | undefined,
+): Omit<LoadedArchive, 'damaged' | 'pending'> {
   const header = parseArchiveHeader(text);
   const assignments = readAssignments(archiveBody(text)).assignments;
   const addresses = new Set(assignments.map((assignment) => assignment.publicAddress));
@@ -72,9 +126,33 @@ export function loadArchive(dir: ArchiveDir, index: number): LoadedArchive | und
     entry,
     ours: header !== undefined,
     applyStartedAt: startOf(header?.applyStarted, entry.activatedAt),
-    nextActivatedAt: dir.entries[index + 1]?.activatedAt,
+    nextActivatedAt,
     publicAddresses: [...addresses].sort((a, b) => a - b),
     assignments,
+  };
+}
+
+export function loadArchive(dir: ArchiveDir, index: number): LoadedArchive | undefined {
+  const entry = dir.entries[index];
+  if (!entry) return undefined;
+  const text = dir.read(entry);
+  return {
+    ...summarizeArchive(dir, entry, text, dir.entries[index + 1]?.activatedAt),
+    damaged: damageOf(dir, index, text),
+    pending: false,
+  };
+}
+
+/** The pending archive as a candidate from its apply's start on (see ArchiveDir.pending). */
+function loadPending(dir: ArchiveDir): LoadedArchive | undefined {
+  if (dir.pending === undefined) return undefined;
+  const { entry, text } = dir.pending;
+  const summary = summarizeArchive(dir, entry, text, undefined);
+  return {
+    ...summary,
+    entry: { ...entry, activatedAt: summary.applyStartedAt },
+    damaged: undefined,
+    pending: true,
   };
 }
 
@@ -99,6 +177,8 @@ export function activeAround(
     if (!archive || archive.applyStartedAt - margin > at) break;
     archives.push(archive);
   }
+  const pending = loadPending(dir);
+  if (pending && pending.applyStartedAt - margin <= at) archives.push(pending);
   return {
     dir: dir.dir,
     archives,

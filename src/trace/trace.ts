@@ -11,6 +11,8 @@ import {
   coverageNotes,
   groupBy,
   hasSilentArchive,
+  integrityNotes,
+  INTEGRITY_NOTES,
   switchNotes,
   type BlockMatch,
   type TraceNote,
@@ -105,7 +107,7 @@ function statusOf(
 ): TraceStatus {
   if (candidates.length === 0) return 'not-found';
   if (candidates.length > 1) return 'ambiguous';
-  const doubt = notes.some((note) => DOUBTS.has(note.code));
+  const doubt = notes.some((note) => DOUBTS.has(note.code) || INTEGRITY_NOTES.has(note.code));
   return doubt || hasSilentArchive(inPlay, matches) ? 'ambiguous' : 'found';
 }
 
@@ -144,6 +146,7 @@ export function traceArchives(dirs: readonly ArchiveDir[], query: TraceQuery): T
     ...coverageNotes(around, relevant, query.at),
     ...addressNotes(query, considered, relevant, matches),
     ...(relevant.length > 0 ? switchNotes(inPlay, margin) : []),
+    ...integrityNotes(inPlay),
     ...nodeNotes(query, matches),
   ];
   if (relevant.length > 0 && matches.length === 0) {

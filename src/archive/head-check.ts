@@ -1,0 +1,33 @@
+/**
+ * The checks of an archive directory that its hash chain cannot make (see anchor.ts): the newest
+ * archive against the state file, archives dated in the future, and an interrupted apply whose
+ * pending archive was not resolved yet.
+ */
+import { anchorProblem, readDirState } from './anchor.js';
+import { sha256 } from './header.js';
+import { findPendingArchives, listArchives, readArchive } from './store.js';
+
+export function archiveHeadProblems(dir: string, stateFile: string, nowMs: number): string[] {
+  const problems: string[] = [];
+  const entries = listArchives(dir);
+  const now = Math.floor(nowMs / 1000);
+  for (const entry of entries) {
+    if (entry.activatedAt > now) {
+      problems.push(
+        `${entry.name} is dated ${new Date(entry.activatedAt * 1000).toISOString()}, later than this machine's clock: the clock was stepped back or the file was copied in (applies are refused until it is put right)`,
+      );
+    }
+  }
+  const newest = entries.at(-1);
+  const problem = anchorProblem(
+    readDirState(stateFile, dir),
+    newest && { name: newest.name, sha256: sha256(readArchive(dir, newest).text) },
+  );
+  if (problem !== undefined) problems.push(problem);
+  for (const pending of findPendingArchives(dir)) {
+    problems.push(
+      `${pending.path} is the archive of an apply that was interrupted: the next apply reads the kernel and archives or drops it`,
+    );
+  }
+  return problems;
+}
