@@ -104,7 +104,9 @@ export function groupBy<T, K>(list: readonly T[], keyOf: (item: T) => K): Map<K,
 /** Notes for every directory where more than one ruleset may have been active. */
 export function switchNotes(inPlay: readonly LoadedArchive[], margin: number): TraceNote[] {
   const notes: TraceNote[] = [];
-  for (const [dir, archives] of groupBy(inPlay, (archive) => archive.dir)) {
+  // An interrupted apply's ruleset has a note of its own (integrityNotes): it is no switch.
+  const switched = inPlay.filter((archive) => !archive.pending);
+  for (const [dir, archives] of groupBy(switched, (archive) => archive.dir)) {
     if (archives.length < 2) continue;
     notes.push({
       code: 'near-switch',

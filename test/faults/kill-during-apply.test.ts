@@ -1,0 +1,209 @@
+/**
+ * Issue 11, item 3: the CLI killed with SIGKILL while iptables-restore / nft is loading. The
+ * child goes on and commits the new ruleset; the archive must already be durable (pending), so
+ * nothing becomes active unrecorded: trace gives both answers for that window, and the next
+ * apply reads the kernel, waits for the orphaned child, and archives what it finds active (or
+ * drops the pending archive when the kernel never took it). The real restore is only slowed
+ * down by a wrapper first on PATH, so there is time to kill the applier mid-transaction.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArchiveHeader } from '../../src/archive/header.js';
+import { SWITCH_MARGIN_SECONDS } from '../../src/trace/timeline.js';
+import { isRoot, sh } from '../helpers/netns.js';
+import { ALPHA, BETA, createFaultSite, GAMMA, readText, type FaultSite } from './site.js';
+
+// Namespaces need root; CI runs as root.
+const describeKernel = isRoot() ? describe : describe.skip;
+
+/** A wrapper that delays the real load (never the --test / -c check) by `delay` seconds. */
+function writeSlowWrapper(dir: string, backend: 'iptables' | 'nftables', delay: number): void {
+  mkdirSync(dir, { recursive: true });
+  const name = backend === 'iptables' ? 'iptables-restore' : 'nft';
+  const real = sh(['sh', '-c', `command -v ${name}`]).trim();
+  const check = backend === 'iptables' ? '--test' : '-c';
+  const loads = backend === 'iptables' ? 'true' : `case " $* " in *" -f "*) true;; *) false;; esac`;
+  writeFileSync(
+    join(dir, name),
+    [
+      '#!/bin/sh',
+      `case " $* " in *" ${check} "*) exec ${real} "$@";; esac`,
+      `if ${loads}; then echo $$ > "$SLOW_MARK"; sleep ${delay}; fi`,
+      `exec ${real} "$@"`,
+      '',
+    ].join('\n'),
+  );
+  chmodSync(join(dir, name), 0o755);
+}
+
+async function waitFor(what: string, done: () => boolean, ms = 15000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+interface Killed {
+  /** The pid of the slowed kernel command, still running. */
+  readonly childPid: number;
+}
+
+/** Starts `apply` with the slow wrapper and kills it with SIGKILL once the load has begun. */
+async function applyAndKill(site: FaultSite, wrapperDir: string): Promise<Killed> {
+  const mark = join(site.sandbox.dir, `slow-${Date.now()}`);
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      site.net.gateway,
+      'env',
+      `PATH=${wrapperDir}:${process.env.PATH ?? ''}`,
+      `SLOW_MARK=${mark}`,
+      join('bin', 'traceable-nat'),
+      'apply',
+      '--config',
+      site.sandbox.configFile,
+    ],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  await waitFor('the slowed load to start', () => existsSync(mark) && readText(mark).trim() !== '');
+  // ip netns exec and env exec() into node: this pid is the applier itself.
+  child.kill('SIGKILL');
+  await exited;
+  return { childPid: Number(readFileSync(mark, 'utf8').trim()) };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface TraceJson {
+  status: string;
+  notes: { code: string }[];
+  candidates: { client: string }[];
+}
+
+describeKernel.each(['iptables', 'nftables'] as const)(
+  'kill -9 during the kernel load (%s)',
+  (backend) => {
+    let site: FaultSite;
+    let wrapperDir: string;
+
+    beforeAll(() => {
+      site = createFaultSite(backend, { removalGuard: false });
+      wrapperDir = join(site.sandbox.dir, 'slow-bin');
+      writeSlowWrapper(wrapperDir, backend, 2);
+    });
+    afterAll(() => {
+      site.destroy();
+    });
+
+    const trace = (
+      port: number,
+      at = new Date().toISOString(),
+    ): TraceJson & { exit: number | null } => {
+      const result = site.cli([
+        'trace',
+        '--at',
+        at,
+        '--port',
+        String(port),
+        '--address',
+        '192.0.2.1',
+        '--json',
+      ]);
+      return { ...(JSON.parse(result.stdout) as TraceJson), exit: result.status };
+    };
+
+    test('the ruleset the orphaned child loads is archived by the next apply, and trace is honest in between', async () => {
+      site.sandbox.writeProfiles([ALPHA, BETA]);
+      expect(site.cli(['apply']).status).toBe(0);
+      const [first] = site.archives();
+      const alphaPort = site.blockOf('10.42.0.2').firstPort;
+      // Out of the seconds around the first archive, where every answer is in doubt anyway.
+      await sleep((SWITCH_MARGIN_SECONDS + 1) * 1000);
+
+      // gamma takes the blocks after alpha's and beta's.
+      site.sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+      const gammaPort = site.blockOf('10.42.2.2').firstPort;
+      const startedAfter = Date.now();
+      const { childPid } = await applyAndKill(site, wrapperDir);
+      const killedAt = Date.now();
+      expect(alive(childPid)).toBe(true); // the load goes on without its parent
+
+      // Before anything is resolved: the pending archive is on disk and trace gives both answers.
+      expect(
+        existsSync(
+          join(
+            site.sandbox.archiveDir,
+            `${backend === 'iptables' ? 'rules.v4' : 'traceable-nat.nft'}.pending`,
+          ),
+        ),
+      ).toBe(true);
+      const during = trace(gammaPort);
+      expect(during.notes.map((note) => note.code)).toContain('apply-interrupted');
+      expect(during.status).not.toBe('found');
+      expect(during.exit).not.toBe(0);
+      // alpha's block is the same in both rulesets: that answer holds either way.
+      const alpha = trace(alphaPort);
+      expect(alpha.notes).toEqual([expect.objectContaining({ code: 'apply-interrupted' })]);
+      expect(alpha.status).toBe('found');
+      expect(alpha.candidates.map((candidate) => candidate.client)).toEqual(['10.42.0.2']);
+      const check = site.cli(['check']);
+      expect(check.status).toBe(2);
+      expect(check.stdout).toMatch(/FAIL {2}archive head: .*interrupted/);
+
+      // The next apply waits for the orphaned load, finds it active, and archives it.
+      const next = site.cli(['apply', '--json']);
+      expect(next.status).toBe(0);
+      expect(next.stderr).toMatch(/warning: an interrupted apply .* is now archived as/);
+      expect(alive(childPid)).toBe(false);
+      expect(site.leftovers()).toEqual([]);
+      const archives = site.archives();
+      expect(archives).toHaveLength(2);
+      expect(archives[0]).toBe(first);
+      const second = readText(join(site.sandbox.archiveDir, archives[1] ?? ''));
+      const header = parseArchiveHeader(second);
+      const activatedAt = Number(/\.(\d+)$/.exec(archives[1] ?? '')?.[1]);
+      // Named no earlier than the kill, and its header keeps when the interrupted apply began.
+      expect(activatedAt).toBeGreaterThanOrEqual(Math.floor(killedAt / 1000));
+      const applyStarted = Date.parse(header?.applyStarted ?? '');
+      expect(applyStarted).toBeGreaterThanOrEqual(startedAfter - 1000);
+      expect(applyStarted).toBeLessThanOrEqual(killedAt);
+      expect(second).toContain(backend === 'iptables' ? '-s 10.42.2.2/32' : '10.42.2.2 : ');
+      // The window between the kill and the archive's name is uncertain: both answers.
+      const window = trace(gammaPort, new Date(killedAt).toISOString());
+      expect(window.status).not.toBe('found');
+      expect(site.cli(['check']).status).toBe(0);
+      expect(site.cli(['apply', '--verbose']).stdout).toMatch(/^unchanged/);
+    });
+
+    test('a load killed before it reached the kernel is dropped, and nothing claims activation', async () => {
+      const kernelBefore = site.kernelState();
+      const archivesBefore = site.archives();
+      site.sandbox.writeProfiles([ALPHA, BETA]);
+      const { childPid } = await applyAndKill(site, wrapperDir);
+      process.kill(childPid, 'SIGKILL'); // the whole server died: the load never happened
+      await waitFor('the slowed load to die', () => !alive(childPid));
+      expect(site.kernelState()).toBe(kernelBefore);
+
+      site.sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+      const next = site.cli(['apply', '--verbose']);
+      expect(next.stderr).toBe('');
+      expect(next.stdout).toMatch(/^unchanged/);
+      expect(site.archives()).toEqual(archivesBefore);
+      expect(site.leftovers()).toEqual([]);
+      expect(site.cli(['check']).status).toBe(0);
+    });
+  },
+);

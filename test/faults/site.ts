@@ -1,0 +1,112 @@
+/**
+ * A small eduVPN server for the fault tests: a gateway namespace with its own netfilter state,
+ * a sandbox on disk, and the real CLI run inside the namespace. Every fault test starts from
+ * here, breaks one thing, and checks that the promises still hold.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createTopology, type Topology } from '../helpers/netns.js';
+import {
+  createSandbox,
+  runCli,
+  type CliResult,
+  type ProfileSpec,
+  type Sandbox,
+} from '../helpers/sandbox.js';
+
+export const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
+export const BETA: ProfileSpec = {
+  id: 'beta',
+  openvpn: { range: '10.42.1.0/24', udp: [1194], tcp: [1194] },
+};
+export const GAMMA: ProfileSpec = { id: 'gamma', wireguard: '10.42.2.0/24' };
+
+export interface FaultSite {
+  readonly net: Topology;
+  readonly sandbox: Sandbox;
+  /** `traceable-nat <args> --config <sandbox>` inside the gateway namespace. */
+  cli(args: readonly string[], env?: Readonly<Record<string, string>>): CliResult;
+  /** Our part of the kernel's nat state, as text (counters and comments stripped). */
+  kernelState(): string;
+  archives(): string[];
+  /** Files that no apply should leave behind: temporaries and pending archives. */
+  leftovers(): string[];
+  /** The public address and port block of a client, as the current files plan it. */
+  blockOf(client: string): { publicAddress: string; firstPort: number; lastPort: number };
+  destroy(): void;
+}
+
+export function createFaultSite(
+  backend: 'iptables' | 'nftables',
+  firewall: Record<string, unknown> = {},
+  nat: Record<string, unknown> = {},
+): FaultSite {
+  const net = createTopology([]);
+  const sandbox = createSandbox(backend);
+  sandbox.writeConfig({ firewall, nat });
+  const cli = (args: readonly string[], env: Readonly<Record<string, string>> = {}): CliResult => {
+    const command = [...args, '--config', sandbox.configFile];
+    if (Object.keys(env).length === 0) return runCli(net.gateway, command);
+    const result = spawnSync(
+      'ip',
+      [
+        'netns',
+        'exec',
+        net.gateway,
+        'env',
+        ...Object.entries(env).map(([key, value]) => `${key}=${value}`),
+        join('bin', 'traceable-nat'),
+        ...command,
+      ],
+      { encoding: 'utf8', timeout: 60000 },
+    );
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  };
+  const dirs = () => [...new Set([sandbox.archiveDir, sandbox.dir])];
+  return {
+    net,
+    sandbox,
+    cli,
+    kernelState: () =>
+      backend === 'iptables'
+        ? net.exec(net.gateway, ['iptables-save', '-t', 'nat']).replace(/^#.*\n/gm, '')
+        : net.exec(net.gateway, ['nft', 'list', 'ruleset']),
+    archives: () =>
+      existsSync(sandbox.archiveDir)
+        ? readdirSync(sandbox.archiveDir)
+            .filter((name) => /\.\d+$/.test(name))
+            .sort()
+        : [],
+    leftovers: () =>
+      dirs().flatMap((dir) =>
+        existsSync(dir)
+          ? readdirSync(dir)
+              .filter((name) => name.endsWith('.tmp') || name.endsWith('.pending'))
+              .map((name) => join(dir, name))
+          : [],
+      ),
+    blockOf(client) {
+      const result = runCli(undefined, [
+        'lookup',
+        client,
+        '--json',
+        '--config',
+        sandbox.configFile,
+      ]);
+      return JSON.parse(result.stdout) as {
+        publicAddress: string;
+        firstPort: number;
+        lastPort: number;
+      };
+    },
+    destroy() {
+      net.destroy();
+      sandbox.remove();
+    },
+  };
+}
+
+export function readText(path: string): string {
+  return readFileSync(path, 'utf8');
+}
