@@ -9,6 +9,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { discover } from '../../src/cli/discovery.js';
+import { loadConfig } from '../../src/config-file.js';
+import { Daemon } from '../../src/daemon/daemon.js';
+import { createNotifier } from '../../src/daemon/notify.js';
+import { watchSources } from '../../src/daemon/watch.js';
+import { systemClock } from '../../src/system/clock.js';
+import { netnsRunner } from '../helpers/netns-runner.js';
 import { createTopology, isRoot, type Topology } from '../helpers/netns.js';
 import { collectLines, type LineLog } from '../helpers/process-lines.js';
 import {
@@ -52,6 +60,33 @@ function firstClient(profile: ProfileSpec): string {
   return range.replace(/\.0\/\d+$/, '.2/32');
 }
 
+/** Waits (bounded) until the gateway's nat table has rules for every profile; says who is missing. */
+async function waitForRules(
+  net: Topology,
+  profiles: readonly ProfileSpec[],
+  withinMs: number,
+  recentLog: () => string,
+): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    const rules = net.exec(net.gateway, ['iptables-save', '-t', 'nat']);
+    const missing = profiles.filter((profile) => !rules.includes(firstClient(profile)));
+    if (missing.length === 0) return;
+    if (Date.now() - started > withinMs) {
+      throw new Error(
+        `after ${withinMs} ms the nat table still has no rules for ${missing.map((p) => p.id).join(', ')}; ` +
+          `daemon said:\n${recentLog()}`,
+      );
+    }
+    await sleep(100);
+  }
+}
+
+function replaceByRename(file: string, profiles: readonly ProfileSpec[]): void {
+  writeFileSync(`${file}.tmp`, renderPortalConfig(profiles));
+  renameSync(`${file}.tmp`, file);
+}
+
 // Kernel tests need root for network namespaces; CI runs as root.
 const describeKernel = isRoot() ? describe : describe.skip;
 
@@ -66,25 +101,10 @@ describeKernel('the daemon keeps hearing the eduVPN files', () => {
     const names = readdirSync(sandbox.archiveDir).sort();
     return readFileSync(join(sandbox.archiveDir, names[names.length - 1] ?? ''), 'utf8');
   };
-  /** Waits (bounded) until the kernel's nat table has rules for every profile. */
-  const natCovers = async (profiles: readonly ProfileSpec[], withinMs: number) => {
-    const started = Date.now();
-    for (;;) {
-      const rules = nat();
-      const missing = profiles.filter((profile) => !rules.includes(firstClient(profile)));
-      if (missing.length === 0) return Date.now() - started;
-      if (Date.now() - started > withinMs) {
-        throw new Error(
-          `after ${withinMs} ms the nat table still has no rules for ${missing.map((p) => p.id).join(', ')}; ` +
-            `daemon said:\n${log.lines.slice(-10).join('\n')}`,
-        );
-      }
-      await sleep(100);
-    }
-  };
+  const natCovers = (profiles: readonly ProfileSpec[], withinMs: number) =>
+    waitForRules(net, profiles, withinMs, () => log.lines.slice(-10).join('\n'));
   const writeByRename = (profiles: readonly ProfileSpec[]) => {
-    writeFileSync(`${sandbox.portalConfig}.tmp`, renderPortalConfig(profiles));
-    renameSync(`${sandbox.portalConfig}.tmp`, sandbox.portalConfig);
+    replaceByRename(sandbox.portalConfig, profiles);
   };
 
   beforeAll(async () => {
@@ -190,5 +210,62 @@ describeKernel('the daemon keeps hearing the eduVPN files', () => {
         .filter((event) => event?.outcome === 'applied')
         .every((event) => event?.trigger === 'change'),
     ).toBe(true);
+  });
+});
+
+describeKernel('the daemon started in-process, real apply in a namespace', () => {
+  test('a change made while the first apply runs is applied after it', async () => {
+    const net = createTopology([]);
+    const sandbox = createSandbox('iptables');
+    let daemon: Daemon | undefined;
+    try {
+      sandbox.writeProfiles([ALPHA, BETA]);
+      sandbox.writeConfig();
+      const config = JSON.parse(readFileSync(sandbox.configFile, 'utf8')) as object;
+      writeFileSync(
+        sandbox.configFile,
+        JSON.stringify({
+          ...config,
+          daemon: { settleMs: SETTLE_MS, verifyIntervalMs: VERIFY_INTERVAL_MS },
+        }),
+      );
+      let reads = 0;
+      daemon = new Daemon({
+        configFile: sandbox.configFile,
+        loadConfig,
+        // Right after the first apply has read the files, an admin edits a profile in: the
+        // daemon must already be listening, or nothing applies it until the periodic check.
+        discover: (loaded) => {
+          const found = discover(loaded);
+          if (reads++ === 0) replaceByRename(sandbox.portalConfig, [ALPHA, BETA, GAMMA]);
+          return found;
+        },
+        watch: watchSources,
+        runner: netnsRunner(net.gateway),
+        clock: systemClock,
+        timers: {
+          setTimeout: (callback, ms) => setTimeout(callback, ms),
+          clearTimeout: (handle) => {
+            clearTimeout(handle as NodeJS.Timeout);
+          },
+          setInterval: (callback, ms) => setInterval(callback, ms),
+          clearInterval: (handle) => {
+            clearInterval(handle as NodeJS.Timeout);
+          },
+        },
+        logger: pino({ level: 'silent' }),
+        notifier: createNotifier({}),
+      });
+      await daemon.start();
+      expect(net.exec(net.gateway, ['iptables-save', '-t', 'nat'])).not.toContain(
+        firstClient(GAMMA),
+      );
+      await waitForRules(net, [ALPHA, BETA, GAMMA], APPLIED_WITHIN_MS, () => '');
+      expect(reads).toBe(2);
+    } finally {
+      await daemon?.stop();
+      net.destroy();
+      sandbox.remove();
+    }
   });
 });
