@@ -57,9 +57,10 @@ export function watchSources(
         heard(dir, name);
       });
       watcher.on('error', (error) => {
+        if (closed) return;
         drop(dir);
         onError(error);
-        if (!closed) follow();
+        follow();
       });
       return watcher;
     } catch (error) {
