@@ -76,7 +76,7 @@ export class Daemon {
     this.settler = new Settler(this.config.daemon.settleMs, () => this.applyOnce(), deps.timers);
   }
 
-  /** Applies (or verifies) once, then reports ready and starts watching. */
+  /** Starts watching, applies (or verifies) once, then reports ready. */
   async start(): Promise<void> {
     const { logger, notifier, timers } = this.deps;
     logger.info(
@@ -88,8 +88,10 @@ export class Daemon {
         notifier.watchdog();
       }, notifier.watchdogIntervalMs);
     }
-    await this.requestFullCheck('start');
+    // Listening before the first apply reads the files: a change made while it runs gets one
+    // more apply after it, instead of waiting for the periodic check.
     this.startWatching();
+    await this.requestFullCheck('start');
     notifier.ready(this.status());
     logger.info({ status: this.status() }, 'daemon ready');
   }

@@ -1,7 +1,10 @@
 /**
  * Turns a burst of change events into one apply: after the last event, wait for `settleMs` of
  * quiet, then run. Runs never overlap; events that arrive during a run lead to exactly one more
- * run after it (after its own quiet time).
+ * run after it (after its own quiet time). The run reads the files when it starts, so the last
+ * run of a burst sees its last version. A run asked for now (start, reload, periodic check)
+ * does not end a settle in progress: the files may be half rewritten, the settle's own run
+ * follows.
  */
 export interface Timers {
   setTimeout(callback: () => void, ms: number): unknown;
@@ -30,7 +33,9 @@ export class Settler {
     if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
     this.timer = this.timers.setTimeout(() => {
       this.timer = undefined;
-      void this.start();
+      // A run asked for now started during the quiet time: this one comes after it.
+      if (this.running) this.dirty = true;
+      else void this.start();
     }, this.settleMs);
   }
 
@@ -39,14 +44,10 @@ export class Settler {
     return this.timer !== undefined;
   }
 
-  /** Runs now (skipping the quiet time), or right after the run in progress. */
+  /** Runs now, or right after the run in progress; a settle in progress still ends in a run. */
   async runNow(): Promise<void> {
     while (this.running) await this.running;
     if (this.stopped) return;
-    // Changes that came during that run are covered by this one.
-    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
-    this.timer = undefined;
-    this.dirty = false;
     await this.start();
   }
 

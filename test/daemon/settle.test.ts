@@ -146,3 +146,49 @@ test('runNow during a run runs right after it, not after another quiet time', as
   await second;
   expect(settler.settling).toBe(false);
 });
+
+test('runNow during a settle does not end it: the settle still gets its own run, never an overlapping one', async () => {
+  const timers = manualTimers();
+  let runs = 0;
+  let running = 0;
+  let maxRunning = 0;
+  let finish: () => void = () => undefined;
+  const settler = new Settler(
+    1000,
+    () =>
+      new Promise<void>((resolve) => {
+        runs++;
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        finish = () => {
+          running--;
+          resolve();
+        };
+      }),
+    timers,
+  );
+  // A file is being rewritten (the settle started), then a reload asks for a run now: that run
+  // may read a half-written file, so the settle must still end with a run of its own.
+  settler.poke();
+  timers.advance(500);
+  const now = settler.runNow();
+  await flush();
+  expect(runs).toBe(1);
+  // The quiet time ends while the runNow run is still going: one more run, after it.
+  timers.advance(500);
+  await flush();
+  expect(runs).toBe(1);
+  finish();
+  await now;
+  await flush();
+  timers.advance(1000);
+  await flush();
+  expect(runs).toBe(2);
+  finish();
+  await flush();
+  timers.advance(5000);
+  await flush();
+  expect(runs).toBe(2);
+  expect(maxRunning).toBe(1);
+  expect(settler.settling).toBe(false);
+});
