@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { processRunner } from '../netfilter/runner.js';
 import { systemClock } from '../system/clock.js';
+import { missingInterfaceProblem } from '../system/interfaces.js';
 import type { Command, CommandContext } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
@@ -59,6 +60,12 @@ export async function runApply(context: CommandContext, flags: ApplyFlags): Prom
     context.io.stdout(planFromDisk(config, discover(config)).fileText);
     return EXIT.ok;
   }
+  // An interface may appear later (a VLAN or bond brought up after us): warn, apply anyway.
+  const missing = missingInterfaceProblem(config.nat.outInterface);
+  if (missing !== undefined)
+    context.io.stderr(
+      `warning: ${missing}; the rules are loaded all the same and act once it exists\n`,
+    );
   const result = await applyRuleset(
     config,
     { runner: processRunner, clock: systemClock, discover },

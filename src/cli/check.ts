@@ -10,6 +10,7 @@ import type { Config } from '../config.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { clientCount } from '../eduvpn/pool.js';
 import { formatIpv4 } from '../net/ipv4.js';
+import { missingInterfaceProblem } from '../system/interfaces.js';
 import type { Command, CommandContext } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
@@ -27,6 +28,15 @@ const checkSteps: CheckStep[] = [
       const discovery = discover(config);
       const clients = discovery.pools.reduce((sum, pool) => sum + clientCount(pool), 0);
       return `${clients} clients in ${discovery.pools.length} pools from ${discovery.source} (${discovery.files.join(', ')})`;
+    },
+  },
+  {
+    // Rules for an interface that does not exist load, but translate nothing (issue 11).
+    name: 'outgoing interface',
+    run: (config) => {
+      const problem = missingInterfaceProblem(config.nat.outInterface);
+      if (problem !== undefined) throw new TnatError('E_CONFIG', problem);
+      return `${config.nat.outInterface} exists in this network namespace`;
     },
   },
   {

@@ -5,7 +5,9 @@
 import { planFromDisk } from '../apply/apply.js';
 import { TnatError } from '../errors.js';
 import { formatCidr4, formatIpv4, parseIpv4 } from '../net/ipv4.js';
+import { systemClock } from '../system/clock.js';
 import { lookupClientAt } from '../trace/lookup-at.js';
+import { SWITCH_MARGIN_SECONDS } from '../trace/timeline.js';
 import type { Command, CommandContext, OptionValues } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
@@ -51,7 +53,13 @@ function lookupNow(context: CommandContext, options: OptionValues, client: numbe
 function lookupAt(context: CommandContext, options: OptionValues, client: number) {
   const time = incidentTimeOf(options, context.io);
   const config = context.config();
-  const result = lookupClientAt(archiveDirsFor(config, options), client, time.unixSeconds);
+  const result = lookupClientAt(
+    archiveDirsFor(config, options),
+    client,
+    time.unixSeconds,
+    SWITCH_MARGIN_SECONDS,
+    Math.floor(systemClock.now() / 1000),
+  );
   if (options.json) {
     const json = {
       found: result.status === 'found',

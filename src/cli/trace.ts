@@ -7,6 +7,7 @@ import { TnatError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { openPortalDatabases } from '../trace/portal-db.js';
 import type { UserAnswer } from '../trace/sessions.js';
+import { systemClock } from '../system/clock.js';
 import { SWITCH_MARGIN_SECONDS } from '../trace/timeline.js';
 import { traceArchives } from '../trace/trace.js';
 import type { Command, OptionValues } from './command.js';
@@ -68,6 +69,7 @@ export const traceCommand: Command = {
       port,
       address,
       proto,
+      now: Math.floor(systemClock.now() / 1000),
     });
     const clients = result.candidates.map((candidate) => candidate.client);
     const users = new Map<number, UserAnswer>();

@@ -43,7 +43,12 @@ function noUsableBlock(settings: NatSettings, blockSize: number): TnatError {
   );
 }
 
-function tooManyClients(settings: NatSettings, clients: number, layout: BlockLayout): TnatError {
+function tooManyClients(
+  settings: NatSettings,
+  clients: number,
+  layout: BlockLayout,
+  sources: string | undefined,
+): TnatError {
   const addresses = settings.publicAddresses.length;
   const perAddress = layout.blocks.length;
   const missing = Math.ceil(clients / perAddress) - addresses;
@@ -64,12 +69,20 @@ function tooManyClients(settings: NatSettings, clients: number, layout: BlockLay
   const verb = addresses === 1 ? 'gives' : 'give';
   return new TnatError(
     'E_MAPPING',
-    `${clients} clients need ${clients} blocks but ${given} with ${layout.blockSize} ports per client ${verb} only ${perAddress * addresses}: ${addAddresses}${lowerSize}`,
+    `${clients} clients need ${clients} blocks but ${given} with ${layout.blockSize} ports per client ${verb} only ${perAddress * addresses}: ${addAddresses}${lowerSize}` +
+      (sources === undefined ? '' : `, or shrink the client ranges: they are ${sources}`),
   );
 }
 
-/** The block layout every public address uses for `clients` clients. */
-export function chooseBlockLayout(settings: NatSettings, clients: number): BlockLayout {
+/**
+ * The block layout every public address uses for `clients` clients. `sources` names the eduVPN
+ * files and ranges the clients come from, for the message when they do not fit.
+ */
+export function chooseBlockLayout(
+  settings: NatSettings,
+  clients: number,
+  sources?: () => string,
+): BlockLayout {
   const { portRange, excludePorts, publicAddresses } = settings;
   const sizes =
     settings.portsPerClient === 'auto'
@@ -88,5 +101,5 @@ export function chooseBlockLayout(settings: NatSettings, clients: number): Block
     );
   }
   if (layout.blocks.length === 0) throw noUsableBlock(settings, layout.blockSize);
-  throw tooManyClients(settings, clients, layout);
+  throw tooManyClients(settings, clients, layout, sources?.());
 }

@@ -19,6 +19,19 @@ function describePool(pool: ClientPool): string {
   return `profile "${pool.profileId}" (${formatCidr4(pool.subnet4)}, ${where})`;
 }
 
+/**
+ * Where the clients come from, largest pools first, for a message about all of them: the
+ * eduVPN files and lines an operator would shrink a range in.
+ */
+export function describeClientSources(spans: readonly PoolSpan[], shown = 3): string {
+  const largest = [...spans].sort((a, b) => clientCount(b.pool) - clientCount(a.pool));
+  const listed = largest
+    .slice(0, shown)
+    .map(({ pool }) => `${describePool(pool)} with ${clientCount(pool)}`);
+  const rest = largest.length - listed.length;
+  return listed.join(', ') + (rest > 0 ? ` and ${rest} more pool${rest === 1 ? '' : 's'}` : '');
+}
+
 function rejectOverlap(byAddress: readonly PoolSpan[]): void {
   let widest: PoolSpan | undefined;
   for (const span of byAddress) {

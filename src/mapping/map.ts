@@ -10,7 +10,7 @@ import { TnatError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { chooseBlockLayout } from './block-size.js';
 import type { BlockLayout } from './blocks.js';
-import { ClientIndex, rejectPublicAddressInPools } from './clients.js';
+import { ClientIndex, describeClientSources, rejectPublicAddressInPools } from './clients.js';
 import type { Assignment, NatSettings, PortBlock, PortMap, PreviousAssignments } from './types.js';
 
 function indexPublicAddresses(publicAddresses: readonly number[]): Map<number, number> {
@@ -155,7 +155,9 @@ export function mapClients(
   const addressIndex = indexPublicAddresses(settings.publicAddresses);
   rejectPublicAddressInPools(pools, settings.publicAddresses);
   const clients = new ClientIndex(pools);
-  const layout = chooseBlockLayout(settings, clients.count);
+  const layout = chooseBlockLayout(settings, clients.count, () =>
+    describeClientSources(clients.inHandOutOrder),
+  );
   const slotOfClient =
     previous?.blockSize === layout.blockSize
       ? slotsKeepingPrevious(clients, layout, addressIndex, previous)

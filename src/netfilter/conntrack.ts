@@ -1,4 +1,10 @@
-/** Deleting the conntrack entries of clients whose NAT binding changed (`conntrack -D`). */
+/**
+ * Deleting the conntrack entries of clients whose NAT binding changed (`conntrack -D`). Two
+ * fences keep other hosts' connections alive: the prefixes lie inside the changed clients'
+ * subnets (conntrack-ranges.ts), and `--src-nat` (conntrack(8): "Filter source NAT
+ * connections") limits the deletion to entries that were source-translated, the only ones a
+ * changed binding makes wrong; a client's traffic to the server itself is never touched.
+ */
 import { formatIpv4 } from '../net/ipv4.js';
 import { CommandError } from '../errors.js';
 import { conntrackPrefixes, maskOf } from './conntrack-ranges.js';
@@ -25,6 +31,7 @@ export async function forgetClients(
       formatIpv4(prefix.network),
       '--mask-src',
       maskOf(prefix),
+      '--src-nat',
     ];
     const result = await runner.run('conntrack', args, { allowFailure: true });
     // conntrack says how many it deleted on stderr, and exits 1 when that is none.

@@ -12,6 +12,7 @@ import {
 import {
   archivesInPlay,
   coverageNotes,
+  futureNote,
   hasSilentArchive,
   integrityNotes,
   INTEGRITY_NOTES,
@@ -39,7 +40,11 @@ export function lookupClientAt(
   client: number,
   at: number,
   margin = SWITCH_MARGIN_SECONDS,
+  /** Unix seconds of now; a later moment (beyond a small clock skew) is not answered. */
+  now?: number,
 ): LookupAtResult {
+  const future = futureNote(at, now);
+  if (future) return { status: 'not-found', notes: [future], archives: [], matches: [] };
   const around = dirs.map((dir) => activeAround(dir, at, margin));
   const considered = around.flatMap((node) => node.archives);
   const matches = considered.flatMap((archive) =>

@@ -18,6 +18,7 @@ export type TraceNoteCode =
   | 'not-a-client'
   | 'near-switch'
   | 'several-nodes'
+  | 'in-the-future'
   | 'archive-damaged'
   | 'apply-interrupted';
 
@@ -31,6 +32,23 @@ export const INTEGRITY_NOTES: ReadonlySet<TraceNoteCode> = new Set(['archive-dam
 export interface TraceNote {
   readonly code: TraceNoteCode;
   readonly message: string;
+}
+
+/**
+ * How far after "now" a moment may lie and still be taken as now: the reporter's clock may be
+ * off by some seconds (an NTP-synchronised one is off by far less), and a report that reads
+ * "just now" should still be answered. Beyond it the rulesets of that moment cannot be known:
+ * any apply until then may change every block (issue 11: a future time answered FOUND).
+ */
+export const FUTURE_SKEW_SECONDS = 60;
+
+/** The note for a moment later than now (plus the skew allowed), or undefined. */
+export function futureNote(at: number, now: number | undefined): TraceNote | undefined {
+  if (now === undefined || at <= now + FUTURE_SKEW_SECONDS) return undefined;
+  return {
+    code: 'in-the-future',
+    message: `${formatUtc(at)} is ${String(at - now)} s after now (${formatUtc(now)}): which ruleset will be active then cannot be known yet; check the report's time and time zone (a local time given without its offset?)`,
+  };
 }
 
 /** One archive's block holding the port (or, for a lookup, the client). */

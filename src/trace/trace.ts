@@ -9,6 +9,7 @@ import type { ReadAssignment } from '../render/read-rules.js';
 import {
   archivesInPlay,
   coverageNotes,
+  futureNote,
   groupBy,
   hasSilentArchive,
   integrityNotes,
@@ -40,6 +41,8 @@ export interface TraceQuery {
   readonly address?: number | undefined;
   readonly proto?: 'tcp' | 'udp' | undefined;
   readonly marginSeconds?: number | undefined;
+  /** Unix seconds of now; a later moment (beyond a small clock skew) is not answered. */
+  readonly now?: number | undefined;
 }
 
 export interface TraceResult {
@@ -127,6 +130,8 @@ function nodeNotes(query: TraceQuery, matches: readonly BlockMatch[]): TraceNote
 }
 
 export function traceArchives(dirs: readonly ArchiveDir[], query: TraceQuery): TraceResult {
+  const future = futureNote(query.at, query.now);
+  if (future) return { status: 'not-found', notes: [future], archives: [], candidates: [] };
   const margin = query.marginSeconds ?? SWITCH_MARGIN_SECONDS;
   const around = dirs.map((dir) => activeAround(dir, query.at, margin));
   const considered = around.flatMap((node) => node.archives);

@@ -434,6 +434,38 @@ describe('lookup --at', () => {
   });
 });
 
+describe('a moment in the future (issue 11)', () => {
+  const now = () => Math.floor(Date.now() / 1000);
+
+  test('trace an hour ahead is no answer: exit 1 and a note saying why', async () => {
+    const at = now() + 3600;
+    const result = await trace('--at', String(at), '--port', '65500', '--address', A);
+    expect(result.status).toBe(1);
+    expect(result.stdout).not.toContain('FOUND: client');
+    expect(result.stdout).toMatch(
+      /s after now \(.*\): which ruleset will be active then cannot be known yet; check the report's time and time zone/,
+    );
+    const json = await trace('--at', String(at), '--port', '65500', '--address', A, '--json');
+    const parsed = JSON.parse(json.stdout) as { status: string; notes: { code: string }[] };
+    expect(parsed.status).toBe('not-found');
+    expect(parsed.notes.map((note) => note.code)).toEqual(['in-the-future']);
+  });
+
+  test('within the allowed clock skew it is taken as now', async () => {
+    const result = await trace('--at', String(now() + 30), '--port', '65500', '--address', A);
+    expect(result.stdout).toContain('Answer     FOUND: client 10.42.0.2');
+    expect(result.status).toBe(0);
+  });
+
+  test('lookup --at a day ahead is no answer either', async () => {
+    const at = String(now() + 86400);
+    const result = await run(UTC, 'lookup', '10.42.0.2', '--at', at, '--config', config);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toMatch(/s after now .*cannot be known yet/);
+    expect(result.stdout).not.toContain('Answer     FOUND');
+  });
+});
+
 describe('check: the archive hash chain', () => {
   test('intact', async () => {
     const result = await run(UTC, 'check', '--config', config);
