@@ -14,7 +14,7 @@ export function archiveHeadProblems(dir: string, stateFile: string, nowMs: numbe
   for (const entry of entries) {
     if (entry.activatedAt > now) {
       problems.push(
-        `${entry.name} is dated ${new Date(entry.activatedAt * 1000).toISOString()}, later than this machine's clock: the clock was stepped back or the file was copied in (applies are refused until it is put right)`,
+        `${entry.name} is dated ${new Date(entry.activatedAt * 1000).toISOString()} by its name, later than this machine's clock: the clock was stepped back or the file was copied in (applies are refused until it is put right)`,
       );
     }
   }

@@ -55,8 +55,13 @@ export interface Sandbox {
   readonly portalConfig: string;
   readonly rulesFile: string;
   readonly archiveDir: string;
+  readonly stateFile: string;
   writeProfiles(profiles: readonly ProfileSpec[]): void;
-  writeConfig(extra?: { nat?: Record<string, unknown>; firewall?: Record<string, unknown> }): void;
+  writeConfig(extra?: {
+    eduvpn?: Record<string, unknown>;
+    nat?: Record<string, unknown>;
+    firewall?: Record<string, unknown>;
+  }): void;
   remove(): void;
 }
 
@@ -72,6 +77,7 @@ export function createSandbox(backend: 'iptables' | 'nftables'): Sandbox {
     portalConfig,
     rulesFile,
     archiveDir,
+    stateFile: join(dir, 'state.json'),
     writeProfiles(profiles) {
       spawnSync('mkdir', ['-p', join(dir, 'vpn-user-portal')]);
       writeFileSync(portalConfig, renderPortalConfig(profiles));
@@ -84,6 +90,7 @@ export function createSandbox(backend: 'iptables' | 'nftables'): Sandbox {
           profilesDir: join(dir, 'profiles'),
           openvpnDir: join(dir, 'openvpn'),
           wireguardConfig: join(dir, 'wg0.conf'),
+          ...extra.eduvpn,
         },
         nat: {
           publicAddresses: ['192.0.2.1'],
@@ -96,7 +103,7 @@ export function createSandbox(backend: 'iptables' | 'nftables'): Sandbox {
           rulesFile,
           archiveDir,
           lockFile: join(dir, 'lock'),
-          stateFile: join(dir, 'state.json'),
+          stateFile: sandbox.stateFile,
           lockTimeoutMs: 2000,
           ...extra.firewall,
         },
