@@ -3,6 +3,7 @@ import { loadConfig } from '../config-file.js';
 import { Daemon } from '../daemon/daemon.js';
 import { createLogger } from '../daemon/logger.js';
 import { createNotifier } from '../daemon/notify.js';
+import { isEnvironmentFailure } from '../daemon/start-failure.js';
 import { watchSources } from '../daemon/watch.js';
 import { processRunner } from '../netfilter/runner.js';
 import { systemClock } from '../system/clock.js';
@@ -53,7 +54,14 @@ export const daemonCommand: Command = {
       queue = queue.then(() => daemon.reload());
     });
     queue = daemon.start();
-    await queue;
+    try {
+      await queue;
+    } catch (error) {
+      // The first apply failed on the environment (start() logged why, in the journal): exit
+      // before READY=1 so that systemd reports the start as failed and Restart= tries again.
+      if (!isEnvironmentFailure(error)) throw error;
+      return EXIT.applyFailed;
+    }
     await stopped;
     logger.info({}, 'daemon stopped');
     return EXIT.ok;

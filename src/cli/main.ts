@@ -4,6 +4,7 @@
  * fix becomes one sentence on stderr and exit status 2, never a stack trace.
  */
 import { parseArgs } from 'node:util';
+import { TOOL_VERSION } from '../version.js';
 import { loadConfig } from '../config-file.js';
 import { DEFAULT_CONFIG_FILE, type Config } from '../config.js';
 import { TnatError } from '../errors.js';
@@ -12,18 +13,21 @@ import type { Command, CommandContext, OptionValues } from './command.js';
 import { EXIT, processIo, type CliIo } from './io.js';
 import { commands } from './commands.js';
 import { runNatfw } from './natfw.js';
+import { parseGlobalOptions } from './global-options.js';
 
 function usage(): string {
   const lines = commands.map(
     (command) => `  ${`${command.name} ${command.usage}`.padEnd(52)} ${command.summary}`,
   );
   return [
-    'usage: traceable-nat <command> [--config FILE] [options]',
+    'usage: traceable-nat [--config FILE] <command> [--config FILE] [options]',
+    '       traceable-nat --version',
     '',
     'commands:',
     ...lines,
     '',
-    `--config FILE defaults to ${DEFAULT_CONFIG_FILE}. See README.md for exit statuses and examples.`,
+    `--config FILE (-C FILE), before or after the command, defaults to ${DEFAULT_CONFIG_FILE}.`,
+    'See README.md for exit statuses and examples.',
     '',
   ].join('\n');
 }
@@ -37,7 +41,12 @@ function contextFor(io: CliIo, configFile: string): CommandContext {
   };
 }
 
-async function runCommand(command: Command, args: readonly string[], io: CliIo): Promise<number> {
+async function runCommand(
+  command: Command,
+  args: readonly string[],
+  io: CliIo,
+  globalConfig: string | undefined,
+): Promise<number> {
   const parsed = parseArgs({
     args: [...args],
     options: {
@@ -58,22 +67,30 @@ async function runCommand(command: Command, args: readonly string[], io: CliIo):
   if (positionals.length < min || positionals.length > max) {
     throw new TnatError('E_USAGE', `usage: traceable-nat ${command.name} ${command.usage}`);
   }
-  const configFile = typeof values.config === 'string' ? values.config : DEFAULT_CONFIG_FILE;
+  // After the command wins over before it, as the later option does in most tools.
+  const configFile =
+    typeof values.config === 'string' ? values.config : (globalConfig ?? DEFAULT_CONFIG_FILE);
   return command.run(contextFor(io, configFile), values, positionals);
 }
 
 /** Runs one command line; returns the exit status. */
 export async function main(args: readonly string[], io: CliIo): Promise<number> {
-  const [name, ...rest] = args;
   try {
-    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-      (name === undefined ? io.stderr : io.stdout)(usage());
-      return name === undefined ? EXIT.badInput : EXIT.ok;
+    const global = parseGlobalOptions(args);
+    if (global.version) {
+      io.stdout(`traceable-nat ${TOOL_VERSION}\n`);
+      return EXIT.ok;
+    }
+    const name = global.command;
+    if (global.help || name === 'help' || name === undefined) {
+      const asked = global.help || name === 'help';
+      (asked ? io.stdout : io.stderr)(usage());
+      return asked ? EXIT.ok : EXIT.badInput;
     }
     const command = commands.find((candidate) => candidate.name === name);
     if (!command)
       throw new TnatError('E_USAGE', `unknown command "${name}"; run traceable-nat --help`);
-    return await runCommand(command, rest, io);
+    return await runCommand(command, global.rest, io, global.config);
   } catch (error) {
     return reportError(error, io);
   }

@@ -12,6 +12,7 @@ import { formatIpv4 } from '../net/ipv4.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import type { Clock } from '../system/clock.js';
 import type { Notifier } from './notify.js';
+import { isEnvironmentFailure } from './start-failure.js';
 import { Settler, type Timers } from './settle.js';
 import type { SourceWatcher } from './watch.js';
 
@@ -68,6 +69,7 @@ export class Daemon {
   private trusted: ApplyOptions['trusted'];
   /** The last apply's error, until an apply succeeds. */
   private lastError: string | undefined;
+  private lastFailure: unknown;
   /** Why the last SIGHUP's configuration was refused, until one is accepted. */
   private configError: string | undefined;
 
@@ -76,7 +78,10 @@ export class Daemon {
     this.settler = new Settler(this.config.daemon.settleMs, () => this.applyOnce(), deps.timers);
   }
 
-  /** Starts watching, applies (or verifies) once, then reports ready. */
+  /**
+   * Starts watching, applies (or verifies) once, then reports ready. Throws, before READY=1
+   * and with no watch or timer left running, when that apply failed on the environment.
+   */
   async start(): Promise<void> {
     const { logger, notifier, timers } = this.deps;
     logger.info(
@@ -92,6 +97,12 @@ export class Daemon {
     // more apply after it, instead of waiting for the periodic check.
     this.startWatching();
     await this.requestFullCheck('start');
+    if (isEnvironmentFailure(this.lastFailure)) {
+      this.stopWatching();
+      if (this.watchdogTimer !== undefined) timers.clearInterval(this.watchdogTimer);
+      logger.error(errorFields(this.lastFailure), 'daemon not started: the first apply failed');
+      throw this.lastFailure;
+    }
     notifier.ready(this.status());
     logger.info({ status: this.status() }, 'daemon ready');
   }
@@ -183,6 +194,7 @@ export class Daemon {
         `${map.clientCount} clients on ${map.publicAddresses.map(formatIpv4).join(', ')}, ` +
         `${map.blockSize} ports each (${result.plan.backend})`;
       this.lastError = undefined;
+      this.lastFailure = undefined;
       this.activeArchive = result.activeArchive;
       const fields = {
         trigger,
@@ -212,6 +224,7 @@ export class Daemon {
       if (message !== this.lastError)
         logger.error({ trigger, ...errorFields(error) }, 'apply failed, the active rules stay');
       this.lastError = message;
+      this.lastFailure = error;
     }
     notifier.status(this.status());
   }

@@ -1,0 +1,56 @@
+/**
+ * The options that come before the command, as in `git -C DIR`, `nft -f FILE` or `systemctl
+ * --user`: `traceable-nat --config FILE trace ...`. They stop at the first word that is not an
+ * option (the command); everything after it belongs to the command.
+ */
+import { parseArgs } from 'node:util';
+import { TnatError } from '../errors.js';
+
+export interface GlobalOptions {
+  readonly config: string | undefined;
+  readonly help: boolean;
+  readonly version: boolean;
+  /** The command's name, if one was given. */
+  readonly command: string | undefined;
+  /** The arguments after the command's name. */
+  readonly rest: readonly string[];
+}
+
+const GLOBAL_OPTIONS = {
+  config: { type: 'string', short: 'C' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
+
+export function parseGlobalOptions(args: readonly string[]): GlobalOptions {
+  // A loose pass finds where the command starts: the first positional that is no option's value
+  // (`--config FILE` takes FILE, since config is a string option here).
+  const { tokens } = parseArgs({
+    args: [...args],
+    options: GLOBAL_OPTIONS,
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  });
+  const first = tokens.find(
+    (token) => token.kind === 'positional' || token.kind === 'option-terminator',
+  );
+  const commandAt = first?.index ?? args.length;
+  const commandName = first?.kind === 'positional' ? first.value : args[commandAt + 1];
+  const restAt = first?.kind === 'positional' ? commandAt + 1 : commandAt + 2;
+  // The strict pass over what comes before it: an unknown option there is a usage error.
+  const { values } = parseArgs({
+    args: args.slice(0, commandAt),
+    options: GLOBAL_OPTIONS,
+    allowPositionals: false,
+    strict: true,
+  });
+  if (values.config === '') throw new TnatError('E_USAGE', '--config needs a file name');
+  return {
+    config: values.config,
+    help: values.help === true,
+    version: values.version === true,
+    command: commandName,
+    rest: args.slice(restAt),
+  };
+}
