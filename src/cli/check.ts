@@ -5,6 +5,7 @@
 import { planFromDisk } from '../apply/apply.js';
 import { listArchives, readArchive } from '../archive/store.js';
 import { archiveHeadProblems } from '../archive/head-check.js';
+import { auditProblems, readAuditedArchives } from '../archive/journal-audit.js';
 import { verifyArchiveChain } from '../archive/verify.js';
 import type { Config } from '../config.js';
 import { isTnatError, TnatError } from '../errors.js';
@@ -80,14 +81,22 @@ const checkSteps: CheckStep[] = [
     name: 'archive head',
     run: (config) => {
       const { archiveDir, stateFile } = config.firewall;
-      const problems = archiveHeadProblems(archiveDir, stateFile, Date.now());
+      const audited = readAuditedArchives();
+      const problems = [
+        ...archiveHeadProblems(archiveDir, stateFile, Date.now()),
+        ...auditProblems(archiveDir, audited ?? []),
+      ];
       if (problems.length > 0) {
         throw new TnatError('E_ARCHIVE', `${archiveDir}: ${problems.join('; ')}`);
       }
       const newest = listArchives(archiveDir).at(-1);
+      const journal =
+        audited === undefined || audited.length === 0
+          ? 'no audit event in the journal to compare'
+          : `the ${audited.length} audit events in the journal agree`;
       return newest === undefined
-        ? `no archive in ${archiveDir} yet`
-        : `${newest.name} is the newest archive, as ${stateFile} anchors it`;
+        ? `no archive in ${archiveDir} yet (${journal})`
+        : `${newest.name} is the newest archive, as ${stateFile} anchors it (${journal})`;
     },
   },
 ];

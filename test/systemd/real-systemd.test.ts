@@ -287,6 +287,31 @@ describeSystemd('the daemon under a real systemd', () => {
     expect(snatRules()).toBe(rules);
   });
 
+  test("check compares the journal's audit events: an edited archive re-anchored in the state file is still found", () => {
+    const check = () => system.run('traceable-nat check');
+    expect(check().stdout).toMatch(
+      /ok {4}archive head: .*the \d+ audit events in the journal agree/,
+    );
+    const newest = archives().at(-1) ?? '';
+    sh(`chmod u+w /etc/iptables/${newest}
+        sed -i 's/^COMMIT$/# edited\\nCOMMIT/' /etc/iptables/${newest}
+        node -e '
+          const fs = require("fs");
+          const crypto = require("crypto");
+          const state = JSON.parse(fs.readFileSync("/var/lib/traceable-nat/state.json", "utf8"));
+          const text = fs.readFileSync("/etc/iptables/${newest}");
+          state.archiveDirs["/etc/iptables"].head.sha256 = crypto.createHash("sha256").update(text).digest("hex");
+          fs.writeFileSync("/var/lib/traceable-nat/state.json", JSON.stringify(state));
+        '`);
+    const edited = check();
+    expect(edited.status).toBe(2);
+    expect(edited.stdout).toMatch(
+      new RegExp(
+        `FAIL {2}archive head: .*${newest.replaceAll('.', '\\.')} was changed after the journal's audit event recorded it`,
+      ),
+    );
+  });
+
   test('an environment failure fails the start: /etc/iptables gone, read-only under ProtectSystem', () => {
     // The defect of issue 12: the archive directory cannot be created, yet the unit was active.
     // A fresh machine: no archives and no state file that anchors them (with the state file
