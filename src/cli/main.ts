@@ -10,10 +10,9 @@ import { TnatError } from '../errors.js';
 import { reportError } from './report-error.js';
 import type { Command, CommandContext, OptionValues } from './command.js';
 import { EXIT, processIo, type CliIo } from './io.js';
-import { commands } from './commands.js';
-import { runNatfw } from './natfw.js';
+import { findCommand, loadCommands } from './commands.js';
 
-function usage(): string {
+function usage(commands: readonly Command[]): string {
   const lines = commands.map(
     (command) => `  ${`${command.name} ${command.usage}`.padEnd(52)} ${command.summary}`,
   );
@@ -67,10 +66,10 @@ export async function main(args: readonly string[], io: CliIo): Promise<number> 
   const [name, ...rest] = args;
   try {
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-      (name === undefined ? io.stderr : io.stdout)(usage());
+      (name === undefined ? io.stderr : io.stdout)(usage(await loadCommands()));
       return name === undefined ? EXIT.badInput : EXIT.ok;
     }
-    const command = commands.find((candidate) => candidate.name === name);
+    const command = await findCommand(name);
     if (!command)
       throw new TnatError('E_USAGE', `unknown command "${name}"; run traceable-nat --help`);
     return await runCommand(command, rest, io);
@@ -91,5 +90,7 @@ export async function run(
   });
   const io = processIo();
   process.exitCode =
-    program === 'vpn-generate-natfw' ? await runNatfw(args, io) : await main(args, io);
+    program === 'vpn-generate-natfw'
+      ? await (await import('./natfw.js')).runNatfw(args, io)
+      : await main(args, io);
 }
