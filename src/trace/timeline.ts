@@ -20,6 +20,11 @@ export interface ArchiveDir {
   /** Oldest first, as sortArchiveNames gives them. */
   readonly entries: readonly ArchiveName[];
   readonly read: (entry: ArchiveName) => string;
+  /**
+   * Parses entry `index`, in place of `loadArchive`: a batch of traces passes one that keeps
+   * the archives it parsed last (src/trace/batch-archives.ts), so none is parsed twice.
+   */
+  readonly load?: (index: number) => LoadedArchive | undefined;
 }
 
 export interface LoadedArchive {
@@ -95,7 +100,7 @@ export function activeAround(
   const from = surelyLoaded ? entries.indexOf(surelyLoaded) : 0;
   const archives: LoadedArchive[] = [];
   for (let index = from; index < entries.length; index++) {
-    const archive = loadArchive(dir, index);
+    const archive = dir.load ? dir.load(index) : loadArchive(dir, index);
     if (!archive || archive.applyStartedAt - margin > at) break;
     archives.push(archive);
   }
