@@ -26,6 +26,10 @@ const ASKED = 500;
 const FIRST_ACTIVATION = 1_700_000_000;
 const HOUR = 3600;
 const RUNS = 5;
+/** Rows of the batch, spread over the lifetimes of the distinct archives around ASKED. */
+const BATCH_ROWS = 2000;
+/** Rows of the batch also traced one by one, whose answers must be the same. */
+const BATCH_SAMPLE = 5;
 
 function activation(index: number): number {
   return FIRST_ACTIVATION + index * HOUR;
@@ -59,16 +63,105 @@ function writeArchives(dir: string, template: string): void {
   }
 }
 
-function timeCli(args: readonly string[]): { ms: number; stdout: string } {
+function timeCli(args: readonly string[], timeoutMs = 60_000): { ms: number; stdout: string } {
   const start = performance.now();
   const result = spawnSync(process.execPath, [CLI, ...args], {
     encoding: 'utf8',
-    timeout: 60_000,
+    timeout: timeoutMs,
     maxBuffer: 1 << 24,
   });
   const ms = performance.now() - start;
   if (result.error) throw result.error;
   return { ms, stdout: result.stdout };
+}
+
+interface FeedRow {
+  readonly time: number;
+  readonly address: string;
+  readonly port: number;
+}
+
+/**
+ * A feed of `count` rows: random clients' ports at random moments while archive ASKED-2 to
+ * ASKED+1 was active. Not later: the hard links after ASKED+2 carry its header, so each of them
+ * says its apply began when ASKED+2's did, and a trace after that would read all of them.
+ */
+function feedRows(template: string, count: number): FeedRow[] {
+  const assignments = readAssignments(archiveBody(template)).assignments;
+  // A fixed linear congruential sequence, so every run asks the same rows.
+  let seed = 15;
+  const next = (limit: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % limit;
+  };
+  return Array.from({ length: count }, () => {
+    const assignment = assignments[next(assignments.length)];
+    if (!assignment) throw new Error('the template holds no client');
+    return {
+      time: activation(ASKED - 2) + next(4 * HOUR - 10),
+      address: formatIpv4(assignment.publicAddress),
+      port: assignment.firstPort + next(assignment.lastPort - assignment.firstPort + 1),
+    };
+  });
+}
+
+/** `trace --batch` of a generated feed; a sample of its rows checked against single traces. */
+function measureBatch(
+  configFile: string,
+  template: string,
+  dir: string,
+  progress: (line: string) => void,
+): Metric {
+  const rows = feedRows(template, BATCH_ROWS);
+  const feed = join(dir, 'feed.csv');
+  writeFileSync(
+    feed,
+    ['time,address,port', ...rows.map((row) => `${row.time},${row.address},${row.port}`), ''].join(
+      '\n',
+    ),
+  );
+  const batch = timeCli(['trace', '--config', configFile, '--batch', feed, '--json'], 600_000);
+  const answers = batch.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const step = Math.floor(BATCH_ROWS / BATCH_SAMPLE);
+  const differing = Array.from({ length: BATCH_SAMPLE }, (_, k) => k * step).filter((index) => {
+    const row = rows[index];
+    if (!row) return true;
+    const single = timeCli([
+      'trace',
+      '--config',
+      configFile,
+      '--at',
+      String(row.time),
+      '--port',
+      String(row.port),
+      '--address',
+      row.address,
+      '--json',
+    ]);
+    const answer = Object.fromEntries(
+      Object.entries(answers[index] ?? {}).filter(([key]) => key !== 'row' && key !== 'input'),
+    );
+    return JSON.stringify(answer) !== JSON.stringify(JSON.parse(single.stdout));
+  });
+  const counts = new Map<string, number>();
+  for (const answer of answers)
+    counts.set(String(answer.status), (counts.get(String(answer.status)) ?? 0) + 1);
+  const statuses = [...counts].map(([status, n]) => `${n} ${status}`).join(', ');
+  progress(`trace --batch: ${batch.ms.toFixed(0)} ms for ${answers.length} rows (${statuses})`);
+  return {
+    section: SECTION,
+    name: `trace --batch of ${BATCH_ROWS} rows over 4 /16 archives, ${ARCHIVES} archives`,
+    value: batch.ms,
+    unit: 'ms',
+    note:
+      `wall time of the CLI, one run; ${statuses}; ` +
+      (answers.length === BATCH_ROWS && differing.length === 0
+        ? `${BATCH_SAMPLE} sampled rows answered as single traces do`
+        : `WRONG: ${answers.length} answers, sampled rows ${differing.map((index) => index + 1).join(', ')} differ from single traces`),
+  };
 }
 
 export function measureTrace(
@@ -109,6 +202,7 @@ export function measureTrace(
   progress(
     `trace: ${ms.toFixed(0)} ms (${answer.status ?? '?'}: ${clients.join(', ')}); --help ${startup.toFixed(0)} ms`,
   );
+  const batch = measureBatch(site.configFile, template, site.dir, progress);
   return [
     {
       section: SECTION,
@@ -123,5 +217,6 @@ export function measureTrace(
           ? `answered ${clients[0] ?? ''} (${answer.status ?? ''}), as expected`
           : `WRONG ANSWER: expected ${formatIpv4(last.client)}, got ${clients.join(', ') || 'none'} (${answer.status ?? ''})`),
     },
+    batch,
   ];
 }

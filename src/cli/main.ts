@@ -11,11 +11,10 @@ import { TnatError } from '../errors.js';
 import { reportError } from './report-error.js';
 import type { Command, CommandContext, OptionValues } from './command.js';
 import { EXIT, processIo, type CliIo } from './io.js';
-import { commands } from './commands.js';
-import { runNatfw } from './natfw.js';
+import { findCommand, loadCommands } from './commands.js';
 import { parseGlobalOptions } from './global-options.js';
 
-function usage(): string {
+function usage(commands: readonly Command[]): string {
   const lines = commands.map(
     (command) => `  ${`${command.name} ${command.usage}`.padEnd(52)} ${command.summary}`,
   );
@@ -84,10 +83,10 @@ export async function main(args: readonly string[], io: CliIo): Promise<number> 
     const name = global.command;
     if (global.help || name === 'help' || name === undefined) {
       const asked = global.help || name === 'help';
-      (asked ? io.stdout : io.stderr)(usage());
+      (asked ? io.stdout : io.stderr)(usage(await loadCommands()));
       return asked ? EXIT.ok : EXIT.badInput;
     }
-    const command = commands.find((candidate) => candidate.name === name);
+    const command = await findCommand(name);
     if (!command)
       throw new TnatError('E_USAGE', `unknown command "${name}"; run traceable-nat --help`);
     return await runCommand(command, global.rest, io, global.config);
@@ -108,5 +107,7 @@ export async function run(
   });
   const io = processIo();
   process.exitCode =
-    program === 'vpn-generate-natfw' ? await runNatfw(args, io) : await main(args, io);
+    program === 'vpn-generate-natfw'
+      ? await (await import('./natfw.js')).runNatfw(args, io)
+      : await main(args, io);
 }

@@ -9,12 +9,13 @@ import {
 } from '../archive/store.js';
 import type { Config } from '../config.js';
 import { isTnatError, TnatError } from '../errors.js';
-import { parseIpv4 } from '../net/ipv4.js';
+import type { ClientPool } from '../eduvpn/pool.js';
 import { localZone } from '../system/local-zone.js';
 import { parseIncidentTime, type IncidentTime, type LocalZone } from '../trace/time.js';
 import type { ArchiveDir } from '../trace/timeline.js';
 import type { OptionValues } from './command.js';
 import { discover } from './discovery.js';
+import { parseAddress } from './trace-query.js';
 import type { CliIo } from './io.js';
 
 /** `--archive-dir` (repeatable) replaces the configured directories. */
@@ -82,30 +83,25 @@ export function incidentTimeOf(options: OptionValues, io: CliIo): IncidentTime {
 /** A dotted quad from an option, or a usage error naming the option. */
 export function addressOption(options: OptionValues, name: string): number | undefined {
   const value = options[name];
-  if (typeof value !== 'string') return undefined;
-  const address = parseIpv4(value);
-  if (address === undefined)
-    throw new TnatError('E_USAGE', `--${name} "${value}" is not an IPv4 address`);
-  return address;
+  return typeof value === 'string' ? parseAddress(value, `--${name}`) : undefined;
 }
 
 /**
- * The profile whose range holds each client in today's eduVPN configuration: a hint only (the
- * archives do not record profiles), and nothing when the eduVPN files cannot be read here.
+ * The profile whose range holds a client in today's eduVPN configuration: a hint only (the
+ * archives do not record profiles), and none when the eduVPN files cannot be read here. The
+ * files are read on the first call, once.
  */
-export function profilesToday(config: Config, clients: readonly number[]): Map<number, string> {
-  const found = new Map<number, string>();
-  if (clients.length === 0) return found;
-  let pools;
-  try {
-    pools = discover(config).pools;
-  } catch (error) {
-    if (isTnatError(error)) return found;
-    throw error;
-  }
-  for (const client of clients) {
-    const pool = pools.find((candidate) => client >= candidate.first && client <= candidate.last);
-    if (pool) found.set(client, pool.profileId);
-  }
-  return found;
+export function profileFinder(config: Config): (client: number) => string | undefined {
+  let pools: readonly ClientPool[] | undefined;
+  return (client) => {
+    if (pools === undefined) {
+      try {
+        pools = discover(config).pools;
+      } catch (error) {
+        if (!isTnatError(error)) throw error;
+        pools = [];
+      }
+    }
+    return pools.find((pool) => client >= pool.first && client <= pool.last)?.profileId;
+  };
 }

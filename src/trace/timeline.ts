@@ -35,6 +35,11 @@ export interface ArchiveDir {
    * ruleset may have become active at any moment since that apply began.
    */
   readonly pending?: { readonly entry: ArchiveName; readonly text: string } | undefined;
+  /**
+   * Parses entry `index`, in place of `loadArchive`: a batch of traces passes one that keeps
+   * the archives it parsed last (src/trace/batch-archives.ts), so none is parsed twice.
+   */
+  readonly load?: (index: number) => LoadedArchive | undefined;
 }
 
 export interface LoadedArchive {
@@ -173,7 +178,7 @@ export function activeAround(
   const from = surelyLoaded ? entries.indexOf(surelyLoaded) : 0;
   const archives: LoadedArchive[] = [];
   for (let index = from; index < entries.length; index++) {
-    const archive = loadArchive(dir, index);
+    const archive = dir.load ? dir.load(index) : loadArchive(dir, index);
     if (!archive || archive.applyStartedAt - margin > at) break;
     archives.push(archive);
   }
