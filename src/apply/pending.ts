@@ -19,6 +19,7 @@ import type { Config } from '../config.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { readAssignments } from '../render/read-rules.js';
 import type { Clock } from '../system/clock.js';
+import { isProcessAlive } from '../system/process-alive.js';
 import { kernelRules, summarize } from './status.js';
 
 export interface PendingResolution {
@@ -29,19 +30,10 @@ export interface PendingResolution {
   readonly applyStarted: string;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 async function waitForChild(pid: number | undefined, clock: Clock, timeoutMs: number) {
   if (pid === undefined) return;
   const until = clock.now() + timeoutMs;
-  while (isAlive(pid) && clock.now() < until) await clock.sleep(50);
+  while (isProcessAlive(pid) && clock.now() < until) await clock.sleep(50);
 }
 
 export async function resolvePendingArchives(

@@ -5,6 +5,7 @@
 import { openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TnatError } from '../errors.js';
+import { isProcessAlive } from './process-alive.js';
 
 interface Holder {
   readonly pid: number;
@@ -17,15 +18,6 @@ function readHolder(path: string): Holder | undefined {
     return JSON.parse(readFileSync(path, 'utf8')) as Holder;
   } catch {
     return undefined; // vanished, or being written right now: try again
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -62,7 +54,7 @@ export async function acquireLock(
       };
     }
     const holder = readHolder(path);
-    if (holder && !isAlive(holder.pid)) {
+    if (holder && !isProcessAlive(holder.pid)) {
       try {
         unlinkSync(path); // stale: its process is gone
       } catch {
