@@ -193,6 +193,8 @@ export const configSchema = z
           .nullable()
           .default(null),
         flushConntrack: z.boolean({ error: expected('true or false') }).default(true),
+        /** gzip the archives (`rules.v4.<seconds>.gz`): a /16 is 1.2 MB instead of 14.5 MB. */
+        compressArchives: z.boolean({ error: expected('true or false') }).default(true),
         /** Anchors the newest archive of firewall.archiveDir outside that directory. */
         stateFile: path.default('/var/lib/traceable-nat/state.json'),
         /** Refuse an apply that removes more than half of the clients, or all of a protocol's. */

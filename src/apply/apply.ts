@@ -12,7 +12,7 @@ import { lstatSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Config } from '../config.js';
 import { anchorProblem, readDirState, updateDirState } from '../archive/anchor.js';
-import { archiveBody, sha256 } from '../archive/header.js';
+import { archiveBody } from '../archive/header.js';
 import { archiveName } from '../archive/names.js';
 import {
   newestArchive,
@@ -161,7 +161,7 @@ export async function applyRuleset(
     assertNotInFuture(newestArchive(firewall.archiveDir), deps.clock.now());
     const recovered = await resolvePendingArchives(config, deps.runner, deps.clock);
     const latest = newestArchive(firewall.archiveDir);
-    const latestSha = latest && sha256(latest.text);
+    const latestSha = latest?.sha256;
     const anchor = readDirState(firewall.stateFile, firewall.archiveDir);
     const anchorMismatch = anchorProblem(
       anchor,
@@ -237,6 +237,7 @@ export async function applyRuleset(
         latest && latestSha !== undefined
           ? { name: latest.entry.name, sha256: latestSha }
           : undefined,
+        firewall.compressArchives,
       );
       // Anchored before the kernel changes, so the archive is ours whatever happens next.
       const { sha256: pendingSha } = pending;

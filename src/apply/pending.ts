@@ -72,7 +72,7 @@ export async function resolvePendingArchives(
       Math.floor(clock.now() / 1000),
       (newest?.entry.activatedAt ?? 0) + 1,
     );
-    const archive = commitPending(archiveDir, found.backend, found.text, activatedAt);
+    const archive = commitPending(archiveDir, found.backend, found, activatedAt);
     updateDirState(stateFile, archiveDir, () => ({
       head: {
         name: archive.path.slice(archive.path.lastIndexOf('/') + 1),

@@ -4,7 +4,6 @@
  * pending archive was not resolved yet.
  */
 import { anchorProblem, readDirState } from './anchor.js';
-import { sha256 } from './header.js';
 import { findPendingArchives, listArchives, readArchive } from './store.js';
 
 export function archiveHeadProblems(dir: string, stateFile: string, nowMs: number): string[] {
@@ -21,7 +20,7 @@ export function archiveHeadProblems(dir: string, stateFile: string, nowMs: numbe
   const newest = entries.at(-1);
   const problem = anchorProblem(
     readDirState(stateFile, dir),
-    newest && { name: newest.name, sha256: sha256(readArchive(dir, newest).text) },
+    newest && { name: newest.name, sha256: readArchive(dir, newest).sha256 },
   );
   if (problem !== undefined) problems.push(problem);
   for (const pending of findPendingArchives(dir)) {

@@ -9,7 +9,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { basename, dirname, resolve } from 'node:path';
-import { sha256 } from './header.js';
 import { listArchives, readArchive } from './store.js';
 
 export interface AuditedArchive {
@@ -60,7 +59,7 @@ export function auditProblems(dir: string, audited: readonly AuditedArchive[]): 
       );
       continue;
     }
-    const actual = sha256(readArchive(dir, entry).text);
+    const actual = readArchive(dir, entry).sha256;
     if (actual !== recorded) {
       problems.push(
         `${basename(archive)} was changed after the journal's audit event recorded it (sha256 ${actual}, audited ${recorded})`,

@@ -11,6 +11,8 @@ import { sortArchiveNames } from './names.js';
 export interface ArchiveFile {
   readonly name: string;
   readonly text: string;
+  /** SHA-256 of the file's bytes (differs from the text's for a compressed archive). */
+  readonly sha256?: string | undefined;
 }
 
 export type ChainProblemKind = 'gap' | 'tampered' | 'unchained';
@@ -32,6 +34,7 @@ export interface ChainReport {
 
 export function verifyArchiveChain(files: readonly ArchiveFile[]): ChainReport {
   const textOf = new Map(files.map((file) => [file.name, file.text]));
+  const digestOf = new Map(files.map((file) => [file.name, file.sha256 ?? sha256(file.text)]));
   const sorted = sortArchiveNames(files.map((file) => file.name));
   const problems: ChainProblem[] = [];
   let ours = 0;
@@ -67,7 +70,7 @@ export function verifyArchiveChain(files: readonly ArchiveFile[]): ChainReport {
         message: `${name} follows ${named.name}, but ${before ?? 'nothing'} comes right before it (added or renamed later?)`,
       });
     }
-    const actual = sha256(namedText);
+    const actual = digestOf.get(named.name) ?? sha256(namedText);
     if (actual !== named.sha256) {
       problems.push({
         kind: 'tampered',

@@ -59,10 +59,10 @@ const checkSteps: CheckStep[] = [
       const problems: string[] = [];
       let archives = 0;
       for (const dir of dirs) {
-        const files = listArchives(dir).map((entry) => ({
-          name: entry.name,
-          text: readArchive(dir, entry).text,
-        }));
+        const files = listArchives(dir).map((entry) => {
+          const { text, sha256 } = readArchive(dir, entry);
+          return { name: entry.name, text, sha256 };
+        });
         const report = verifyArchiveChain(files);
         archives += report.archives;
         problems.push(...report.problems.map((problem) => `${dir}: ${problem.message}`));

@@ -1,6 +1,7 @@
 /** What `trace` and `lookup --at` read from disk: archive directories, time zone, profiles. */
 import { basename, resolve } from 'node:path';
 import { readDirState, type DirState } from '../archive/anchor.js';
+import { sha256 } from '../archive/header.js';
 import {
   findPendingArchives,
   listArchives,
@@ -37,10 +38,16 @@ export function archiveDirOf(dir: string, config: Config, nowMs = Date.now()): A
       ? readDirStateQuietly(config.firewall.stateFile, dir)
       : {};
   const [pending] = findPendingArchives(dir);
+  const digests = new Map<string, string>();
   return {
     dir,
     entries,
-    read: (entry) => readArchive(dir, entry).text,
+    read: (entry) => {
+      const archive = readArchive(dir, entry);
+      digests.set(entry.name, archive.sha256);
+      return archive.text;
+    },
+    digest: (entry, text) => digests.get(entry.name) ?? sha256(text),
     readHeader: (entry) => readArchiveHeader(dir, entry),
     anchor: state.head && { ...state.head, pendingSha256: state.pending?.sha256 },
     pending: pending && {

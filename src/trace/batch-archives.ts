@@ -21,9 +21,8 @@ export function withArchiveCache(
   // Map keeps insertion order: re-inserting on every use makes the first key the least recent.
   const kept = new Map<string, LoadedArchive | undefined>();
   return dirs.map((dir) => ({
-    dir: dir.dir,
-    entries: dir.entries,
-    read: dir.read,
+    // Everything that vouches for the archives (digest, anchor, pending) stays as it was.
+    ...dir,
     load: (index: number) => {
       const key = `${dir.dir}\0${dir.entries[index]?.name ?? String(index)}`;
       const archive = kept.has(key) ? kept.get(key) : loadArchive(dir, index);

@@ -6,7 +6,7 @@
  * (and for the original script, whose firewall restart came after the file was written), holds
  * both rulesets as possible. Only the few archives around the moment are read.
  */
-import { parseArchiveHeader, archiveBody, sha256 } from '../archive/header.js';
+import { parseArchiveHeader, archiveBody } from '../archive/header.js';
 import { findArchiveAt, type ArchiveName } from '../archive/names.js';
 import { parseIpv4 } from '../net/ipv4.js';
 import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
@@ -20,6 +20,11 @@ export interface ArchiveDir {
   /** Oldest first, as sortArchiveNames gives them. */
   readonly entries: readonly ArchiveName[];
   readonly read: (entry: ArchiveName) => string;
+  /**
+   * SHA-256 of an archive's bytes as stored, once `read` gave its text: what the next archive's
+   * `previous` line and the state file record (not the text's hash when it is compressed).
+   */
+  readonly digest: (entry: ArchiveName, text: string) => string;
   /** The start of an archive, enough for its header (the successor's `previous` line). */
   readonly readHeader?: ((entry: ArchiveName) => string) | undefined;
   /** The anchored newest archive of this directory (firewall.stateFile), when known. */
@@ -97,7 +102,7 @@ function damageOf(dir: ArchiveDir, index: number, text: string): string | undefi
   const entry = dir.entries[index];
   if (!entry) return undefined;
   const next = dir.entries[index + 1];
-  const digest = sha256(text);
+  const digest = dir.digest(entry, text);
   if (next !== undefined) {
     const recorded = parseArchiveHeader((dir.readHeader ?? dir.read)(next))?.previous;
     if (recorded?.name === entry.name && recorded.sha256 !== digest) {

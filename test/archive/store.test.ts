@@ -3,11 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { archiveBody, parseArchiveHeader, sha256 } from '../../src/archive/header.js';
 import { findArchiveAt, parseArchiveName, sortArchiveNames } from '../../src/archive/names.js';
+import { gunzipSync } from 'node:zlib';
 import {
   findPendingArchives,
   listArchives,
   newestArchive,
   prepareArchive,
+  readArchiveHeader,
 } from '../../src/archive/store.js';
 
 const header = {
@@ -58,12 +60,61 @@ describe('archive names', () => {
 });
 
 function pendingArchiveFixture() {
-  return prepareArchive(dir, header, '*nat\n# pending\nCOMMIT\n', undefined);
+  return prepareArchive(dir, header, '*nat\n# pending\nCOMMIT\n', undefined, false);
 }
+
+describe('compressed archives (the default)', () => {
+  test('named .gz, gzip on disk, read back as text, hashed as stored, header readable alone', () => {
+    const body = Array.from(
+      { length: 2000 },
+      (_, i) => `-A TNAT -s 10.0.${i >> 8}.${i & 255}/32 -j SNAT\n`,
+    ).join('');
+    const { path, sha256: digest } = prepareArchive(
+      dir,
+      header,
+      `*nat\n${body}COMMIT\n`,
+      undefined,
+    ).commit(1700000000);
+    expect(path).toBe(join(dir, 'rules.v4.1700000000.gz'));
+    const bytes = readFileSync(path);
+    expect([bytes[0], bytes[1]]).toEqual([0x1f, 0x8b]);
+    expect(bytes.length * 5).toBeLessThan(body.length);
+    expect(digest).toBe(sha256(bytes));
+    const stored = newestArchive(dir);
+    expect(stored?.entry).toMatchObject({ name: 'rules.v4.1700000000.gz', compressed: true });
+    expect(stored?.sha256).toBe(digest);
+    expect(archiveBody(stored?.text ?? '')).toBe(`*nat\n${body}COMMIT\n`);
+    expect(
+      parseArchiveHeader(
+        readArchiveHeader(dir, stored?.entry ?? { name: '', backend: 'iptables', activatedAt: 0 }),
+      )?.clients,
+    ).toBe(header.clients);
+    // The next archive chains to the bytes as stored (what sha256sum shows).
+    const next = prepareArchive(dir, header, '*nat\nCOMMIT\n', {
+      name: 'rules.v4.1700000000.gz',
+      sha256: digest,
+    }).commit(1700000001);
+    expect(parseArchiveHeader(gunzipSync(readFileSync(next.path)).toString())?.previous).toEqual({
+      name: 'rules.v4.1700000000.gz',
+      sha256: digest,
+    });
+  });
+
+  test('a cut gzip archive is one clear sentence, not a crash', () => {
+    const { path } = prepareArchive(dir, header, '*nat\nCOMMIT\n'.repeat(500), undefined).commit(
+      1700000000,
+    );
+    const bytes = readFileSync(path);
+    writeFileSync(join(dir, 'rules.v4.1700000001.gz'), bytes.subarray(0, bytes.length - 20));
+    expect(() => newestArchive(dir)).toThrow(
+      /rules\.v4\.1700000001\.gz is not a complete gzip file .*: it was cut or damaged/,
+    );
+  });
+});
 
 describe('prepare and commit', () => {
   test('the first archive has no predecessor; the next links to it by SHA-256', () => {
-    prepareArchive(dir, header, '*nat\nCOMMIT\n', undefined).commit(1700000000);
+    prepareArchive(dir, header, '*nat\nCOMMIT\n', undefined, false).commit(1700000000);
     const first = newestArchive(dir);
     expect(first?.entry.name).toBe('rules.v4.1700000000');
     expect(parseArchiveHeader(first?.text ?? '')?.previous).toBeUndefined();
@@ -73,7 +124,8 @@ describe('prepare and commit', () => {
       dir,
       header,
       '*nat\n# 2\nCOMMIT\n',
-      first && { name: first.entry.name, sha256: sha256(first.text) },
+      first && { name: first.entry.name, sha256: first.sha256 },
+      false,
     ).commit(1700000001);
     const second = readFileSync(path, 'utf8');
     expect(digest).toBe(sha256(second));
@@ -91,7 +143,7 @@ describe('prepare and commit', () => {
 
   test('an existing archive is never replaced', () => {
     writeFileSync(join(dir, 'rules.v4.1700000000'), 'evidence');
-    const pending = prepareArchive(dir, header, 'new', undefined);
+    const pending = prepareArchive(dir, header, 'new', undefined, false);
     expect(() => pending.commit(1700000000)).toThrow(/EEXIST/);
     pending.discard();
     expect(readFileSync(join(dir, 'rules.v4.1700000000'), 'utf8')).toBe('evidence');

@@ -6,6 +6,7 @@
  * unless --force says to go on, and then the new archive records the mismatch.
  */
 import {
+  readFileSync,
   copyFileSync,
   renameSync,
   rmSync,
@@ -29,6 +30,7 @@ import { isTnatError } from '../../src/errors.js';
 import { netnsRunner } from '../helpers/netns-runner.js';
 import { isRoot } from '../helpers/netns.js';
 import { ALPHA, BETA, createFaultSite, GAMMA, readText, type FaultSite } from './site.js';
+import { activationOf, readArchiveText } from '../helpers/archive-files.js';
 
 // Namespaces need root; CI runs as root.
 const describeKernel = isRoot() ? describe : describe.skip;
@@ -100,7 +102,9 @@ describeKernel.each(['iptables', 'nftables'] as const)(
           chmodSync(path, 0o640);
           writeFileSync(
             path,
-            readText(path).replace('COMMIT', '# edited\nCOMMIT').replace(/}\n$/, '}\n# edited\n'),
+            readArchiveText(path)
+              .replace('COMMIT', '# edited\nCOMMIT')
+              .replace(/}\n$/, '}\n# edited\n'),
           );
         },
         () => {
@@ -124,8 +128,11 @@ describeKernel.each(['iptables', 'nftables'] as const)(
       withDamage(
         () => {
           const name = newest();
-          const seconds = Number(/\d+$/.exec(name)?.[0]);
-          renameSync(join(dir, name), join(dir, name.replace(/\d+$/, String(seconds - 1))));
+          const seconds = activationOf(name);
+          renameSync(
+            join(dir, name),
+            join(dir, name.replace(String(seconds), String(seconds - 1))),
+          );
         },
         () => {
           refused(/the state file anchors/);
@@ -148,15 +155,19 @@ describeKernel.each(['iptables', 'nftables'] as const)(
       withDamage(
         () => {
           const real = newest();
-          const text = readText(join(dir, real));
+          const text = readArchiveText(join(dir, real));
           const header = parseArchiveHeader(text);
           if (!header) throw new Error('no header');
           const forged = renderArchive(
-            { ...header, previous: { name: real, sha256: sha256(text) } },
+            { ...header, previous: { name: real, sha256: sha256(readFileSync(join(dir, real))) } },
             archiveBody(text).replace(/192\.0\.2\.1/g, '192.0.2.1'),
           );
-          const seconds = Number(/\d+$/.exec(real)?.[0]) + 1;
-          writeFileSync(join(dir, real.replace(/\d+$/, String(seconds))), forged + '# forged\n');
+          const seconds = activationOf(real) + 1;
+          // Plain text: a forger need not compress, and the store reads both.
+          writeFileSync(
+            join(dir, real.replace(/\d+(\.gz)?$/, String(seconds))),
+            forged + '# forged\n',
+          );
         },
         () => {
           // The chain inside the directory looks intact; only the anchor sees it.
@@ -164,7 +175,7 @@ describeKernel.each(['iptables', 'nftables'] as const)(
           refused(/an archive was added, renamed, replaced or deleted by hand/);
           const forced = site.cli(['apply', '--force']);
           expect(forced.status).toBe(0);
-          const header = parseArchiveHeader(readText(join(dir, newest())));
+          const header = parseArchiveHeader(readArchiveText(join(dir, newest())));
           expect(header?.reason).toMatch(/^forced over an anchor mismatch: the newest archive is /);
           expect(site.cli(['check']).stdout).toMatch(/ok {4}archive head/);
         },

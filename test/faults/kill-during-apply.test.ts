@@ -12,8 +12,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArchiveHeader } from '../../src/archive/header.js';
 import { SWITCH_MARGIN_SECONDS } from '../../src/trace/timeline.js';
+import { isProcessAlive } from '../../src/system/process-alive.js';
 import { isRoot, sh } from '../helpers/netns.js';
 import { ALPHA, BETA, createFaultSite, GAMMA, readText, type FaultSite } from './site.js';
+import { activationOf, readArchiveText } from '../helpers/archive-files.js';
 
 // Namespaces need root; CI runs as root.
 const describeKernel = isRoot() ? describe : describe.skip;
@@ -78,14 +80,8 @@ async function applyAndKill(site: FaultSite, wrapperDir: string): Promise<Killed
   return { childPid: Number(readFileSync(mark, 'utf8').trim()) };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** Still running (a finished orphan may linger as a zombie where PID 1 does not reap). */
+const alive = isProcessAlive;
 
 interface TraceJson {
   status: string;
@@ -172,9 +168,9 @@ describeKernel.each(['iptables', 'nftables'] as const)(
       const archives = site.archives();
       expect(archives).toHaveLength(2);
       expect(archives[0]).toBe(first);
-      const second = readText(join(site.sandbox.archiveDir, archives[1] ?? ''));
+      const second = readArchiveText(join(site.sandbox.archiveDir, archives[1] ?? ''));
       const header = parseArchiveHeader(second);
-      const activatedAt = Number(/\.(\d+)$/.exec(archives[1] ?? '')?.[1]);
+      const activatedAt = activationOf(archives[1] ?? '');
       // Named no earlier than the kill, and its header keeps when the interrupted apply began.
       expect(activatedAt).toBeGreaterThanOrEqual(Math.floor(killedAt / 1000));
       const applyStarted = Date.parse(header?.applyStarted ?? '');

@@ -14,6 +14,7 @@ import {
   type ProfileSpec,
   type Sandbox,
 } from '../helpers/sandbox.js';
+import { ARCHIVE_FILE } from '../helpers/archive-files.js';
 
 export const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
 export const BETA: ProfileSpec = {
@@ -75,7 +76,7 @@ export function createFaultSite(
     archives: () =>
       existsSync(sandbox.archiveDir)
         ? readdirSync(sandbox.archiveDir)
-            .filter((name) => /\.\d+$/.test(name))
+            .filter((name) => ARCHIVE_FILE.test(name))
             .sort()
         : [],
     leftovers: () =>

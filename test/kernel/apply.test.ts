@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { createTopology, isRoot, sh, type Topology } from '../helpers/netns.js';
 import { createSandbox, runCli, type ProfileSpec, type Sandbox } from '../helpers/sandbox.js';
 import { startServer, probe, holdConnection, type Probe, type Server } from '../helpers/traffic.js';
+import { readArchiveText } from '../helpers/archive-files.js';
 
 const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
 const BETA: ProfileSpec = {
@@ -116,7 +117,7 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
         '*filter\nCOMMIT\n',
       );
     }
-    const archived = readFileSync(join(sandbox.archiveDir, written[0] ?? ''), 'utf8');
+    const archived = readArchiveText(join(sandbox.archiveDir, written[0] ?? ''));
     expect(archived).toContain(readFileSync(sandbox.rulesFile, 'utf8'));
   });
 

@@ -25,6 +25,7 @@ import {
   type ProfileSpec,
   type Sandbox,
 } from '../helpers/sandbox.js';
+import { ARCHIVE_FILE, readArchiveText } from '../helpers/archive-files.js';
 
 const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
 const BETA: ProfileSpec = {
@@ -98,8 +99,10 @@ describeKernel('the daemon keeps hearing the eduVPN files', () => {
 
   const nat = () => net.exec(net.gateway, ['iptables-save', '-t', 'nat']);
   const newestArchive = () => {
-    const names = readdirSync(sandbox.archiveDir).sort();
-    return readFileSync(join(sandbox.archiveDir, names[names.length - 1] ?? ''), 'utf8');
+    const names = readdirSync(sandbox.archiveDir)
+      .filter((name) => ARCHIVE_FILE.test(name))
+      .sort();
+    return readArchiveText(join(sandbox.archiveDir, names[names.length - 1] ?? ''));
   };
   const natCovers = (profiles: readonly ProfileSpec[], withinMs: number) =>
     waitForRules(net, profiles, withinMs, () => log.lines.slice(-10).join('\n'));

@@ -11,8 +11,9 @@ import Database from 'better-sqlite3';
 import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
 import { parseArchiveHeader } from '../../src/archive/header.js';
 import { parseArchiveName } from '../../src/archive/names.js';
-import { listArchives, readArchive } from '../../src/archive/store.js';
+import { listArchives } from '../../src/archive/store.js';
 import { discover } from '../../src/cli/discovery.js';
+import { archiveDirOf } from '../../src/cli/trace-sources.js';
 import { loadConfig } from '../../src/config-file.js';
 import type { PortMap } from '../../src/mapping/types.js';
 import { formatIpv4, parseIpv4 } from '../../src/net/ipv4.js';
@@ -24,6 +25,7 @@ import { netnsRunner } from '../helpers/netns-runner.js';
 import { createTopology, isRoot, PUBLIC_ADDRESS, type Topology } from '../helpers/netns.js';
 import { createSandbox, runCli, type ProfileSpec, type Sandbox } from '../helpers/sandbox.js';
 import { probe, startServer, type Server } from '../helpers/traffic.js';
+import { readArchiveText } from '../helpers/archive-files.js';
 
 const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
 const BETA: ProfileSpec = {
@@ -73,16 +75,14 @@ describeKernel.each(['iptables', 'nftables'] as const)('trace on real applies (%
   let server: Server | undefined;
   const results: ApplyResult[] = [];
 
-  const archiveDir = (): ArchiveDir => ({
-    dir: sandbox.archiveDir,
-    entries: listArchives(sandbox.archiveDir),
-    read: (entry) => readArchive(sandbox.archiveDir, entry).text,
-  });
+  // The archive directory exactly as the trace command reads it (digests, anchor, pending).
+  const archiveDir = (): ArchiveDir =>
+    archiveDirOf(sandbox.archiveDir, loadConfig(sandbox.configFile));
 
   const switches = (): Switch[] =>
     results.slice(1).map((result, index) => {
       const path = result.archive?.path ?? '';
-      const header = parseArchiveHeader(readFileSync(path, 'utf8'));
+      const header = parseArchiveHeader(readArchiveText(path));
       const previous = results[index];
       if (!previous) throw new Error('no apply before this one');
       return {

@@ -45,7 +45,7 @@ describeSystemd('the daemon under a real systemd', () => {
   const archives = () =>
     sh('ls /etc/iptables')
       .split('\n')
-      .filter((name) => /^rules\.v4\.\d+$/.test(name));
+      .filter((name) => /^rules\.v4\.\d+\.gz$/.test(name));
   const show = (property: string) => sh(`systemctl show -p ${property} --value ${UNIT}`).trim();
   const journal = (options = ''): JournalEntry[] =>
     sh(`journalctl -u ${UNIT} -o json --no-pager ${options}`)
@@ -152,7 +152,7 @@ describeSystemd('the daemon under a real systemd', () => {
   test('systemctl status shows the STATUS= text', () => {
     const status = system.run(`systemctl status --no-pager ${UNIT}`).stdout;
     expect(status).toMatch(
-      /Status: "872 clients on 192\.0\.2\.1, 64 ports each \(iptables\); archive \/etc\/iptables\/rules\.v4\.\d+"/,
+      /Status: "872 clients on 192\.0\.2\.1, 64 ports each \(iptables\); archive \/etc\/iptables\/rules\.v4\.\d+\.gz"/,
     );
     expect(status).toContain('Active: active (running)');
   });
@@ -181,7 +181,7 @@ describeSystemd('the daemon under a real systemd', () => {
     sh(`sed 's#172.20.0.0/24#172.20.0.0/25#' /etc/vpn-user-portal/config.php > /etc/vpn-user-portal/config.php.tmp
         mv /etc/vpn-user-portal/config.php.tmp /etc/vpn-user-portal/config.php
         for i in $(seq 1 300); do
-          [[ $(ls /etc/iptables | grep -c '^rules.v4.') -gt ${before.length} ]] && exit 0
+          [[ $(ls /etc/iptables | grep -c '^rules.v4.[0-9]*.gz$') -gt ${before.length} ]] && exit 0
           sleep 0.1
         done
         exit 1`);
@@ -294,7 +294,8 @@ describeSystemd('the daemon under a real systemd', () => {
     );
     const newest = archives().at(-1) ?? '';
     sh(`chmod u+w /etc/iptables/${newest}
-        sed -i 's/^COMMIT$/# edited\\nCOMMIT/' /etc/iptables/${newest}
+        zcat /etc/iptables/${newest} | sed 's/^COMMIT$/# edited\\nCOMMIT/' | gzip > /tmp/edited.gz
+        cat /tmp/edited.gz > /etc/iptables/${newest}
         node -e '
           const fs = require("fs");
           const crypto = require("crypto");

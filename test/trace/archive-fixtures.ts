@@ -142,6 +142,8 @@ export function memoryDir(dir: string, files: ReadonlyMap<string, string>): Memo
       reads.push(entry.name);
       return files.get(entry.name) ?? '';
     },
+    // Plain text in memory: the bytes are the text.
+    digest: (_entry: ArchiveName, text: string) => sha256(text),
     // Headers only (the successor's hash of an archive): cheap, so not counted as reads.
     readHeader: (entry: ArchiveName) => (files.get(entry.name) ?? '').slice(0, 8192),
     reads,
