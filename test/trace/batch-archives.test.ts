@@ -78,3 +78,29 @@ describe('withArchiveCache', () => {
     expect(dir.reads).toEqual([0, 1, 11, 0, 1].map(nameOf));
   });
 });
+
+describe('what vouches for the archives survives the cache', () => {
+  test('an interrupted apply and the anchor are seen through the cache as without it', () => {
+    const files = archiveFiles(SPECS);
+    const pendingText =
+      archiveFiles([
+        { at: T0 + 12 * 300, form: 'iptables', rows: [['10.0.0.99', A, 65024, 65087]] },
+      ]).get(`rules.v4.${T0 + 12 * 300}`) ?? '';
+    const dir = {
+      ...memoryDir('/archive', files),
+      anchor: { name: nameOf(11), sha256: '0'.repeat(64) },
+      pending: {
+        entry: { name: 'rules.v4.pending', backend: 'iptables' as const, activatedAt: Infinity },
+        text: pendingText,
+      },
+    };
+    const at = { at: T0 + 12 * 300 + 60, port: 65030, address: parseIpv4(A) };
+    const direct = traceArchives([dir], at);
+    const [cached] = withArchiveCache([dir]);
+    if (!cached) throw new Error('no cached directory');
+    expect(plain(traceArchives([cached], at))).toEqual(plain(direct));
+    expect(direct.notes.map((note) => note.code)).toEqual(
+      expect.arrayContaining(['apply-interrupted', 'archive-damaged']),
+    );
+  });
+});
