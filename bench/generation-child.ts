@@ -2,7 +2,8 @@
  * Runs in a child process of its own so its peak memory is its own. Reads the eduVPN files of
  * a configuration, maps the clients and renders the ruleset an apply would load (nothing is
  * applied): prints {"ms","clients","bytes","peakKiB"}. With `stages`, times discovery,
- * mapping and rendering on their own instead: {"discoverMs","mapMs","renderMs"}. With no
+ * mapping and rendering on their own instead: {"discoverMs","mapMs","renderMs"}. With
+ * `archive`, what its archive costs on disk: {"archiveBytes","archiveMs","bytes"}. With no
  * argument it prints the peak memory of node with these modules loaded and idle, the baseline.
  *   node generation-child.js [CONFIG_FILE [stages]]
  */
@@ -16,6 +17,7 @@ import { mapClients } from '../src/mapping/map.js';
 import { renderIptablesChains } from '../src/render/iptables.js';
 import { renderNftTable } from '../src/render/nftables.js';
 import { fsSourceReader } from '../src/system/fs-source-reader.js';
+import { encodeArchive } from '../src/archive/store.js';
 
 function plan(config: Config): Record<string, number> {
   const start = performance.now();
@@ -26,6 +28,15 @@ function plan(config: Config): Record<string, number> {
     clients: planned.map.clientCount,
     bytes: planned.fileText.length,
   };
+}
+
+/** What the archive of this ruleset costs on disk, compressed as the store writes it. */
+function archive(config: Config): Record<string, number> {
+  const discovery = discoverPools(config.eduvpn, fsSourceReader);
+  const planned = planRuleset(config, discovery, { rulesText: undefined, archiveBody: undefined });
+  const start = performance.now();
+  const archiveBytes = encodeArchive(planned.fileText, true).length;
+  return { archiveMs: performance.now() - start, archiveBytes, bytes: planned.fileText.length };
 }
 
 function stages(config: Config): Record<string, number> {
@@ -57,5 +68,9 @@ function peakKiB(): number {
 
 const [configFile, mode] = process.argv.slice(2);
 const config = configFile === undefined ? undefined : loadConfig(configFile);
-const result = config === undefined ? {} : mode === 'stages' ? stages(config) : plan(config);
+const modes = { stages, archive, plan } as const;
+const result =
+  config === undefined
+    ? {}
+    : modes[mode === 'stages' || mode === 'archive' ? mode : 'plan'](config);
 process.stdout.write(JSON.stringify({ ...result, peakKiB: peakKiB() }) + '\n');

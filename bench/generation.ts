@@ -21,6 +21,12 @@ interface ChildResult {
   readonly peakKiB: number;
 }
 
+interface ArchiveCost {
+  readonly archiveBytes: number;
+  readonly archiveMs: number;
+  readonly bytes: number;
+}
+
 interface Stages {
   readonly discoverMs: number;
   readonly mapMs: number;
@@ -86,6 +92,7 @@ export function measureGeneration(cleanup: Cleanup, progress: (line: string) => 
         () => runChild(site.configFile) as ChildResult,
       );
       const stages = runChild(site.configFile, 'stages') as Stages;
+      const archive = runChild(site.configFile, 'archive') as ArchiveCost;
       const ms = median(runs.map((run) => run.ms));
       const peakMiB = Math.max(...runs.map((run) => run.peakKiB)) / MIB;
       const first = runs[0];
@@ -111,6 +118,17 @@ export function measureGeneration(cleanup: Cleanup, progress: (line: string) => 
             `discover ${stages.discoverMs.toFixed(0)} ms, map ${stages.mapMs.toFixed(0)} ms, ` +
             `render ${stages.renderMs.toFixed(0)} ms` +
             (backend === 'iptables' ? ' (the plan adds the merge into the rules file)' : ''),
+        },
+        {
+          section: SECTION,
+          name: `${backend} ${size.label} archive on disk`,
+          value: archive.archiveBytes / 1e6,
+          unit: 'MB',
+          baseline: { name: 'the same archive as plain text', value: archive.bytes / 1e6 },
+          // Issue 15: a /16 archive costs at most 2 MB on disk.
+          target:
+            size.label === '/16' ? atMost(archive.archiveBytes / 1e6, 2, '<= 2 MB') : undefined,
+          note: `gzip as the store writes it, in ${archive.archiveMs.toFixed(0)} ms`,
         },
         {
           section: SECTION,

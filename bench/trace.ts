@@ -6,6 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { decodeArchive, encodeArchive } from '../src/archive/store.js';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { archiveBody, sha256 } from '../src/archive/header.js';
@@ -36,10 +37,10 @@ function activation(index: number): number {
 }
 
 /** The template's text with the header of archive `index` (apply start, previous archive). */
-function archiveText(template: string, index: number, previous: string | undefined): string {
+function archiveText(template: string, index: number, previous: Buffer | undefined): string {
   const started = new Date((activation(index) - 2) * 1000).toISOString();
   const previousLine = previous
-    ? `# previous: ${archiveName('iptables', activation(index - 1))} sha256:${sha256(previous)}`
+    ? `# previous: ${archiveName('iptables', activation(index - 1), true)} sha256:${sha256(previous)}`
     : '# previous: none';
   return template
     .replace(/^# apply-started: .*$/m, `# apply-started: ${started}`)
@@ -48,14 +49,15 @@ function archiveText(template: string, index: number, previous: string | undefin
 
 function writeArchives(dir: string, template: string): void {
   mkdirSync(dir);
-  const path = (index: number) => join(dir, archiveName('iptables', activation(index)));
+  // Compressed, as the store writes them by default.
+  const path = (index: number) => join(dir, archiveName('iptables', activation(index), true));
   const distinctFrom = ASKED - 2;
   const distinctTo = ASKED + 2;
-  let previous: string | undefined;
+  let previous: Buffer | undefined;
   for (let index = distinctFrom; index <= distinctTo; index++) {
-    const text = archiveText(template, index, previous);
-    writeFileSync(path(index), text, { mode: 0o440 });
-    previous = text;
+    const bytes = encodeArchive(archiveText(template, index, previous), true);
+    writeFileSync(path(index), bytes, { mode: 0o440 });
+    previous = bytes;
   }
   for (let index = 0; index < ARCHIVES; index++) {
     if (index < distinctFrom) linkSync(path(distinctFrom), path(index));
@@ -169,7 +171,7 @@ export function measureTrace(
   templateArchive: string,
   progress: (line: string) => void,
 ): Metric[] {
-  const template = readFileSync(templateArchive, 'utf8');
+  const template = decodeArchive(readFileSync(templateArchive), templateArchive);
   const site = createSite(cleanup, 'trace');
   const archiveDir = join(site.dir, 'archive');
   site.writeProfiles([SLASH16]);

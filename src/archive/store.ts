@@ -62,6 +62,11 @@ export function decodeArchive(bytes: Buffer, path: string): string {
 /** gzip level 3: a /16 ruleset (14.5 MB) in about 30 ms to 1.2 MB; higher levels gain little. */
 const GZIP_LEVEL = 3;
 
+/** An archive's bytes as stored: gzip, or the plain text. */
+export function encodeArchive(content: string, compress: boolean): Buffer {
+  return compress ? gzipSync(content, { level: GZIP_LEVEL }) : Buffer.from(content, 'utf8');
+}
+
 function archiveError(dir: string, action: string, error: unknown): TnatError {
   const code = (error as NodeJS.ErrnoException).code ?? 'error';
   return new TnatError(
@@ -241,7 +246,7 @@ export function prepareArchive(
     throw archiveError(dir, 'created', error);
   }
   const content = renderArchive({ ...header, previous }, body);
-  const bytes = compress ? gzipSync(content, { level: GZIP_LEVEL }) : Buffer.from(content, 'utf8');
+  const bytes = encodeArchive(content, compress);
   const { backend } = header;
   try {
     const temporary = writeTemporaryBeside(join(dir, archiveName(backend, 0)), bytes, 0o440);
