@@ -13,12 +13,12 @@ import { basename, dirname, join } from 'node:path';
 import type { Config } from '../config.js';
 import { anchorProblem, readDirState, updateDirState } from '../archive/anchor.js';
 import { archiveBody } from '../archive/header.js';
-import { archiveName } from '../archive/names.js';
+import { archiveName, type ArchiveName } from '../archive/names.js';
 import {
+  listArchives,
   newestArchive,
   prepareArchive,
   type PendingArchive,
-  type StoredArchive,
 } from '../archive/store.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { isTnatError, TnatError } from '../errors.js';
@@ -156,9 +156,15 @@ export async function applyRuleset(
   try {
     // Under the lock, every temporary file is a killed applier's leftover.
     removeStaleTemporaries(firewall.rulesFile);
+    removeStaleTemporaries(firewall.stateFile);
     removeStaleTemporaries(join(firewall.archiveDir, archiveName(firewall.backend, 0)));
     const discovery = deps.discover(config);
-    assertNotInFuture(newestArchive(firewall.archiveDir), deps.clock.now());
+    // By name only: reading (and decompressing) it waits until the pending one is resolved.
+    assertNotInFuture(
+      firewall.archiveDir,
+      listArchives(firewall.archiveDir).at(-1),
+      deps.clock.now(),
+    );
     const recovered = await resolvePendingArchives(config, deps.runner, deps.clock);
     const latest = newestArchive(firewall.archiveDir);
     const latestSha = latest?.sha256;
@@ -352,13 +358,13 @@ function reasonFor(force: boolean, hasPrevious: boolean, anchorMismatch: string 
  * copied in) would have the next archive named after it, and make trace place every switch
  * from now on at that future moment. Refuse until the clock or the directory is put right.
  */
-function assertNotInFuture(newest: StoredArchive | undefined, nowMs: number): void {
+function assertNotInFuture(dir: string, newest: ArchiveName | undefined, nowMs: number): void {
   if (newest === undefined) return;
   const now = Math.floor(nowMs / 1000);
-  if (newest.entry.activatedAt <= now) return;
+  if (newest.activatedAt <= now) return;
   throw new TnatError(
     'E_ARCHIVE',
-    `${newest.path} is dated ${new Date(newest.entry.activatedAt * 1000).toISOString()} by its name, later than this machine's clock (${new Date(nowMs).toISOString()}): the clock was stepped back or the file was copied in; nothing was applied: check the clock (timedatectl), and if it is right, move that file out of the archive directory and run traceable-nat check`,
+    `${join(dir, newest.name)} is dated ${new Date(newest.activatedAt * 1000).toISOString()} by its name, later than this machine's clock (${new Date(nowMs).toISOString()}): the clock was stepped back or the file was copied in; nothing was applied: check the clock (timedatectl), and if it is right, move that file out of the archive directory and run traceable-nat check`,
   );
 }
 

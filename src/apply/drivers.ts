@@ -65,7 +65,9 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       const right =
         plan.iptables !== undefined &&
         buildIptablesPayload(state, plan.iptables).payload === undefined;
-      return { right, assignments: () => readAssignments(save).assignments };
+      // Read once on demand: the removal guard and the conntrack step both ask.
+      let held: readonly ReadAssignment[] | undefined;
+      return { right, assignments: () => (held ??= readAssignments(save).assignments) };
     },
     async apply(plan, force, onSpawn) {
       const desired = plan.iptables;
