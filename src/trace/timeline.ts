@@ -10,6 +10,7 @@ import { parseArchiveHeader, archiveBody } from '../archive/header.js';
 import { findArchiveAt, type ArchiveName } from '../archive/names.js';
 import { parseIpv4 } from '../net/ipv4.js';
 import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
+import { buildPortIndex, type PortIndex } from './port-index.js';
 
 /** Seconds of doubt on each side of a switch; see the module comment. */
 export const SWITCH_MARGIN_SECONDS = 5;
@@ -63,6 +64,8 @@ export interface LoadedArchive {
   readonly damaged: string | undefined;
   /** An interrupted apply's ruleset, which may or may not have become active. */
   readonly pending: boolean;
+  /** The bindings whose block holds a port, by binary search (built on first use). */
+  readonly holding?: ((port: number, address: number | undefined) => ReadAssignment[]) | undefined;
 }
 
 export interface ActiveAround {
@@ -128,6 +131,7 @@ function summarizeArchive(
   nextActivatedAt: number | undefined,
 ): Omit<LoadedArchive, 'damaged' | 'pending'> {
   const header = parseArchiveHeader(text);
+  let index: PortIndex | undefined;
   const assignments = readAssignments(archiveBody(text)).assignments;
   const addresses = new Set(assignments.map((assignment) => assignment.publicAddress));
   for (const address of configuredAddresses(header?.settings ?? {})) addresses.add(address);
@@ -139,6 +143,7 @@ function summarizeArchive(
     nextActivatedAt,
     publicAddresses: [...addresses].sort((a, b) => a - b),
     assignments,
+    holding: (port, address) => (index ??= buildPortIndex(assignments)).holding(port, address),
   };
 }
 

@@ -142,7 +142,7 @@ export function traceArchives(dirs: readonly ArchiveDir[], query: TraceQuery): T
       : considered.filter((archive) => archive.publicAddresses.includes(address));
   const inPlay = archivesInPlay(considered, relevant);
   const matches = relevant.flatMap((archive) =>
-    archive.assignments
+    (archive.holding?.(query.port, address) ?? archive.assignments)
       .filter((assignment) => holdsPort(assignment, query))
       .map((assignment) => ({ archive, assignment })),
   );
