@@ -70,7 +70,7 @@ function timeCli(args: readonly string[], timeoutMs = 60_000): { ms: number; std
   const result = spawnSync(process.execPath, [CLI, ...args], {
     encoding: 'utf8',
     timeout: timeoutMs,
-    maxBuffer: 1 << 24,
+    maxBuffer: 1 << 28,
   });
   const ms = performance.now() - start;
   if (result.error) throw result.error;

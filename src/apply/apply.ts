@@ -12,7 +12,7 @@ import { lstatSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Config } from '../config.js';
 import { anchorProblem, readDirState, updateDirState } from '../archive/anchor.js';
-import { archiveBody } from '../archive/header.js';
+import { archiveBody, parseArchiveHeader } from '../archive/header.js';
 import { archiveName, type ArchiveName } from '../archive/names.js';
 import {
   listArchives,
@@ -34,7 +34,7 @@ import type { Clock } from '../system/clock.js';
 import { acquireLock } from '../system/lock.js';
 import { driverFor, type KernelChange } from './drivers.js';
 import { clientsByProtocol, removalProblem } from './guard.js';
-import { resolvePendingArchives } from './pending.js';
+import { clientsByProtocolOf, resolvePendingArchives } from './pending.js';
 import { ourPartOf, planRuleset, previousFromMap, type RulesetPlan } from './plan.js';
 import { TOOL_VERSION } from '../version.js';
 
@@ -295,6 +295,23 @@ export async function applyRuleset(
         warnings.push(
           `${isTnatError(error) ? error.message : String(error)}; the archive stays anchored by its pending hash`,
         );
+      }
+    } else if (anchor.head === undefined && latest !== undefined && latestSha !== undefined) {
+      // Never anchored (an upgrade from a version without the state file): the active ruleset
+      // is the newest archive, so anchor it now rather than at the next change.
+      try {
+        updateDirState(firewall.stateFile, firewall.archiveDir, (state) => ({
+          ...state,
+          head: {
+            name: latest.entry.name,
+            sha256: latestSha,
+            activatedAt: latest.entry.activatedAt,
+            clients: parseArchiveHeader(latest.text)?.clients ?? plan.map.clientCount,
+            clientsByProtocol: clientsByProtocolOf(parseArchiveHeader(latest.text)?.settings),
+          },
+        }));
+      } catch (error) {
+        warnings.push(isTnatError(error) ? error.message : String(error));
       }
     }
     if (rulesTemporary !== undefined) {

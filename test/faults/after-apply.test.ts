@@ -5,7 +5,8 @@
  * applied, with the failure as a warning. Temporary files a kill -9 left (15 MB each for a /16)
  * are removed by the next apply, which holds the lock.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { isRoot } from '../helpers/netns.js';
 import { ALPHA, BETA, createFaultSite, GAMMA, type FaultSite } from './site.js';
@@ -51,6 +52,21 @@ describeKernel.each(['iptables', 'nftables'] as const)(
       });
       // And the next run knows it is done.
       expect(site.cli(['apply', '--verbose']).stdout).toMatch(/^unchanged/);
+    });
+
+    test('an archive directory never anchored (an upgrade) is anchored by the next apply, even with nothing to change', () => {
+      rmSync(site.sandbox.stateFile);
+      expect(site.cli(['apply', '--verbose']).stdout).toMatch(/^unchanged/);
+      const state = JSON.parse(readFileSync(site.sandbox.stateFile, 'utf8')) as {
+        archiveDirs: Record<string, { head: { name: string; sha256: string } }>;
+      };
+      const newest = site.archives().at(-1) ?? '';
+      expect(state.archiveDirs[site.sandbox.archiveDir]?.head).toMatchObject({
+        name: newest,
+        sha256: createHash('sha256')
+          .update(readFileSync(join(site.sandbox.archiveDir, newest)))
+          .digest('hex'),
+      });
     });
 
     test("a killed applier's temporary files are removed by the next apply", () => {
