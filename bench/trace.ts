@@ -217,7 +217,8 @@ export function measureTrace(
       value: ms,
       unit: 'ms',
       baseline: { name: 'traceable-nat --help', value: startup },
-      target: atMost(ms, 1000, '< 1 s'),
+      // Issue 15 (issue 8 asked for 1 s).
+      target: atMost(ms, 300, '< 0.3 s'),
       note:
         `wall time of the CLI, median of ${RUNS}; ` +
         (right
