@@ -51,10 +51,11 @@ export function isIpv4Mapped(address: bigint): boolean {
 /** RFC 5952 text: lower case, no leading zeros, the longest run of two or more zero groups as `::`. */
 export function formatIpv6(address: bigint): string {
   const groups: number[] = [];
-  for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(Number((address >> shift) & 0xffffn));
+  for (let shift = 112n; shift >= 0n; shift -= 16n)
+    groups.push(Number((address >> shift) & 0xffffn));
   let bestStart = -1;
   let bestLength = 1;
-  for (let start = 0; start < 8; ) {
+  for (let start = 0; start < 8;) {
     if (groups[start] !== 0) {
       start++;
       continue;
@@ -84,13 +85,4 @@ export function cidr6Contains(cidr: Cidr6, address: bigint): boolean {
 /** Whether two ranges share an address (one then holds the other). */
 export function cidr6Overlap(a: Cidr6, b: Cidr6): boolean {
   return a.prefix <= b.prefix ? cidr6Contains(a, b.network) : cidr6Contains(b, a.network);
-}
-
-/** The number of leading bits all the addresses share (128 for one address). */
-export function commonPrefixLength6(addresses: readonly bigint[]): number {
-  const [first, ...rest] = addresses;
-  if (first === undefined) return 128;
-  let differing = 0n;
-  for (const address of rest) differing |= address ^ first;
-  return 128 - differing.toString(2).length + (differing === 0n ? 1 : 0);
 }

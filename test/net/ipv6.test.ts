@@ -3,7 +3,6 @@ import { Address6 } from 'ip-address';
 import {
   cidr6Contains,
   cidr6Overlap,
-  commonPrefixLength6,
   formatCidr6,
   formatIpv6,
   isIpv4Mapped,
@@ -82,14 +81,5 @@ describe('IPv6 addresses', () => {
   test('IPv4-mapped addresses are recognized', () => {
     expect(isIpv4Mapped(parseIpv6('::ffff:192.0.2.1') ?? 0n)).toBe(true);
     expect(isIpv4Mapped(parseIpv6('2001:db8::1') ?? 0n)).toBe(false);
-  });
-
-  test('the common prefix of addresses', () => {
-    const a = parseIpv6('fd87:12::') ?? 0n;
-    const b = parseIpv6('fd87:13::') ?? 0n;
-    expect(commonPrefixLength6([a])).toBe(128);
-    expect(commonPrefixLength6([a, b])).toBe(31);
-    expect(commonPrefixLength6([a, a + 0xffn])).toBe(120);
-    expect(commonPrefixLength6([0n, 1n << 127n])).toBe(0);
   });
 });
