@@ -301,3 +301,29 @@ export function previousFromMap6(map: PortMap6): PreviousAssignments6 {
   }
   return { blockSize: map.blockSize, byClient };
 }
+
+/**
+ * PreviousAssignments6 from bindings read back from a ruleset: the block size is the most
+ * common one, and a client listed twice keeps its first entry (the first matching rule wins).
+ */
+export function previousFromBindings6(
+  bindings: readonly {
+    client: bigint;
+    publicAddress: bigint;
+    firstPort: number;
+    lastPort: number;
+  }[],
+): PreviousAssignments6 | undefined {
+  if (bindings.length === 0) return undefined;
+  const sizes = new Map<number, number>();
+  for (const { firstPort, lastPort } of bindings) {
+    const size = lastPort - firstPort + 1;
+    sizes.set(size, (sizes.get(size) ?? 0) + 1);
+  }
+  const blockSize = [...sizes].sort((a, b) => b[1] - a[1] || b[0] - a[0])[0]?.[0] ?? 0;
+  const byClient = new Map<bigint, { publicAddress: bigint; firstPort: number }>();
+  for (const { client, publicAddress, firstPort } of bindings) {
+    if (!byClient.has(client)) byClient.set(client, { publicAddress, firstPort });
+  }
+  return { blockSize, byClient };
+}
