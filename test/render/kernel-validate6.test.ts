@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { renderIp6tablesChains } from '../../src/render/iptables6.js';
 import { renderNftTable6 } from '../../src/render/nftables6.js';
+import { readPrevious6 } from '../../src/render/read-rules6.js';
 import { extractNatPart, mergeIntoRulesFile } from '../../src/render/rules-file.js';
 import { readFixture } from './golden.js';
 import { prefixMap6, treeMap6 } from './maps6.js';
@@ -86,6 +87,8 @@ describeAsRoot('rendered IPv6 rules in a real kernel (network namespace)', () =>
     inNamespace(['nft', '-f', '-'], text);
     const table = inNamespace(['nft', 'list', 'table', 'ip6', 'traceable_nat']);
     expect(table).toContain(listed);
+    // What nft lists reads back to the bindings rendered (none in prefix mode).
+    expect(readPrevious6(table)).toEqual(readPrevious6(text));
     expect(table).toContain('type nat hook postrouting priority srcnat - 10; policy accept;');
   });
 });
