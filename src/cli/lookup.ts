@@ -156,8 +156,10 @@ export const lookupCommand: Command = {
       return Promise.resolve(lookupNow6(context, options, client6, text));
     }
     const client = parseIpv4(text);
-    if (client === undefined)
-      throw new TnatError('E_USAGE', `"${text}" is not an IPv4 or IPv6 address`);
+    if (client === undefined) {
+      const family = text.includes(':') ? 'IPv6' : 'IPv4';
+      throw new TnatError('E_USAGE', `"${text}" is not an ${family} address`);
+    }
     return Promise.resolve(
       options.at === undefined
         ? lookupNow(context, options, client, text)
