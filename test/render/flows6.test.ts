@@ -11,6 +11,7 @@ import type { Map6 } from '../../src/mapping/map6.js';
 import { renderIp6tablesChains } from '../../src/render/iptables6.js';
 import { renderNatTable } from '../../src/render/iptables.js';
 import { renderNftTable6 } from '../../src/render/nftables6.js';
+import { mergeIntoRulesFile } from '../../src/render/rules-file.js';
 import { ip6 } from '../mapping/fixtures6.js';
 import { prefixMap6, treeMap6 } from './maps6.js';
 
@@ -50,6 +51,13 @@ interface Flow {
 }
 
 const CLIENTS = ['fd87:12::2', 'fd87:12::3c', 'fd87:13::4'];
+/** In a client range but no client (beyond the /26's twins): eduVPN's masquerade takes it. */
+const STRANGER = 'fd87:12::ff';
+/** eduVPN's IPv6 NAT, as its rules.v6 and nftables.conf have it. */
+const EDUVPN_RULES_V6 =
+  '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s fc00::/7 -o eth0 -j MASQUERADE\nCOMMIT\n';
+const EDUVPN_NFT =
+  'table inet filter {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tip6 saddr fc00::/7 oifname "eth0" masquerade\n\t}\n}\n';
 const PREFIX_CLIENTS = ['fd87:12:0:1::2', 'fd87:12:0:1::3c', 'fd87:12:0:2::6'];
 
 // Namespaces need root (CAP_SYS_ADMIN, CAP_NET_ADMIN); CI runs the suite as root.
@@ -107,7 +115,7 @@ describeAsRoot('IPv6 flows through the rendered rules (network namespaces)', () 
     batch(ns.client, [
       'link set lo up',
       'link set vpn0 up',
-      ...[...CLIENTS, ...PREFIX_CLIENTS].map(
+      ...[...CLIENTS, STRANGER, ...PREFIX_CLIENTS].map(
         (address) => `address add ${address}/128 dev vpn0 nodad`,
       ),
       'route add ::/0 via fe80::1 dev vpn0',
@@ -190,7 +198,15 @@ describeAsRoot('IPv6 flows through the rendered rules (network namespaces)', () 
     exec(ns.gateway, ['conntrack', '-F'], '');
   }
 
-  function expectPortBlocks(map: Map6, seen: readonly Flow[]) {
+  function expectPortBlocks(map: Map6, all: readonly Flow[]) {
+    expect(all).toHaveLength((CLIENTS.length + 1) * 3);
+    // The stranger was translated by eduVPN's masquerade (the server has no route back to fd87::).
+    const masqueraded = all.filter(
+      (flow) => map.reverse(ip6(flow.address), flow.port) === undefined,
+    );
+    expect(masqueraded.length).toBeLessThanOrEqual(3);
+    for (const flow of masqueraded) expect(flow.address).toMatch(/^2001:db8::[12]$/);
+    const seen = all.filter((flow) => !masqueraded.includes(flow));
     expect(seen).toHaveLength(CLIENTS.length * 3);
     for (const flow of seen) {
       expect(map.reverse(ip6(flow.address), flow.port)).toBeDefined();
@@ -203,20 +219,21 @@ describeAsRoot('IPv6 flows through the rendered rules (network namespaces)', () 
     expect(seen.filter((flow) => flow.proto === 'tcp')).toHaveLength(CLIENTS.length);
   }
 
-  test("ip6tables port blocks: each flow leaves from its client's address and block", async () => {
+  test("ip6tables port blocks merged before eduVPN's MASQUERADE: each flow leaves from its client's block", async () => {
+    flushGateway();
+    const ours = renderIp6tablesChains(treeMap6(), { outInterface: 'eth0' });
+    exec(ns.gateway, ['ip6tables-restore'], mergeIntoRulesFile(EDUVPN_RULES_V6, ours, 'rules.v6'));
+    expectPortBlocks(treeMap6(), await flows([...CLIENTS, STRANGER]));
+  });
+
+  test("nftables port blocks: the same through the table ip6, before eduVPN's masquerade", async () => {
     flushGateway();
     exec(
       ns.gateway,
-      ['ip6tables-restore'],
-      renderNatTable(renderIp6tablesChains(treeMap6(), { outInterface: 'eth0' })),
+      ['nft', '-f', '-'],
+      EDUVPN_NFT + renderNftTable6(treeMap6(), { outInterface: 'eth0' }),
     );
-    expectPortBlocks(treeMap6(), await flows(CLIENTS));
-  });
-
-  test('nftables port blocks: the same through the table ip6', async () => {
-    flushGateway();
-    exec(ns.gateway, ['nft', '-f', '-'], renderNftTable6(treeMap6(), { outInterface: 'eth0' }));
-    expectPortBlocks(treeMap6(), await flows(CLIENTS));
+    expectPortBlocks(treeMap6(), await flows([...CLIENTS, STRANGER]));
   });
 
   test.each([
