@@ -4,8 +4,9 @@
  */
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import { z } from 'zod';
-import { TnatError } from './errors.js';
+import { TnatError, type Where } from './errors.js';
 import { cidrContains, parseCidr4, parseIpv4 } from './net/ipv4.js';
+import { cidr6Contains, formatCidr6, isIpv4Mapped, parseCidr6, parseIpv6 } from './net/ipv6.js';
 import type { PortBlock } from './mapping/types.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/traceable-nat/config.yaml';
@@ -121,6 +122,171 @@ const interfaceName = z
     error: expected('a network interface name such as eth0 (at most 15 characters)'),
   });
 
+/**
+ * IPv6 ranges that can never be the source of a packet on the internet (RFC 4291 2.5.2, 2.5.3,
+ * 2.5.6, 2.7): SNAT to them loses every client's IPv6 traffic.
+ */
+const NOT_A_SOURCE6: readonly { readonly cidr: string; readonly why: string }[] = [
+  { cidr: '::/128', why: 'the unspecified address' },
+  { cidr: '::1/128', why: 'loopback' },
+  { cidr: 'fe80::/10', why: 'link-local, never routed' },
+  { cidr: 'ff00::/8', why: 'multicast' },
+];
+
+/** Why `text` (an IPv6 address or prefix) cannot be a public source, or undefined. */
+function notASource6(text: string): string | undefined {
+  const address = text.includes('/') ? parseCidr6(text)?.network : parseIpv6(text);
+  if (address === undefined) return undefined;
+  if (isIpv4Mapped(address)) {
+    return `is an IPv4-mapped address (::ffff:0:0/96): nat6 takes IPv6 addresses; put IPv4 ones in nat.publicAddresses`;
+  }
+  const match = NOT_A_SOURCE6.find(({ cidr }) => {
+    const range = parseCidr6(cidr);
+    return range !== undefined && cidr6Contains(range, address);
+  });
+  return match && `lies in ${match.cidr}, ${match.why}, and can never be a source address`;
+}
+
+/** What is wrong with a value that should be IPv6: an IPv4 one gets its own hint. */
+function notIpv6(text: string, kind: 'address' | 'prefix'): string {
+  const example = kind === 'address' ? '2001:db8::1' : '2001:db8:100::/64';
+  if (parseIpv4(text.split('/')[0] ?? '') !== undefined) {
+    const plural = kind === 'address' ? 'addresses' : 'prefixes';
+    return `"${text}" is IPv4: nat6 takes IPv6 ${plural} like ${example}; IPv4 belongs in nat.publicAddresses`;
+  }
+  return `"${text}" is not an IPv6 ${kind} like ${example}`;
+}
+
+const ipv6Address = z
+  .string({ error: expected('an IPv6 address like 2001:db8::1') })
+  .superRefine((text, ctx) => {
+    const reason = notASource6(text);
+    if (parseIpv6(text) === undefined) {
+      ctx.addIssue({ code: 'custom', message: notIpv6(text, 'address') });
+    } else if (reason !== undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${text}" ${reason}` });
+    }
+  });
+
+const ipv6Prefix = z
+  .string({ error: expected('an IPv6 prefix like 2001:db8:100::/64') })
+  .superRefine((text, ctx) => {
+    const range = parseCidr6(text);
+    let problem: string | undefined;
+    if (range === undefined) problem = notIpv6(text, 'prefix');
+    else if (parseCidr6(text, true) === undefined)
+      problem = `"${text}" has host bits set: write the prefix as ${formatCidr6(range)}`;
+    else {
+      const reason = notASource6(text);
+      if (reason !== undefined) problem = `"${text}" ${reason}`;
+    }
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+function checkPublicAddresses6(addresses: readonly string[], ctx: z.RefinementCtx): void {
+  const values = addresses.map(parseIpv6);
+  values.forEach((value, index) => {
+    if (value !== undefined && values.indexOf(value) !== index) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [index],
+        message: `"${addresses[index] ?? ''}" is listed twice: list each public address once`,
+      });
+    }
+  });
+}
+
+/**
+ * IPv6 (issue 14): port blocks on public IPv6 addresses, or one public address per client in a
+ * prefix (stateless, as ip6tables NETMAP). The port keys default to nat's (see resolveNat6).
+ */
+const nat6Schema = z.strictObject({
+  publicAddresses: z
+    .array(ipv6Address, { error: expected('a list of IPv6 addresses like [2001:db8::1]') })
+    .min(1, 'needs at least one public IPv6 address, or leave it out')
+    .superRefine(checkPublicAddresses6)
+    .optional(),
+  publicPrefix: ipv6Prefix.optional(),
+  outInterface: interfaceName.optional(),
+  portRange: portRange.optional(),
+  excludePorts: z
+    .array(portRange, { error: expected('a list of ports or ranges like [8080, 9000-9100]') })
+    .optional(),
+  portsPerClient: z
+    .union([z.literal('auto'), powerOfTwo], {
+      error: expected('a number of ports: use auto or a power of two like 64'),
+    })
+    .optional(),
+  minPortsPerClient: powerOfTwo.optional(),
+});
+
+/**
+ * The IPv6 translation in force: port blocks, a prefix, or none (IPv6 left as it is). `where`
+ * is the config line of the key in use, for mapping errors only the eduVPN ranges reveal.
+ */
+export type Nat6 = (
+  | {
+      readonly mode: 'ports';
+      readonly publicAddresses: readonly string[];
+      readonly outInterface: string;
+      readonly portRange: PortBlock;
+      readonly excludePorts: readonly PortBlock[];
+      readonly portsPerClient: number | 'auto';
+      readonly minPortsPerClient: number;
+    }
+  | { readonly mode: 'prefix'; readonly publicPrefix: string; readonly outInterface: string }
+) & { readonly where?: Where | undefined };
+
+function resolveNat6(
+  nat6: z.output<typeof nat6Schema> | undefined,
+  nat: {
+    outInterface: string;
+    portRange: PortBlock;
+    excludePorts: PortBlock[];
+    portsPerClient: number | 'auto';
+    minPortsPerClient: number;
+  },
+): Nat6 | undefined {
+  if (nat6 === undefined) return undefined;
+  const outInterface = nat6.outInterface ?? nat.outInterface;
+  if (nat6.publicPrefix !== undefined) {
+    return { mode: 'prefix', publicPrefix: nat6.publicPrefix, outInterface };
+  }
+  if (nat6.publicAddresses === undefined) return undefined;
+  return {
+    mode: 'ports',
+    publicAddresses: nat6.publicAddresses,
+    outInterface,
+    portRange: nat6.portRange ?? nat.portRange,
+    excludePorts: nat6.excludePorts ?? nat.excludePorts,
+    portsPerClient: nat6.portsPerClient ?? nat.portsPerClient,
+    minPortsPerClient: nat6.minPortsPerClient ?? nat.minPortsPerClient,
+  };
+}
+
+/** The nat6 problems only the whole section shows: the two modes at once, a useless key. */
+function checkNat6(nat6: z.output<typeof nat6Schema> | undefined, ctx: z.RefinementCtx): void {
+  if (nat6 === undefined) return;
+  if (nat6.publicAddresses !== undefined && nat6.publicPrefix !== undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['nat6', 'publicPrefix'],
+      message:
+        'and nat6.publicAddresses are both set: use port blocks (publicAddresses) or one address per client (publicPrefix), not both',
+    });
+  }
+  const portKeys = (
+    ['portRange', 'excludePorts', 'portsPerClient', 'minPortsPerClient'] as const
+  ).filter((key) => nat6[key] !== undefined);
+  if (nat6.publicPrefix !== undefined && portKeys.length > 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['nat6', portKeys[0] ?? ''],
+      message: `does nothing with nat6.publicPrefix (every client has its own address, ports are not divided): remove it`,
+    });
+  }
+}
+
 /** Where the eduVPN files are. */
 const eduvpnSchema = z.strictObject({
   source: z
@@ -160,6 +326,7 @@ export const configSchema = z
         .default('auto'),
       minPortsPerClient: powerOfTwo.default(64),
     }),
+    nat6: nat6Schema.optional(),
     firewall: z
       .strictObject({
         backend: z
@@ -169,6 +336,8 @@ export const configSchema = z
           .default('iptables'),
         /** Defaults depend on the backend: see resolveFirewallPaths. */
         rulesFile: path.optional(),
+        /** iptables backend: the IPv6 rules file netfilter-persistent loads (nat6). */
+        rulesFile6: path.default('/etc/iptables/rules.v6'),
         archiveDir: path.optional(),
         lockFile: path.default('/run/traceable-nat.lock'),
         lockTimeoutMs: milliseconds(0, 30000).default(30000),
@@ -218,19 +387,36 @@ export const configSchema = z
       })
       .prefault({}),
   })
-  .transform((config) => ({ ...config, firewall: resolveFirewallPaths(config.firewall) }))
   .superRefine((config, ctx) => {
-    const { portRange: range, excludePorts } = config.nat;
-    excludePorts.forEach((excluded, index) => {
-      if (excluded.last < range.first || excluded.first > range.last) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['nat', 'excludePorts', index],
-          message: `${excluded.first}-${excluded.last} lies outside nat.portRange ${range.first}-${range.last}, so excluding it does nothing`,
-        });
-      }
-    });
-  });
+    checkNat6(config.nat6, ctx);
+    const sections: [string, PortBlock, readonly PortBlock[]][] = [
+      ['nat', config.nat.portRange, config.nat.excludePorts],
+    ];
+    // Exclusions nat6 inherits from nat may lie outside its own range: they just do nothing.
+    if (config.nat6?.excludePorts !== undefined) {
+      sections.push([
+        'nat6',
+        config.nat6.portRange ?? config.nat.portRange,
+        config.nat6.excludePorts,
+      ]);
+    }
+    for (const [key, range, excludePorts] of sections) {
+      excludePorts.forEach((excluded, index) => {
+        if (excluded.last < range.first || excluded.first > range.last) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [key, 'excludePorts', index],
+            message: `${excluded.first}-${excluded.last} lies outside ${key}.portRange ${range.first}-${range.last}, so excluding it does nothing`,
+          });
+        }
+      });
+    }
+  })
+  .transform((config) => ({
+    ...config,
+    firewall: resolveFirewallPaths(config.firewall),
+    nat6: resolveNat6(config.nat6, config.nat),
+  }));
 
 /** Where each backend keeps its rules and archives unless the configuration says otherwise. */
 export const FIREWALL_DEFAULTS = {
@@ -342,5 +528,9 @@ export function parseConfig(text: string, file: string): Config {
         : `${problems.length} problems in the configuration:\n  ${problems.join('\n  ')}`;
     throw new TnatError('E_CONFIG', sentence);
   }
-  return deepFreeze(result.data);
+  const { nat6 } = result.data;
+  if (nat6 === undefined) return deepFreeze(result.data);
+  const key = nat6.mode === 'prefix' ? 'publicPrefix' : 'publicAddresses';
+  const where = { file, line: lineOf(doc, lines, ['nat6', key]) };
+  return deepFreeze({ ...result.data, nat6: { ...nat6, where } });
 }

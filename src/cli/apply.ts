@@ -8,6 +8,7 @@ import { missingInterfaceProblem } from '../system/interfaces.js';
 import type { Command, CommandContext } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
+import { NAT6_NOT_LOADED, planIpv6FromDisk } from './ipv6-plan.js';
 
 export interface ApplyFlags {
   readonly dryRun: boolean;
@@ -57,9 +58,18 @@ export async function runApply(context: CommandContext, flags: ApplyFlags): Prom
   const config = context.config();
   if (flags.dryRun) {
     // Exactly what an apply would load, and nothing else: no lock, no kernel call, no write.
-    context.io.stdout(planFromDisk(config, discover(config)).fileText);
+    const discovery = discover(config);
+    context.io.stdout(planFromDisk(config, discovery).fileText);
+    // nat6 (issue 14): the IPv6 text as planned, after a comment line saying what it is.
+    const plan6 = planIpv6FromDisk(config, discovery);
+    if (plan6)
+      context.io.stdout(
+        `# IPv6: ${plan6.file} as planned by nat6; apply does not load it yet\n${plan6.fileText}`,
+      );
     return EXIT.ok;
   }
+  // Never pretend: until apply loads IPv6 rules, say that nat6 is only planned.
+  if (config.nat6 !== undefined) context.io.stderr(`traceable-nat: warning: ${NAT6_NOT_LOADED}\n`);
   // An interface may appear later (a VLAN or bond brought up after us): warn, apply anyway.
   const missing = missingInterfaceProblem(config.nat.outInterface);
   if (missing !== undefined)

@@ -15,6 +15,12 @@ import { missingInterfaceProblem } from '../system/interfaces.js';
 import type { Command, CommandContext } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
+import {
+  hasIpv6Clients,
+  IPV6_UNTRACEABLE,
+  NAT6_NOT_LOADED,
+  planIpv6FromDisk,
+} from './ipv6-plan.js';
 
 interface CheckStep {
   readonly name: string;
@@ -50,6 +56,20 @@ const checkSteps: CheckStep[] = [
         `${map.publicAddresses.map(formatIpv4).join(', ')} (room for ${map.blocks.length * map.publicAddresses.length}); ` +
         `${config.firewall.rulesFile} can be merged`
       );
+    },
+  },
+  {
+    // IPv6 (issue 14): the plan must hold; without nat6 a warning is added in runChecks.
+    name: 'IPv6 (nat6)',
+    run: (config) => {
+      const plan = planIpv6FromDisk(config, discover(config));
+      if (!plan) return 'not set: IPv6 is left to the firewall';
+      const { map } = plan;
+      const where =
+        map.mode === 'prefix'
+          ? `one address each in ${config.nat6?.mode === 'prefix' ? config.nat6.publicPrefix : ''}`
+          : `${map.blockSize} ports each on ${map.publicAddresses.length} public address${map.publicAddresses.length === 1 ? '' : 'es'}`;
+      return `${map.clientCount} IPv6 clients get ${where}; ${plan.file} can be merged; ${NAT6_NOT_LOADED}`;
     },
   },
   {
@@ -122,7 +142,20 @@ function runChecks(context: CommandContext): number {
       status = EXIT.badInput;
     }
   }
+  // Exit 0 all the same: IPv6 without nat6 works, it is only not traceable (issue 14).
+  if (config.nat6 === undefined && ipv6Untraceable(config))
+    io.stdout(`warn  IPv6: ${IPV6_UNTRACEABLE}\n`);
   return status;
+}
+
+function ipv6Untraceable(config: Config): boolean {
+  try {
+    return hasIpv6Clients(discover(config));
+  } catch (error) {
+    // The eduVPN step has reported this already.
+    if (isTnatError(error)) return false;
+    throw error;
+  }
 }
 
 export const checkCommand: Command = {

@@ -4,13 +4,17 @@
  */
 import { planFromDisk } from '../apply/apply.js';
 import { TnatError } from '../errors.js';
+import { formatAssignment6 } from '../mapping/map6.js';
+import { TwinIndex } from '../mapping/twin6.js';
 import { formatCidr4, formatIpv4, parseIpv4 } from '../net/ipv4.js';
+import { formatIpv6, parseIpv6 } from '../net/ipv6.js';
 import { systemClock } from '../system/clock.js';
 import { lookupClientAt } from '../trace/lookup-at.js';
 import { SWITCH_MARGIN_SECONDS } from '../trace/timeline.js';
 import type { Command, CommandContext, OptionValues } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
+import { IPV6_UNTRACEABLE, planIpv6FromDisk } from './ipv6-plan.js';
 import {
   archiveJson,
   blockJson,
@@ -46,6 +50,43 @@ function lookupNow(context: CommandContext, options: OptionValues, client: numbe
     options.json
       ? JSON.stringify(result, null, 2) + '\n'
       : `${result.client} (profile ${result.profileId}, ${result.subnet}) -> ${result.publicAddress} ports ${result.firstPort}-${result.lastPort}\n`,
+  );
+  return EXIT.ok;
+}
+
+/**
+ * An IPv6 client address: its IPv4 twin and, with nat6, where it leaves. Without nat6 the
+ * twin is still named, with the honest note that IPv6 is not traceable here.
+ */
+function lookupNow6(context: CommandContext, options: OptionValues, client: bigint, text: string) {
+  const config = context.config();
+  const discovery = discover(config);
+  const found = new TwinIndex(discovery.pools).clientOf(client);
+  if (!found) {
+    context.io.stdout(
+      options.json ? '{"found":false}\n' : `${text} is not an IPv6 client address of any profile\n`,
+    );
+    return EXIT.notOk;
+  }
+  const assignment = planIpv6FromDisk(config, discovery)?.map.forward(client);
+  const { pool } = found.span;
+  const result = {
+    found: true,
+    client: formatIpv6(client),
+    twin: formatIpv4(found.client4),
+    profileId: pool.profileId,
+    subnet6: pool.subnet6 ?? null,
+    publicAddress: assignment ? formatIpv6(assignment.publicAddress) : null,
+    firstPort: assignment?.block?.first ?? null,
+    lastPort: assignment?.block?.last ?? null,
+  };
+  const where = assignment
+    ? ` -> ${assignment.block ? `[${result.publicAddress ?? ''}] ports ${result.firstPort ?? ''}-${result.lastPort ?? ''}` : `${formatAssignment6(assignment)} (all ports)`}`
+    : `: not translated by traceable-nat (no nat6); ${IPV6_UNTRACEABLE}`;
+  context.io.stdout(
+    options.json
+      ? JSON.stringify(result, null, 2) + '\n'
+      : `${result.client} (twin of ${result.twin}) (profile ${result.profileId}, ${result.subnet6 ?? '-'})${where}\n`,
   );
   return EXIT.ok;
 }
@@ -103,8 +144,22 @@ export const lookupCommand: Command = {
   positionals: { min: 1, max: 1 },
   run(context, options, positionals) {
     const text = positionals[0] ?? '';
+    const client6 = text.includes(':') ? parseIpv6(text) : undefined;
+    if (client6 !== undefined) {
+      if (options.at !== undefined) {
+        // IPv6 rulesets are not archived yet (issue 14): there is nothing to look them up in.
+        throw new TnatError(
+          'E_USAGE',
+          `lookup --at takes an IPv4 client address: IPv6 rulesets are not archived yet, so "${text}" cannot be looked up at a time`,
+        );
+      }
+      return Promise.resolve(lookupNow6(context, options, client6, text));
+    }
     const client = parseIpv4(text);
-    if (client === undefined) throw new TnatError('E_USAGE', `"${text}" is not an IPv4 address`);
+    if (client === undefined) {
+      const family = text.includes(':') ? 'IPv6' : 'IPv4';
+      throw new TnatError('E_USAGE', `"${text}" is not an ${family} address`);
+    }
     return Promise.resolve(
       options.at === undefined
         ? lookupNow(context, options, client, text)

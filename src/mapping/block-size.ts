@@ -24,19 +24,21 @@ function* sizesDownTo(smallest: number): Generator<number> {
 
 function describePorts(settings: NatSettings): string {
   const { portRange, excludePorts } = settings;
-  const range = `nat.portRange ${portRange.first}-${portRange.last}`;
+  const key = settings.configKey ?? 'nat';
+  const range = `${key}.portRange ${portRange.first}-${portRange.last}`;
   if (excludePorts.length === 0) return range;
   const excluded = excludePorts.map((block) => `${block.first}-${block.last}`).join(', ');
-  return `${range} without nat.excludePorts ${excluded}`;
+  return `${range} without ${key}.excludePorts ${excluded}`;
 }
 
 function noUsableBlock(settings: NatSettings, blockSize: number): TnatError {
-  const key = settings.portsPerClient === 'auto' ? 'nat.minPortsPerClient' : 'nat.portsPerClient';
+  const nat = settings.configKey ?? 'nat';
+  const key = `${nat}.${settings.portsPerClient === 'auto' ? 'minPortsPerClient' : 'portsPerClient'}`;
   const fitting = [...sizesDownTo(1)].find((size) => blocksPerAddress(settings, size) > 0);
   const fix =
     fitting === undefined
-      ? 'widen nat.portRange or shrink nat.excludePorts'
-      : `widen nat.portRange, shrink nat.excludePorts or lower ${key} to ${fitting}`;
+      ? `widen ${nat}.portRange or shrink ${nat}.excludePorts`
+      : `widen ${nat}.portRange, shrink ${nat}.excludePorts or lower ${key} to ${fitting}`;
   return new TnatError(
     'E_MAPPING',
     `${describePorts(settings)} holds no whole block of ${blockSize} ports: ${fix}`,
@@ -52,7 +54,8 @@ function tooManyClients(
   const addresses = settings.publicAddresses.length;
   const perAddress = layout.blocks.length;
   const missing = Math.ceil(clients / perAddress) - addresses;
-  const addAddresses = `add ${plural(missing, 'more public address', 'more public addresses')} to nat.publicAddresses`;
+  const nat = settings.configKey ?? 'nat';
+  const addAddresses = `add ${plural(missing, 'more public address', 'more public addresses')} to ${nat}.publicAddresses`;
   const fitting = [...sizesDownTo(1)].find(
     (size) => blocksPerAddress(settings, size) * addresses >= clients,
   );
@@ -61,9 +64,9 @@ function tooManyClients(
     const atOnePort = blocksPerAddress(settings, 1) * addresses;
     lowerSize = ` (no smaller block fits: even 1 port per client gives only ${atOnePort})`;
   } else if (settings.portsPerClient === 'auto') {
-    lowerSize = ` or lower nat.minPortsPerClient from ${settings.minPortsPerClient} to ${fitting}`;
+    lowerSize = ` or lower ${nat}.minPortsPerClient from ${settings.minPortsPerClient} to ${fitting}`;
   } else {
-    lowerSize = ` or lower nat.portsPerClient to ${fitting}`;
+    lowerSize = ` or lower ${nat}.portsPerClient to ${fitting}`;
   }
   const given = plural(addresses, 'public address', 'public addresses');
   const verb = addresses === 1 ? 'gives' : 'give';

@@ -17,6 +17,8 @@ export interface NatSettings {
   readonly portsPerClient: number | 'auto';
   /** `auto` never goes below this. */
   readonly minPortsPerClient: number;
+  /** The config section the settings come from, for messages: `nat` unless said (`nat6`). */
+  readonly configKey?: 'nat' | 'nat6' | undefined;
 }
 
 export interface Assignment {
