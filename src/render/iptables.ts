@@ -9,6 +9,7 @@
  */
 import { formatIpv4, prefixMask } from '../net/ipv4.js';
 import type { Assignment, PortBlock, PortMap } from '../mapping/types.js';
+import { groupRuns } from './group-runs.js';
 
 /** Every chain we own is `TNAT` or starts with `TNAT-`; nothing else in a ruleset is ours. */
 export const CHAIN_PREFIX = 'TNAT';
@@ -122,19 +123,7 @@ function commonLevel(low: number, high: number): number {
 /** Splits ascending clients into runs that share the top `prefix` bits. */
 function groupByPrefix(clients: readonly Assignment[], prefix: number): Assignment[][] {
   const shift = 32 - prefix;
-  const groups: Assignment[][] = [];
-  let current: Assignment[] = [];
-  let currentKey = -1;
-  for (const assignment of clients) {
-    const key = assignment.client >>> shift;
-    if (key !== currentKey) {
-      current = [];
-      groups.push(current);
-      currentKey = key;
-    }
-    current.push(assignment);
-  }
-  return groups;
+  return groupRuns(clients, (assignment) => assignment.client >>> shift);
 }
 
 /**

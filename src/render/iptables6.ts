@@ -11,6 +11,7 @@ import type { PortBlock } from '../mapping/types.js';
 import { formatCidr6, formatIpv6, parseCidr6, prefixMask6 } from '../net/ipv6.js';
 import { CHAIN_PREFIX, renderJump, ROOT_CHAIN } from './iptables.js';
 import type { IptablesNat, IptablesOptions } from './iptables.js';
+import { groupRuns } from './group-runs.js';
 
 /** As in the IPv4 tree: a chain of at most 16 clients is a leaf, each level narrows by 4 bits. */
 const LEAF_CLIENTS = 16;
@@ -80,19 +81,7 @@ function commonLevel(low: bigint, high: bigint): number {
 
 function groupByPrefix(clients: readonly Assignment6[], prefix: number): Assignment6[][] {
   const shift = BigInt(128 - prefix);
-  const groups: Assignment6[][] = [];
-  let current: Assignment6[] = [];
-  let currentKey = -1n;
-  for (const assignment of clients) {
-    const key = assignment.client >> shift;
-    if (key !== currentKey) {
-      current = [];
-      groups.push(current);
-      currentKey = key;
-    }
-    current.push(assignment);
-  }
-  return groups;
+  return groupRuns(clients, (assignment) => assignment.client >> shift);
 }
 
 function renderSubtree(
