@@ -5,7 +5,7 @@
  * what is wrong and stays up. Real iptables in a network namespace, the real program.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createTopology, isRoot, type Topology } from '../helpers/netns.js';
 import { collectLines, type LineLog } from '../helpers/process-lines.js';
@@ -143,6 +143,22 @@ describeKernel('the first apply decides whether the daemon starts', () => {
     const message = (JSON.parse(ready) as { message: string }).message;
     expect(message).toMatch(/STATUS=no ruleset applied yet; last error: .*config\.php/);
     expect(await exitWithin(exit, 1000)).toBe('running');
+    daemon.kill('SIGTERM');
+    expect(await exitWithin(exit, 20000)).toBe(0);
+  });
+
+  test('with nat6 set, the daemon says at start that IPv6 rules are not loaded yet (issue 14)', async () => {
+    sandbox.writeConfig({ nat: { publicAddresses: ['192.0.2.1'] } });
+    const text = readFileSync(sandbox.configFile, 'utf8');
+    const config = JSON.parse(text) as Record<string, unknown>;
+    writeFileSync(
+      sandbox.configFile,
+      JSON.stringify({ ...config, nat6: { publicAddresses: ['2001:db8::1'] } }),
+    );
+    const { daemon, log, notifications, exit } = await startDaemon();
+    await notifications.waitFor((line) => line.includes('READY=1'), 20000);
+    const warning = messages(log).find((line) => line.includes('IPv6 rules are not loaded yet'));
+    expect(warning).toMatch(/^<4>\{/);
     daemon.kill('SIGTERM');
     expect(await exitWithin(exit, 20000)).toBe(0);
   });
