@@ -5,26 +5,9 @@
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
+import { runMain, type MainRun } from '../helpers/run-main.js';
 
-interface Run {
-  readonly status: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function run(...args: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: (text) => (stdout += text),
-    stderr: (text) => (stderr += text),
-    env: {},
-  };
-  const status = await main(args, io);
-  return { status, stdout, stderr };
-}
+const run = runMain;
 
 const EXAMPLE = 'examples/config.yaml';
 let dir: string;
@@ -45,7 +28,7 @@ function configWith(portalConfig: string, extra = ''): string {
   return file;
 }
 
-function expectOneSentence(result: Run, pattern: RegExp): void {
+function expectOneSentence(result: MainRun, pattern: RegExp): void {
   expect(result.status).toBe(2);
   expect(result.stderr).toMatch(pattern);
   expect(result.stderr).not.toMatch(/\n\s+at /);

@@ -3,21 +3,10 @@
  * `git -C DIR`, `systemctl --user`), and `--version`. In-process, on the bundled example.
  */
 import { readFileSync } from 'node:fs';
-import { main } from '../../src/cli/main.js';
 import { parseGlobalOptions } from '../../src/cli/global-options.js';
-import type { CliIo } from '../../src/cli/io.js';
+import { runMain } from '../helpers/run-main.js';
 
-async function run(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: (text) => (stdout += text),
-    stderr: (text) => (stderr += text),
-    env: {},
-  };
-  const status = await main(args, io);
-  return { status, stdout, stderr };
-}
+const run = runMain;
 
 const EXAMPLE = 'examples/config.yaml';
 const MISSING = '/nonexistent/traceable-nat.yaml';

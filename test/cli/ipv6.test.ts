@@ -5,28 +5,11 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
 import { createTopology, isRoot, type Topology } from '../helpers/netns.js';
 import { createSandbox, runCli, type Sandbox } from '../helpers/sandbox.js';
+import { runMain } from '../helpers/run-main.js';
 
-interface Run {
-  readonly status: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function run(...args: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: (text) => (stdout += text),
-    stderr: (text) => (stderr += text),
-    env: {},
-  };
-  const status = await main(args, io);
-  return { status, stdout, stderr };
-}
+const run = runMain;
 
 let dir: string;
 beforeEach(() => {

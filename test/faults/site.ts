@@ -7,21 +7,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTopology, type Topology } from '../helpers/netns.js';
-import {
-  createSandbox,
-  runCli,
-  type CliResult,
-  type ProfileSpec,
-  type Sandbox,
-} from '../helpers/sandbox.js';
+import { createSandbox, runCli, type CliResult, type Sandbox } from '../helpers/sandbox.js';
 import { ARCHIVE_FILE } from '../helpers/archive-files.js';
 
-export const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
-export const BETA: ProfileSpec = {
-  id: 'beta',
-  openvpn: { range: '10.42.1.0/24', udp: [1194], tcp: [1194] },
-};
-export const GAMMA: ProfileSpec = { id: 'gamma', wireguard: '10.42.2.0/24' };
+export { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
 
 export interface FaultSite {
   readonly net: Topology;

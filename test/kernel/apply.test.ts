@@ -14,16 +14,11 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { createTopology, isRoot, sh, type Topology } from '../helpers/netns.js';
-import { createSandbox, runCli, type ProfileSpec, type Sandbox } from '../helpers/sandbox.js';
+import { createSandbox, runCli, type Sandbox } from '../helpers/sandbox.js';
 import { startServer, probe, holdConnection, type Probe, type Server } from '../helpers/traffic.js';
 import { readArchiveText } from '../helpers/archive-files.js';
+import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
 
-const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
-const BETA: ProfileSpec = {
-  id: 'beta',
-  openvpn: { range: '10.42.1.0/24', udp: [1194], tcp: [1194] },
-};
-const GAMMA: ProfileSpec = { id: 'gamma', wireguard: '10.42.2.0/24' };
 const CLIENTS = [
   '10.42.0.2',
   '10.42.0.254',

@@ -26,14 +26,8 @@ import {
   type Sandbox,
 } from '../helpers/sandbox.js';
 import { ARCHIVE_FILE, readArchiveText } from '../helpers/archive-files.js';
+import { ALPHA, BETA, DELTA, GAMMA } from '../helpers/profiles.js';
 
-const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
-const BETA: ProfileSpec = {
-  id: 'beta',
-  openvpn: { range: '10.42.1.0/24', udp: [1194], tcp: [1194] },
-};
-const GAMMA: ProfileSpec = { id: 'gamma', wireguard: '10.42.2.0/24' };
-const DELTA: ProfileSpec = { id: 'delta', wireguard: '10.42.3.0/28' };
 const EPSILON: ProfileSpec = { id: 'epsilon', wireguard: '10.42.4.0/28' };
 const ZETA: ProfileSpec = { id: 'zeta', wireguard: '10.42.5.0/28' };
 const ETA: ProfileSpec = { id: 'eta', wireguard: '10.42.6.0/28' };

@@ -8,20 +8,9 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createTopology, isRoot, type Topology } from '../helpers/netns.js';
 import { collectLines, type LineLog } from '../helpers/process-lines.js';
-import {
-  createSandbox,
-  renderPortalConfig,
-  type ProfileSpec,
-  type Sandbox,
-} from '../helpers/sandbox.js';
+import { createSandbox, renderPortalConfig, type Sandbox } from '../helpers/sandbox.js';
+import { ALPHA, BETA, DELTA, GAMMA } from '../helpers/profiles.js';
 
-const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
-const BETA: ProfileSpec = {
-  id: 'beta',
-  openvpn: { range: '10.42.1.0/24', udp: [1194], tcp: [1194] },
-};
-const GAMMA: ProfileSpec = { id: 'gamma', wireguard: '10.42.2.0/24' };
-const DELTA: ProfileSpec = { id: 'delta', wireguard: '10.42.3.0/28' };
 const SETTLE_MS = 400;
 
 interface LogEvent {

@@ -23,16 +23,11 @@ import { SWITCH_MARGIN_SECONDS, type ArchiveDir } from '../../src/trace/timeline
 import { traceArchives } from '../../src/trace/trace.js';
 import { netnsRunner } from '../helpers/netns-runner.js';
 import { createTopology, isRoot, PUBLIC_ADDRESS, type Topology } from '../helpers/netns.js';
-import { createSandbox, runCli, type ProfileSpec, type Sandbox } from '../helpers/sandbox.js';
+import { createSandbox, runCli, type Sandbox } from '../helpers/sandbox.js';
 import { probe, startServer, type Server } from '../helpers/traffic.js';
 import { readArchiveText } from '../helpers/archive-files.js';
+import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
 
-const ALPHA: ProfileSpec = { id: 'alpha', wireguard: '10.42.0.0/24' };
-const BETA: ProfileSpec = {
-  id: 'beta',
-  openvpn: { range: '10.42.1.0/24', udp: [1194], tcp: [1194] },
-};
-const GAMMA: ProfileSpec = { id: 'gamma', wireguard: '10.42.2.0/24' };
 /** Profiles of each apply, and when it starts (unix seconds): two switches. */
 const APPLIES = [
   { at: 1700000000, profiles: [ALPHA, BETA] },
