@@ -4,7 +4,7 @@
  * pending archive was not resolved yet.
  */
 import { anchorProblem, readDirState } from './anchor.js';
-import { findPendingArchives, listArchives, readArchive } from './store.js';
+import { archiveDigest, findPendingArchives, listArchives } from './store.js';
 
 export function archiveHeadProblems(dir: string, stateFile: string, nowMs: number): string[] {
   const problems: string[] = [];
@@ -20,7 +20,7 @@ export function archiveHeadProblems(dir: string, stateFile: string, nowMs: numbe
   const newest = entries.at(-1);
   const problem = anchorProblem(
     readDirState(stateFile, dir),
-    newest && { name: newest.name, sha256: readArchive(dir, newest).sha256 },
+    newest && { name: newest.name, sha256: archiveDigest(dir, newest) },
   );
   if (problem !== undefined) problems.push(problem);
   for (const pending of findPendingArchives(dir)) {

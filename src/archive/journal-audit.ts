@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { basename, dirname, resolve } from 'node:path';
-import { listArchives, readArchive } from './store.js';
+import { archiveDigest, listArchives } from './store.js';
 
 export interface AuditedArchive {
   readonly archive: string;
@@ -59,7 +59,7 @@ export function auditProblems(dir: string, audited: readonly AuditedArchive[]): 
       );
       continue;
     }
-    const actual = readArchive(dir, entry).sha256;
+    const actual = archiveDigest(dir, entry);
     if (actual !== recorded) {
       problems.push(
         `${basename(archive)} was changed after the journal's audit event recorded it (sha256 ${actual}, audited ${recorded})`,

@@ -98,6 +98,18 @@ export function readArchive(dir: string, entry: ArchiveName): StoredArchive {
   return { entry, path, text: decodeArchive(bytes, path), sha256: sha256(bytes) };
 }
 
+/** SHA-256 of an archive file as stored, without decompressing it (what the chain records). */
+export function archiveDigest(dir: string, entry: ArchiveName): string {
+  const path = join(dir, entry.name);
+  try {
+    return sha256(readFileSync(path));
+  } catch (error) {
+    throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
+      cause: error,
+    });
+  }
+}
+
 /** The first few KiB of an archive: its header, without reading a whole /16 ruleset. */
 export function readArchiveHeader(dir: string, entry: ArchiveName): string {
   const path = join(dir, entry.name);
