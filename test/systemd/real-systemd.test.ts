@@ -33,6 +33,7 @@ const unavailable = systemdUnavailable();
 // Booting systemd needs root (overlay mount, namespaces) and systemd itself; CI runs as root.
 const describeSystemd = unavailable === undefined ? describe : describe.skip;
 if (unavailable !== undefined) {
+  // A visible skipped test that carries the reason (no root, no systemd), so a run says why.
   test.skip(`the daemon under a real systemd: skipped, ${unavailable}`, () => undefined);
 }
 
