@@ -18,6 +18,13 @@ export interface ArchiveHeader {
   readonly settings: Readonly<Record<string, unknown>>;
   /** The archive this one replaced, or undefined for the first. */
   readonly previous: { readonly name: string; readonly sha256: string } | undefined;
+  /**
+   * iptables with nat6: the SHA-256 of the stored bytes of `rules.v6.<the same seconds>`, the
+   * IPv6 half of this activation (so the chain vouches for it too). Absent: IPv6 was not ours.
+   */
+  readonly ipv6?: { readonly sha256: string } | undefined;
+  /** `ipv6` on the rules.v6 half itself (absent: the file's family is the backend's own). */
+  readonly family?: 'ipv6' | undefined;
 }
 
 const MARK = '# traceable-nat archive';
@@ -36,8 +43,11 @@ export function renderArchive(header: ArchiveHeader, body: string): string {
     `# clients: ${header.clients}`,
     `# settings: ${JSON.stringify(header.settings)}`,
     `# previous: ${header.previous ? `${header.previous.name} sha256:${header.previous.sha256}` : 'none'}`,
-    `# end of traceable-nat header`,
   ];
+  // Only when present, so the archives of an IPv4-only server keep their exact old form.
+  if (header.ipv6) lines.push(`# ipv6: sha256:${header.ipv6.sha256}`);
+  if (header.family) lines.push(`# family: ${header.family}`);
+  lines.push('# end of traceable-nat header');
   return `${lines.join('\n')}\n${body}`;
 }
 
@@ -47,10 +57,11 @@ export function parseArchiveHeader(text: string): ArchiveHeader | undefined {
   const fields = new Map<string, string>();
   for (const line of text.split('\n', 20)) {
     if (line === '# end of traceable-nat header') break;
-    const match = /^# ([a-z-]+): (.*)$/.exec(line);
+    const match = /^# ([a-z0-9-]+): (.*)$/.exec(line);
     if (match?.[1] && match[2] !== undefined) fields.set(match[1], match[2]);
   }
   const previous = /^(\S+) sha256:([0-9a-f]{64})$/.exec(fields.get('previous') ?? '');
+  const ipv6 = /^sha256:([0-9a-f]{64})$/.exec(fields.get('ipv6') ?? '')?.[1];
   let settings: Record<string, unknown> = {};
   try {
     settings = JSON.parse(fields.get('settings') ?? '{}') as Record<string, unknown>;
@@ -65,6 +76,8 @@ export function parseArchiveHeader(text: string): ArchiveHeader | undefined {
     clients: Number(fields.get('clients') ?? 0),
     settings,
     previous: previous?.[1] && previous[2] ? { name: previous[1], sha256: previous[2] } : undefined,
+    ...(ipv6 === undefined ? {} : { ipv6: { sha256: ipv6 } }),
+    ...(fields.get('family') === 'ipv6' ? { family: 'ipv6' as const } : {}),
   };
 }
 

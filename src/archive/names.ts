@@ -7,6 +7,20 @@
  */
 import type { Backend } from './header.js';
 
+/**
+ * What one archive file holds: a backend's ruleset, or (`ip6tables`) the rules.v6 that the
+ * iptables backend loads beside rules.v4 when nat6 is set. A `rules.v6.<s>` file is not a link
+ * of the hash chain by itself: it is the IPv6 half of the activation `rules.v4.<s>` (same
+ * seconds), whose header records its SHA-256 (`# ipv6: sha256:...`).
+ */
+export type ArchiveKind = Backend | 'ip6tables';
+
+const STEMS: Readonly<Record<ArchiveKind, string>> = {
+  iptables: 'rules.v4',
+  nftables: 'traceable-nat.nft',
+  ip6tables: 'rules.v6',
+};
+
 const PATTERN = /^(rules\.v4|traceable-nat\.nft)\.(\d{9,11})(\.gz)?$/;
 
 export interface ArchiveName {
@@ -29,8 +43,13 @@ export function parseArchiveName(name: string): ArchiveName | undefined {
   };
 }
 
-export function archiveName(backend: Backend, activatedAt: number, compressed = false): string {
-  return `${backend === 'iptables' ? 'rules.v4' : 'traceable-nat.nft'}.${activatedAt}${compressed ? '.gz' : ''}`;
+export function archiveName(kind: ArchiveKind, activatedAt: number, compressed = false): string {
+  return `${STEMS[kind]}.${activatedAt}${compressed ? '.gz' : ''}`;
+}
+
+/** The IPv6 half of an iptables activation: `rules.v6.<the same seconds>`, plain or `.gz`. */
+export function ipv6SiblingNames(activatedAt: number): readonly string[] {
+  return [archiveName('ip6tables', activatedAt, true), archiveName('ip6tables', activatedAt)];
 }
 
 /** Archive names in activation order (oldest first); other files are ignored. */

@@ -30,7 +30,7 @@ import { constants, gunzipSync, gzipSync } from 'node:zlib';
 import { TnatError } from '../errors.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
 import { renderArchive, sha256, type ArchiveHeader, type Backend } from './header.js';
-import { archiveName, sortArchiveNames, type ArchiveName } from './names.js';
+import { archiveName, sortArchiveNames, type ArchiveKind, type ArchiveName } from './names.js';
 
 export interface StoredArchive {
   readonly entry: ArchiveName;
@@ -141,18 +141,18 @@ export function newestArchive(dir: string, backend?: Backend): StoredArchive | u
   return newest ? readArchive(dir, newest) : undefined;
 }
 
-/** `rules.v4.pending` / `traceable-nat.nft.pending`: the archive of an apply under way. */
-export function pendingName(backend: Backend): string {
-  return archiveName(backend, 0).replace(/\.0$/, '.pending');
+/** `rules.v4.pending`, `rules.v6.pending`, `traceable-nat.nft.pending`: an apply under way. */
+export function pendingName(kind: ArchiveKind): string {
+  return archiveName(kind, 0).replace(/\.0$/, '.pending');
 }
 
 /** The process that was changing the kernel for a pending archive, beside it. */
-function childFile(dir: string, backend: Backend): string {
-  return join(dir, `.${pendingName(backend)}.child`);
+function childFile(dir: string, kind: ArchiveKind): string {
+  return join(dir, `.${pendingName(kind)}.child`);
 }
 
-export interface FoundPending {
-  readonly backend: Backend;
+export interface FoundPending<Kind extends ArchiveKind = Backend> {
+  readonly backend: Kind;
   readonly path: string;
   readonly text: string;
   readonly sha256: string;
@@ -161,37 +161,43 @@ export interface FoundPending {
   readonly childPid: number | undefined;
 }
 
-/** The pending archives an interrupted apply left in `dir` (normally none). */
+/** The pending archives of the hash chain that an interrupted apply left in `dir` (normally none). */
 export function findPendingArchives(dir: string): FoundPending[] {
-  const found: FoundPending[] = [];
-  for (const backend of ['iptables', 'nftables'] as const) {
-    const path = join(dir, pendingName(backend));
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(path);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
-        cause: error,
-      });
-    }
-    let childPid: number | undefined;
-    try {
-      const pid = Number(readFileSync(childFile(dir, backend), 'utf8').trim());
-      childPid = Number.isInteger(pid) && pid > 0 ? pid : undefined;
-    } catch {
-      childPid = undefined;
-    }
-    found.push({
-      backend,
-      path,
-      text: decodeArchive(bytes, path),
-      sha256: sha256(bytes),
-      compressed: isGzip(bytes),
-      childPid,
+  return (['iptables', 'nftables'] as const)
+    .map((backend) => findPending(dir, backend))
+    .filter((found) => found !== undefined);
+}
+
+/** The pending archive of one kind (`ip6tables`: the rules.v6 half of a pending rules.v4). */
+export function findPending<Kind extends ArchiveKind>(
+  dir: string,
+  backend: Kind,
+): FoundPending<Kind> | undefined {
+  const path = join(dir, pendingName(backend));
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
+      cause: error,
     });
   }
-  return found;
+  let childPid: number | undefined;
+  try {
+    const pid = Number(readFileSync(childFile(dir, backend), 'utf8').trim());
+    childPid = Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    childPid = undefined;
+  }
+  return {
+    backend,
+    path,
+    text: decodeArchive(bytes, path),
+    sha256: sha256(bytes),
+    compressed: isGzip(bytes),
+    childPid,
+  };
 }
 
 function removeQuietly(path: string): void {
@@ -203,7 +209,7 @@ function removeQuietly(path: string): void {
 }
 
 /** Drops a pending archive whose ruleset never became active. */
-export function discardPending(dir: string, backend: Backend): void {
+export function discardPending(dir: string, backend: ArchiveKind): void {
   removeQuietly(join(dir, pendingName(backend)));
   removeQuietly(childFile(dir, backend));
   fsyncDirectory(dir);
@@ -212,7 +218,7 @@ export function discardPending(dir: string, backend: Backend): void {
 /** Gives a pending archive its final name (link(2): never over an existing archive). */
 export function commitPending(
   dir: string,
-  backend: Backend,
+  backend: ArchiveKind,
   pending: { readonly sha256: string; readonly compressed: boolean },
   activatedAt: number,
 ): { path: string; sha256: string } {
@@ -243,7 +249,7 @@ export interface PendingArchive {
 /**
  * Writes the archive, complete and fsynced, as the directory's pending archive. `previous` is the
  * newest archive in the directory (of either backend): the hash chain links every file to the
- * one before it.
+ * one before it. `kind` is `ip6tables` for the rules.v6 half of an iptables activation.
  */
 export function prepareArchive(
   dir: string,
@@ -251,6 +257,7 @@ export function prepareArchive(
   body: string,
   previous: { readonly name: string; readonly sha256: string } | undefined,
   compress = true,
+  kind: ArchiveKind = header.backend,
 ): PendingArchive {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o750 });
@@ -259,7 +266,7 @@ export function prepareArchive(
   }
   const content = renderArchive({ ...header, previous }, body);
   const bytes = encodeArchive(content, compress);
-  const { backend } = header;
+  const backend = kind;
   try {
     const temporary = writeTemporaryBeside(join(dir, archiveName(backend, 0)), bytes, 0o440);
     renameSync(temporary, join(dir, pendingName(backend)));

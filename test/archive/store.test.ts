@@ -2,9 +2,15 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { archiveBody, parseArchiveHeader, sha256 } from '../../src/archive/header.js';
-import { findArchiveAt, parseArchiveName, sortArchiveNames } from '../../src/archive/names.js';
+import {
+  findArchiveAt,
+  ipv6SiblingNames,
+  parseArchiveName,
+  sortArchiveNames,
+} from '../../src/archive/names.js';
 import { gunzipSync } from 'node:zlib';
 import {
+  findPending,
   findPendingArchives,
   listArchives,
   newestArchive,
@@ -173,5 +179,47 @@ describe('prepare and commit', () => {
     expect(() => prepareArchive(join(dir, 'file', 'sub'), header, 'x', undefined)).toThrow(
       /archive directory .* cannot be created \(ENOTDIR\): .*nothing was applied/,
     );
+  });
+});
+
+describe('the IPv6 half of an iptables activation (rules.v6.<s>)', () => {
+  test('written and committed beside rules.v4 at the same seconds, outside the chain', () => {
+    const half = prepareArchive(
+      dir,
+      { ...header, family: 'ipv6' },
+      '*nat\nCOMMIT\n',
+      undefined,
+      true,
+      'ip6tables',
+    );
+    expect(readdirSync(dir)).toContain('rules.v6.pending');
+    expect(findPending(dir, 'ip6tables')?.sha256).toBe(half.sha256);
+    // rules.v6.pending is not a pending link of the chain: only rules.v4.pending is.
+    expect(findPendingArchives(dir)).toEqual([]);
+    const v4 = prepareArchive(
+      dir,
+      { ...header, ipv6: { sha256: half.sha256 } },
+      '*nat\nCOMMIT\n',
+      undefined,
+    );
+    const committed6 = half.commit(1800000000);
+    v4.commit(1800000000);
+    expect(committed6.path).toBe(join(dir, ipv6SiblingNames(1800000000)[0] ?? ''));
+    // rules.v6.<s> is never listed as a link of the chain; rules.v4.<s> vouches for it.
+    expect(listArchives(dir).map((entry) => entry.name)).toEqual(['rules.v4.1800000000.gz']);
+    const v4Header = parseArchiveHeader(
+      gunzipSync(readFileSync(join(dir, 'rules.v4.1800000000.gz'))).toString(),
+    );
+    expect(v4Header?.ipv6).toEqual({ sha256: sha256(readFileSync(committed6.path)) });
+    const v6Header = parseArchiveHeader(gunzipSync(readFileSync(committed6.path)).toString());
+    expect(v6Header?.family).toBe('ipv6');
+    expect(v6Header?.ipv6).toBeUndefined();
+  });
+
+  test('an IPv4-only archive keeps its old header, line for line', () => {
+    prepareArchive(dir, header, '*nat\nCOMMIT\n', undefined, false).commit(1800000001);
+    const text = readFileSync(join(dir, 'rules.v4.1800000001'), 'utf8');
+    expect(text).not.toMatch(/^# (ipv6|family):/m);
+    expect(text.split('\n').indexOf('# end of traceable-nat header')).toBe(8);
   });
 });
