@@ -18,6 +18,7 @@ import {
   listArchives,
   newestArchive,
   prepareArchive,
+  readIpv6Half,
   type PendingArchive,
 } from '../archive/store.js';
 import type { Discovery } from '../eduvpn/pool.js';
@@ -32,7 +33,11 @@ import {
 } from '../system/atomic-write.js';
 import type { Clock } from '../system/clock.js';
 import { acquireLock } from '../system/lock.js';
-import { driverFor, type KernelChange } from './drivers.js';
+import { driverFor, type KernelChange, type KernelView } from './drivers.js';
+import { forgetSources6 } from '../netfilter/conntrack6.js';
+import { translations6 as readTranslations6 } from '../render/fingerprint6.js';
+import type { Ruleset6Plan } from '../render/ruleset6.js';
+import { formatCidr6, formatIpv6 } from '../net/ipv6.js';
 import { clientsByProtocol, removalProblem } from './guard.js';
 import { clientsByProtocolOf, resolvePendingArchives } from './pending.js';
 import { ourPartOf, planRuleset, previousFromMap, type RulesetPlan } from './plan.js';
@@ -67,9 +72,13 @@ export interface ApplyResult {
   /** The archive of the ruleset active after this apply (new or not). */
   readonly activeArchive: string | undefined;
   readonly rulesFileWritten: boolean;
+  /** iptables with nat6: rules.v6 was written. */
+  readonly rulesFile6Written: boolean;
   readonly kernel: KernelChange | undefined;
   /** Clients whose (address, block) changed or who disappeared. */
   readonly changedClients: number;
+  /** IPv6 sources (clients, or client ranges in prefix mode) whose translation changed or went. */
+  readonly changedClients6: number;
   readonly conntrackDeleted: number;
   /**
    * What went wrong after the new ruleset was active and archived (the afterWrite command,
@@ -102,7 +111,16 @@ export function planFromDisk(config: Config, discovery: Discovery): RulesetPlan 
   return planRuleset(config, discovery, {
     rulesText: readRulesFile(config.firewall.rulesFile),
     archiveBody: newest ? archiveBody(newest.text) : undefined,
+    rulesText6: readRulesFile6(config),
   });
+}
+
+/** iptables with nat6: rules.v6 as it is now (nftables keeps both families in one file). */
+function readRulesFile6(config: Config): string | undefined {
+  const { firewall } = config;
+  return config.nat6 !== undefined && firewall.backend === 'iptables'
+    ? readRulesFile(firewall.rulesFile6)
+    : undefined;
 }
 
 /** Clients bound differently in the kernel than planned (changed or gone), and those kept. */
@@ -126,6 +144,14 @@ function bindingChanges(
   return { changed, kept };
 }
 
+/** IPv6 sources the kernel translates otherwise than planned (or not at all any more). */
+function translationChanges(view: KernelView, plan: RulesetPlan): string[] {
+  const planned = readTranslations6(plan.ipv6?.fileText ?? '');
+  return [...view.translations6()]
+    .filter(([source, to]) => planned.get(source) !== to)
+    .map(([source]) => source);
+}
+
 function settingsOf(config: Config, plan: RulesetPlan): Record<string, unknown> {
   return {
     source: plan.discovery.source,
@@ -135,7 +161,39 @@ function settingsOf(config: Config, plan: RulesetPlan): Record<string, unknown> 
     excludePorts: config.nat.excludePorts.map((range) => `${range.first}-${range.last}`),
     portsPerClient: config.nat.portsPerClient,
     blockSize: plan.map.blockSize,
+    ...(plan.ipv6 && { nat6: settings6Of(plan.ipv6) }),
   };
+}
+
+function settings6Of(plan6: Ruleset6Plan): Record<string, unknown> {
+  const { map } = plan6;
+  return map.mode === 'prefix'
+    ? { mode: 'prefix', publicPrefix: formatCidr6(map.publicPrefix), clients: map.clientCount }
+    : {
+        mode: 'ports',
+        publicAddresses: map.publicAddresses.map(formatIpv6),
+        blockSize: map.blockSize,
+        clients: map.clientCount,
+      };
+}
+
+/**
+ * Whether the newest iptables archive's IPv6 half holds the planned IPv6 ruleset: both absent
+ * (no nat6 then and now), or the half that the header vouches for with the same part of ours.
+ */
+function ipv6HalfRight(
+  dir: string,
+  newest: { readonly entry: ArchiveName; readonly text: string } | undefined,
+  plan6: Ruleset6Plan | undefined,
+): boolean {
+  const vouched = newest && parseArchiveHeader(newest.text)?.ipv6;
+  if (newest === undefined || plan6 === undefined || vouched === undefined)
+    return plan6 === undefined && vouched === undefined;
+  const half = readIpv6Half(dir, newest.entry);
+  return (
+    half?.sha256 === vouched.sha256 &&
+    ourPartOf(archiveBody(half.text), 'iptables', half.path) === plan6.ourPart
+  );
 }
 
 export async function applyRuleset(
@@ -152,12 +210,18 @@ export async function applyRuleset(
     options.requester ?? 'apply',
   );
   let pending: PendingArchive | undefined;
+  let pending6: PendingArchive | undefined;
   let rulesTemporary: string | undefined;
+  let rulesTemporary6: string | undefined;
   try {
     // Under the lock, every temporary file is a killed applier's leftover.
     removeStaleTemporaries(firewall.rulesFile);
     removeStaleTemporaries(firewall.stateFile);
     removeStaleTemporaries(join(firewall.archiveDir, archiveName(firewall.backend, 0)));
+    if (firewall.backend === 'iptables') {
+      removeStaleTemporaries(firewall.rulesFile6);
+      removeStaleTemporaries(join(firewall.archiveDir, archiveName('ip6tables', 0)));
+    }
     const discovery = deps.discover(config);
     // By name only: reading (and decompressing) it waits until the pending one is resolved.
     assertNotInFuture(
@@ -186,11 +250,13 @@ export async function applyRuleset(
         ? latest
         : newestArchive(firewall.archiveDir, firewall.backend);
     const currentText = readRulesFile(firewall.rulesFile);
+    const currentText6 = readRulesFile6(config);
     const archived = newest ? archiveBody(newest.text) : undefined;
     const claim = options.trusted;
     const trusted =
       claim?.plan.backend === firewall.backend &&
       claim.plan.fileText === currentText &&
+      claim.plan.ipv6?.fileText === (currentText6 ?? claim.plan.ipv6?.fileText) &&
       claim.archive === newest?.path
         ? claim.plan
         : undefined;
@@ -199,6 +265,7 @@ export async function applyRuleset(
       archiveBody: archived,
       previous: trusted && previousFromMap(trusted.map),
       mergeTemplate: trusted?.mergeTemplate,
+      rulesText6: currentText6,
     });
     const driver = driverFor(config, deps.runner);
     const view = await driver.read(plan, trusted);
@@ -221,24 +288,41 @@ export async function applyRuleset(
       archived !== undefined &&
       (archived === currentText
         ? plan.fileText === currentText
-        : ourPartOf(archived, firewall.backend, newest?.path) === plan.ourPart);
+        : ourPartOf(archived, firewall.backend, newest?.path) === plan.ourPart) &&
+      (firewall.backend === 'nftables' || ipv6HalfRight(firewall.archiveDir, newest, plan.ipv6));
     const fileRight = currentText === plan.fileText && !isSymlink(firewall.rulesFile);
+    // iptables with nat6: rules.v6 beside rules.v4 (nftables: one file holds both).
+    const file6 = plan.ipv6?.iptables && plan.ipv6;
+    const file6Right =
+      file6 === undefined || (currentText6 === file6.fileText && !isSymlink(file6.file));
     const needArchive = force || !archiveRight;
-    const needKernel = force || !view.right;
+    const needKernel = force || !view.right || !view.right6;
     const needFile = force || !fileRight;
+    const needFile6 = file6 !== undefined && (force || !file6Right);
 
     const protocols = clientsByProtocol(discovery);
     if (needArchive) {
+      const header = {
+        tool: `traceable-nat ${TOOL_VERSION}`,
+        backend: firewall.backend,
+        applyStarted: new Date(started).toISOString(),
+        reason: reasonFor(force, newest !== undefined, anchorMismatch),
+        clients: plan.map.clientCount,
+        settings: { ...settingsOf(config, plan), clientsByProtocol: protocols },
+      };
+      // The IPv6 half first: the rules.v4 header records its hash, so the chain vouches for it.
+      if (file6)
+        pending6 = prepareArchive(
+          firewall.archiveDir,
+          { ...header, clients: file6.map.clientCount, family: 'ipv6' },
+          file6.fileText,
+          undefined,
+          firewall.compressArchives,
+          'ip6tables',
+        );
       pending = prepareArchive(
         firewall.archiveDir,
-        {
-          tool: `traceable-nat ${TOOL_VERSION}`,
-          backend: firewall.backend,
-          applyStarted: new Date(started).toISOString(),
-          reason: reasonFor(force, newest !== undefined, anchorMismatch),
-          clients: plan.map.clientCount,
-          settings: { ...settingsOf(config, plan), clientsByProtocol: protocols },
-        },
+        { ...header, ipv6: pending6 && { sha256: pending6.sha256 } },
         plan.fileText,
         latest && latestSha !== undefined
           ? { name: latest.entry.name, sha256: latestSha }
@@ -253,6 +337,7 @@ export async function applyRuleset(
       }));
     }
     if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, plan.fileText);
+    if (needFile6) rulesTemporary6 = writeRulesTemporary(file6.file, file6.fileText);
 
     // Two activations never share an archive second: wait for the next one if needed (less
     // than a second: assertNotInFuture refused a newest archive from a later second).
@@ -263,6 +348,7 @@ export async function applyRuleset(
     const changes = needKernel
       ? bindingChanges(view.assignments(), plan)
       : { changed: [], kept: [] };
+    const changed6 = needKernel && !view.right6 ? translationChanges(view, plan) : [];
     const current = pending;
     const recordChild =
       current &&
@@ -271,6 +357,8 @@ export async function applyRuleset(
       });
     const kernel = needKernel ? await driver.apply(plan, force, recordChild) : undefined;
     const activatedAt = Math.max(Math.floor(deps.clock.now() / 1000), earliest / 1000);
+    pending6?.commit(activatedAt);
+    pending6 = undefined;
     const archive = pending?.commit(activatedAt);
     pending = undefined;
     const warnings: string[] = recovered
@@ -319,6 +407,11 @@ export async function applyRuleset(
       rulesTemporary = undefined;
       fsyncDirectory(dirname(firewall.rulesFile));
     }
+    if (rulesTemporary6 !== undefined && file6) {
+      renameSync(rulesTemporary6, file6.file);
+      rulesTemporary6 = undefined;
+      fsyncDirectory(dirname(file6.file));
+    }
     let conntrackDeleted = 0;
     if (needKernel && firewall.flushConntrack && changes.changed.length > 0) {
       try {
@@ -330,7 +423,16 @@ export async function applyRuleset(
         );
       }
     }
-    if (needFile && firewall.afterWrite !== null) {
+    if (firewall.flushConntrack && changed6.length > 0) {
+      try {
+        conntrackDeleted += (await forgetSources6(deps.runner, changed6)).deleted;
+      } catch (error) {
+        warnings.push(
+          `the conntrack entries of the changed IPv6 clients could not be deleted (${isTnatError(error) ? error.message : String(error)}); their open connections keep their old translation until they end`,
+        );
+      }
+    }
+    if ((needFile || needFile6) && firewall.afterWrite !== null) {
       try {
         await deps.runner.run('sh', ['-c', firewall.afterWrite]);
       } catch (error) {
@@ -351,15 +453,19 @@ export async function applyRuleset(
       archive,
       activeArchive: archive?.path ?? newest?.path,
       rulesFileWritten: needFile,
+      rulesFile6Written: needFile6,
       kernel,
       changedClients: changes.changed.length,
+      changedClients6: changed6.length,
       conntrackDeleted,
       warnings,
       durationMs: deps.clock.now() - started,
     };
   } finally {
     pending?.discard();
+    pending6?.discard();
     if (rulesTemporary !== undefined) unlinkSync(rulesTemporary);
+    if (rulesTemporary6 !== undefined) unlinkSync(rulesTemporary6);
     release();
   }
 }

@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import { IptablesKernel } from '../netfilter/iptables.js';
 import {
   buildIptablesPayload,
+  buildRemovalPayload,
   readKernelNat,
   type KernelNat,
 } from '../netfilter/iptables-payload.js';
@@ -15,14 +16,21 @@ import type { NftTableView } from '../netfilter/nft-json.js';
 import type { PortMap } from '../mapping/types.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { renderNftDelta } from '../render/nftables.js';
+import { fingerprint6, translations6 as readTranslations6 } from '../render/fingerprint6.js';
+import type { IptablesNat } from '../render/iptables.js';
+import { isTnatError, TnatError } from '../errors.js';
 import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
 import type { RulesetPlan } from './plan.js';
 
 export interface KernelView {
-  /** The kernel holds exactly the planned ruleset. */
+  /** The kernel holds exactly the planned IPv4 ruleset. */
   readonly right: boolean;
+  /** The kernel holds the planned IPv6 ruleset (always true without nat6). */
+  readonly right6: boolean;
   /** The client bindings the kernel holds now (for conntrack after a switch); read on demand. */
   assignments(): readonly ReadAssignment[];
+  /** The kernel's IPv6 translations, source -> target (src/render/fingerprint6.ts). */
+  translations6(): ReadonlyMap<string, string>;
 }
 
 export interface KernelChange {
@@ -38,27 +46,58 @@ export interface BackendDriver {
    */
   read(plan: RulesetPlan, trusted?: RulesetPlan): Promise<KernelView>;
   /**
-   * Brings the kernel to the plan in one transaction; `force` rewrites all of our part.
-   * `onSpawn` is told the pid of the process that changes the kernel.
+   * Brings the kernel to the plan, both families, as one change: the kernel takes all of it or
+   * none of it. `force` rewrites all of our part. `onSpawn` is told the pid of each process
+   * that changes the kernel.
    */
   apply(plan: RulesetPlan, force: boolean, onSpawn?: (pid: number) => void): Promise<KernelChange>;
 }
 
+const NO_TRANSLATIONS: ReadonlyMap<string, string> = new Map();
+
+/** What a restore must change for a kernel state to hold `desired` (`force`: all of it). */
+function payloadFor(state: KernelNat, desired: IptablesNat, force: boolean) {
+  // Forced: every chain counts as changed, and the jump is placed again.
+  const base: KernelNat = force
+    ? {
+        chains: new Map(
+          [...state.chains.keys(), ...desired.chains.keys()].map((name) => [name, ['-']]),
+        ),
+        jumps: state.jumps,
+        jumpFirst: false,
+      }
+    : state;
+  return buildIptablesPayload(base, desired);
+}
+
+function trustedNat(nat: IptablesNat): KernelNat {
+  return { chains: nat.chains, jumps: [nat.jump], jumpFirst: true };
+}
+
 function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
   const kernel = new IptablesKernel(runner, config.firewall.iptables);
+  const kernel6 = new IptablesKernel(runner, config.firewall.iptables, 6);
   let state: KernelNat | undefined;
+  let state6: KernelNat | undefined;
   return {
     async read(plan, trusted) {
+      let right6 = true;
+      let translations6 = (): ReadonlyMap<string, string> => NO_TRANSLATIONS;
+      const desired6 = plan.ipv6?.iptables;
+      if (desired6) {
+        const trusted6 = trusted?.ipv6;
+        const save6 = trusted6?.iptables ? undefined : await kernel6.saveNat();
+        state6 = trusted6?.iptables ? trustedNat(trusted6.iptables) : readKernelNat(save6 ?? '');
+        right6 = buildIptablesPayload(state6, desired6).payload === undefined;
+        let held6: ReadonlyMap<string, string> | undefined;
+        translations6 = () => (held6 ??= readTranslations6(save6 ?? trusted6?.fileText ?? ''));
+      }
       if (trusted?.iptables) {
-        state = {
-          chains: trusted.iptables.chains,
-          jumps: [trusted.iptables.jump],
-          jumpFirst: true,
-        };
+        state = trustedNat(trusted.iptables);
         const right =
           plan.iptables !== undefined &&
           buildIptablesPayload(state, plan.iptables).payload === undefined;
-        return { right, assignments: () => assignmentsOf(trusted.map) };
+        return { right, right6, assignments: () => assignmentsOf(trusted.map), translations6 };
       }
       const save = await kernel.saveNat();
       state = readKernelNat(save);
@@ -67,30 +106,76 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
         buildIptablesPayload(state, plan.iptables).payload === undefined;
       // Read once on demand: the removal guard and the conntrack step both ask.
       let held: readonly ReadAssignment[] | undefined;
-      return { right, assignments: () => (held ??= readAssignments(save).assignments) };
+      return {
+        right,
+        right6,
+        assignments: () => (held ??= readAssignments(save).assignments),
+        translations6,
+      };
     },
     async apply(plan, force, onSpawn) {
       const desired = plan.iptables;
       if (!desired) throw new Error('iptables driver used with a plan for another backend');
       state ??= readKernelNat(await kernel.saveNat());
-      // Forced: every chain counts as changed, and the jump is placed again.
-      const base: KernelNat = force
-        ? {
-            chains: new Map(
-              [...state.chains.keys(), ...desired.chains.keys()].map((name) => [name, ['-']]),
-            ),
-            jumps: state.jumps,
-            jumpFirst: false,
-          }
-        : state;
-      const { payload, rewritten, removed, jumpRepaired } = buildIptablesPayload(base, desired);
-      if (payload !== undefined) await kernel.restore(payload, onSpawn);
+      const desired6 = plan.ipv6?.iptables;
+      if (desired6) state6 ??= readKernelNat(await kernel6.saveNat());
+      const four = payloadFor(state, desired, force);
+      const six = desired6 && state6 ? payloadFor(state6, desired6, force) : undefined;
+      // Two families, two tools, two transactions: both are tested before either is loaded,
+      // and IPv4 is put back if IPv6 is refused all the same, so the kernel takes both or none.
+      if (four.payload !== undefined) await kernel.test(four.payload);
+      if (six?.payload !== undefined) await kernel6.test(six.payload);
+      if (four.payload !== undefined) await kernel.load(four.payload, onSpawn);
+      if (six?.payload !== undefined) {
+        try {
+          await kernel6.load(six.payload, onSpawn);
+        } catch (error) {
+          if (four.payload !== undefined) await restoreIpv4(kernel, state, desired, error);
+          throw error;
+        }
+      }
       state = undefined;
+      state6 = undefined;
       return {
-        summary: { chainsRewritten: rewritten.length, chainsRemoved: removed.length, jumpRepaired },
+        summary: {
+          chainsRewritten: four.rewritten.length,
+          chainsRemoved: four.removed.length,
+          jumpRepaired: four.jumpRepaired,
+          ...(six && {
+            chainsRewritten6: six.rewritten.length,
+            chainsRemoved6: six.removed.length,
+            jumpRepaired6: six.jumpRepaired,
+          }),
+        },
       };
     },
   };
+}
+
+/** After IPv6 was refused: the IPv4 chains as they were before this apply loaded its own. */
+async function restoreIpv4(
+  kernel: IptablesKernel,
+  before: KernelNat,
+  loaded: IptablesNat,
+  cause: unknown,
+): Promise<void> {
+  const back =
+    before.chains.size === 0
+      ? buildRemovalPayload(trustedNat(loaded))
+      : buildIptablesPayload(trustedNat(loaded), {
+          chains: before.chains,
+          jump: before.jumps[0] ?? loaded.jump,
+        }).payload;
+  if (back === undefined) return;
+  try {
+    await kernel.load(back);
+  } catch (error) {
+    throw new TnatError(
+      'E_COMMAND',
+      `ip6tables-restore refused the IPv6 rules (${isTnatError(cause) ? cause.message : String(cause)}) after the IPv4 rules were loaded, and putting the previous IPv4 rules back failed too (${isTnatError(error) ? error.message : String(error)}): the IPv4 rules are the new ones, the IPv6 rules the old ones; run traceable-nat apply again once the cause is fixed`,
+      { cause },
+    );
+  }
 }
 
 /** `srcnat - 10`: nft(8) gives srcnat the number 100; ours must come before eduVPN's masquerade. */
@@ -145,20 +230,33 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
   const options = { outInterface: config.nat.outInterface, table: config.firewall.nftTable };
   let table: NftTableView | undefined;
   let read = false;
+  let right6 = true;
   const load = async () => {
     if (!read) table = await kernel.readTable();
     read = true;
     return table;
   };
+  /** Our table ip6 as planned, or none without nat6 (then any left from before goes). */
+  const readSide6 = async (plan: RulesetPlan, trusted: RulesetPlan | undefined) => {
+    const listed = trusted ? trusted.ipv6?.fileText : await kernel.listTable6();
+    const planned = plan.ipv6?.fileText;
+    right6 =
+      planned === undefined
+        ? listed === undefined
+        : listed !== undefined && fingerprint6(listed) === fingerprint6(planned);
+    let held6: ReadonlyMap<string, string> | undefined;
+    return () => (held6 ??= readTranslations6(listed ?? ''));
+  };
   return {
     async read(plan, trusted) {
       read = false;
+      const translations6 = await readSide6(plan, trusted);
       if (trusted) {
         const held = assignmentsOf(trusted.map);
         table = { chain: undefined, rules: [], clients: held, others: held.length };
         read = true;
         // Our chain as planned: only the elements can differ.
-        return { right: holdsPlan(held, plan.map), assignments: () => held };
+        return { right: holdsPlan(held, plan.map), right6, assignments: () => held, translations6 };
       }
       const current = await load();
       const held = current?.clients ?? [];
@@ -167,7 +265,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
         chainRight(current, options.outInterface) &&
         current.others === held.length &&
         holdsPlan(held, plan.map);
-      return { right, assignments: () => held };
+      return { right, right6, assignments: () => held, translations6 };
     },
     async apply(plan, force, onSpawn) {
       const current = await load();
@@ -175,16 +273,28 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
         force ||
         current === undefined ||
         (current.chain !== undefined && !chainRight(current, options.outInterface));
+      // The whole file holds both tables; otherwise the IPv4 delta, and the table ip6 (which
+      // replaces itself whole) when it is not as planned: one transaction either way.
+      const six = right6 ? '' : (plan.ipv6?.fileText ?? removeTable6(options.table));
       const transaction = whole
-        ? plan.fileText
-        : renderNftDelta(current.clients, plan.map, options);
+        ? plan.fileText + (plan.ipv6 ? '' : six)
+        : renderNftDelta(current.clients, plan.map, options) + six;
       if (transaction !== '') await kernel.load(transaction, onSpawn);
       read = false;
       return {
-        summary: { wholeTable: whole, transactionLines: transaction.split('\n').length - 1 },
+        summary: {
+          wholeTable: whole,
+          transactionLines: transaction.split('\n').length - 1,
+          ...(plan.ipv6 && { table6Replaced: whole || !right6 }),
+        },
       };
     },
   };
+}
+
+/** Our table ip6 gone (nat6 was removed): declared first, so the delete never fails. */
+function removeTable6(table: string): string {
+  return `table ip6 ${table}\ndelete table ip6 ${table}\n`;
 }
 
 export function driverFor(config: Config, runner: CommandRunner): BackendDriver {

@@ -12,15 +12,21 @@ import { updateDirState } from '../archive/anchor.js';
 import {
   commitPending,
   discardPending,
+  findPending,
   findPendingArchives,
   newestArchive,
+  readIpv6Half,
+  type FoundPending,
+  type StoredArchive,
 } from '../archive/store.js';
+import { translations6 } from '../render/fingerprint6.js';
 import type { Config } from '../config.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { readAssignments } from '../render/read-rules.js';
 import type { Clock } from '../system/clock.js';
+import { TnatError } from '../errors.js';
 import { isProcessAlive } from '../system/process-alive.js';
-import { kernelRules, summarize } from './status.js';
+import { kernelRules, kernelRules6, summarize } from './status.js';
 
 export interface PendingResolution {
   readonly pending: string;
@@ -30,10 +36,27 @@ export interface PendingResolution {
   readonly applyStarted: string;
 }
 
+/**
+ * A kernel load runs for a second or two even for a /16, but a loaded machine can stretch
+ * that: wait at least this long, whatever the lock timeout is.
+ */
+const CHILD_WAIT_MIN_MS = 15_000;
+
+/**
+ * Waits for the killed applier's kernel command. Deciding while it still runs would read a
+ * kernel that may take the pending ruleset a moment later, unarchived: refuse instead.
+ */
 async function waitForChild(pid: number | undefined, clock: Clock, timeoutMs: number) {
   if (pid === undefined) return;
-  const until = clock.now() + timeoutMs;
+  const waitMs = Math.max(timeoutMs, CHILD_WAIT_MIN_MS);
+  const until = clock.now() + waitMs;
   while (isProcessAlive(pid) && clock.now() < until) await clock.sleep(50);
+  if (isProcessAlive(pid)) {
+    throw new TnatError(
+      'E_LOCK',
+      `the kernel command of an interrupted apply (pid ${pid}) is still running after ${waitMs / 1000} s; nothing was applied: try again once it has ended (ps ${pid})`,
+    );
+  }
 }
 
 export async function resolvePendingArchives(
@@ -57,8 +80,13 @@ export async function resolvePendingArchives(
     const newestBindings = newest
       ? summarize(newest.path, readAssignments(archiveBody(newest.text))).bindings
       : undefined;
-    const active = kernel?.bindings === planned.bindings && planned.bindings !== newestBindings;
+    const active4 = kernel?.bindings === planned.bindings && planned.bindings !== newestBindings;
+    const active =
+      active4 ||
+      (found.backend === config.firewall.backend &&
+        (await ipv6Active(config, runner, found, newest)));
     if (!active) {
+      discardPending(archiveDir, 'ip6tables');
       discardPending(archiveDir, found.backend);
       resolutions.push({
         pending: found.path,
@@ -72,6 +100,8 @@ export async function resolvePendingArchives(
       Math.floor(clock.now() / 1000),
       (newest?.entry.activatedAt ?? 0) + 1,
     );
+    const half = findPending(archiveDir, 'ip6tables');
+    if (half) commitPending(archiveDir, 'ip6tables', half, activatedAt);
     const archive = commitPending(archiveDir, found.backend, found, activatedAt);
     updateDirState(stateFile, archiveDir, () => ({
       head: {
@@ -89,7 +119,34 @@ export async function resolvePendingArchives(
       applyStarted,
     });
   }
+  // An IPv6 half whose rules.v4.pending is gone belongs to no activation.
+  if (findPending(archiveDir, 'ip6tables')) discardPending(archiveDir, 'ip6tables');
   return resolutions;
+}
+
+/**
+ * Whether the kernel holds the pending IPv6 ruleset (and it is not simply the newest one's):
+ * the interrupted apply changed IPv6, and that change reached the kernel.
+ */
+async function ipv6Active(
+  config: Config,
+  runner: CommandRunner,
+  found: FoundPending,
+  newest: StoredArchive | undefined,
+): Promise<boolean> {
+  const { archiveDir, backend } = config.firewall;
+  const pendingText =
+    backend === 'nftables' ? found.text : findPending(archiveDir, 'ip6tables')?.text;
+  if (pendingText === undefined) return false;
+  const newestText =
+    newest && (backend === 'nftables' ? newest.text : readIpv6Half(archiveDir, newest.entry)?.text);
+  const planned = fingerprintOf(translations6(archiveBody(pendingText)));
+  const kernel = fingerprintOf(translations6((await kernelRules6(config, runner)) ?? ''));
+  return kernel === planned && planned !== fingerprintOf(translations6(newestText ?? ''));
+}
+
+function fingerprintOf(translations: ReadonlyMap<string, string>): string {
+  return [...translations].map(([source, to]) => `${source}>${to}`).join('\n');
 }
 
 /** The per-protocol client counts an archive header's settings carry (empty for old ones). */

@@ -12,7 +12,13 @@ import { parseIpv4 } from '../net/ipv4.js';
 import { renderIptablesChains, type IptablesNat } from '../render/iptables.js';
 import { renderNftTable } from '../render/nftables.js';
 import { readAssignments } from '../render/read-rules.js';
-import { extractNatPart, prepareMerge, type MergeTemplate } from '../render/rules-file.js';
+import {
+  canonicalNat,
+  extractNatPart,
+  prepareMerge,
+  type MergeTemplate,
+} from '../render/rules-file.js';
+import { planRuleset6, type Ruleset6Plan } from '../render/ruleset6.js';
 
 export interface RulesetPlan {
   readonly backend: Backend;
@@ -26,6 +32,12 @@ export interface RulesetPlan {
   readonly mergeTemplate: MergeTemplate | undefined;
   /** Our part alone, in a canonical form: equal texts mean the same NAT ruleset. */
   readonly ourPart: string;
+  /**
+   * The IPv6 side (nat6), or undefined without nat6. nftables: its `table ip6` is already part
+   * of fileText and ourPart (one rules file, one transaction, one archive); iptables: rules.v6,
+   * loaded by ip6tables-restore and archived as the rules.v6 half of the activation.
+   */
+  readonly ipv6: Ruleset6Plan | undefined;
 }
 
 export function natSettings(config: Config): NatSettings {
@@ -49,15 +61,6 @@ function previousFrom(...texts: (string | undefined)[]): PreviousAssignments | u
   return undefined;
 }
 
-function canonicalNat(nat: {
-  jump: string | undefined;
-  chains: ReadonlyMap<string, readonly string[]>;
-}): string {
-  const lines = [nat.jump ?? ''];
-  for (const [name, rules] of nat.chains) lines.push(`:${name}`, ...rules);
-  return lines.join('\n');
-}
-
 /** Our part of a ruleset text in canonical form (see RulesetPlan.ourPart). */
 export function ourPartOf(text: string, backend: Backend, file = '<rules>'): string {
   return backend === 'nftables' ? text : canonicalNat(extractNatPart(text, file));
@@ -72,6 +75,11 @@ export interface CurrentState {
   readonly previous?: PreviousAssignments | undefined;
   /** The merge template of rulesText, when already known (saves parsing it again). */
   readonly mergeTemplate?: MergeTemplate | undefined;
+  /**
+   * iptables with nat6: rules.v6 as it is now, whose IPv6 bindings the clients keep (the
+   * nftables rules file holds both families, so there rulesText serves). Undefined: none.
+   */
+  readonly rulesText6?: string | undefined;
 }
 
 /** The bindings of a plan, as the next plan's stability input. */
@@ -96,8 +104,16 @@ export function planRuleset(
     current.previous ?? previousFrom(current.rulesText, current.archiveBody),
   );
   const outInterface = config.nat.outInterface;
+  const ipv6 = planRuleset6(
+    config,
+    discovery.pools,
+    backend === 'nftables' ? current.rulesText : current.rulesText6,
+  );
   if (backend === 'nftables') {
-    const fileText = renderNftTable(map, { outInterface, table: config.firewall.nftTable });
+    // One rules file and one transaction for both families: ours, so nothing else to keep.
+    const fileText =
+      renderNftTable(map, { outInterface, table: config.firewall.nftTable }) +
+      (ipv6?.fileText ?? '');
     return {
       backend,
       discovery,
@@ -106,6 +122,7 @@ export function planRuleset(
       iptables: undefined,
       mergeTemplate: undefined,
       ourPart: fileText,
+      ipv6,
     };
   }
   const iptables = renderIptablesChains(map, { outInterface });
@@ -121,5 +138,6 @@ export function planRuleset(
     iptables,
     mergeTemplate,
     ourPart: canonicalNat(iptables),
+    ipv6,
   };
 }

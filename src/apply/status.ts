@@ -58,6 +58,16 @@ export async function kernelRules(
   return readAssignments(await new IptablesKernel(runner, config.firewall.iptables).saveNat());
 }
 
+/** Our IPv6 rules as the kernel prints them (ip6tables-save, or nft's table ip6), if any. */
+export async function kernelRules6(
+  config: Config,
+  runner: CommandRunner,
+): Promise<string | undefined> {
+  if (config.firewall.backend === 'nftables')
+    return new NftKernel(runner, config.firewall.nftTable).listTable6();
+  return new IptablesKernel(runner, config.firewall.iptables, 6).saveNat();
+}
+
 export async function readActiveStatus(
   config: Config,
   runner: CommandRunner,

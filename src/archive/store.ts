@@ -30,7 +30,13 @@ import { constants, gunzipSync, gzipSync } from 'node:zlib';
 import { TnatError } from '../errors.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
 import { renderArchive, sha256, type ArchiveHeader, type Backend } from './header.js';
-import { archiveName, sortArchiveNames, type ArchiveKind, type ArchiveName } from './names.js';
+import {
+  archiveName,
+  ipv6SiblingNames,
+  sortArchiveNames,
+  type ArchiveKind,
+  type ArchiveName,
+} from './names.js';
 
 export interface StoredArchive {
   readonly entry: ArchiveName;
@@ -96,6 +102,31 @@ export function readArchive(dir: string, entry: ArchiveName): StoredArchive {
     });
   }
   return { entry, path, text: decodeArchive(bytes, path), sha256: sha256(bytes) };
+}
+
+/**
+ * The IPv6 half of an iptables activation: `rules.v6.<the same seconds>` (.gz or plain), or
+ * undefined when there is none. Whether it is the one the activation's header vouches for is
+ * the caller's to check (its `ipv6` SHA-256 against this one's).
+ */
+export function readIpv6Half(
+  dir: string,
+  entry: ArchiveName,
+): { path: string; text: string; sha256: string } | undefined {
+  for (const name of ipv6SiblingNames(entry.activatedAt)) {
+    const path = join(dir, name);
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
+        cause: error,
+      });
+    }
+    return { path, text: decodeArchive(bytes, path), sha256: sha256(bytes) };
+  }
+  return undefined;
 }
 
 /** SHA-256 of an archive file as stored, without decompressing it (what the chain records). */

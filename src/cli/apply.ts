@@ -2,13 +2,14 @@
 import { applyRuleset, planFromDisk, type ApplyResult } from '../apply/apply.js';
 import type { Config } from '../config.js';
 import { formatIpv4 } from '../net/ipv4.js';
+import { formatCidr6, formatIpv6 } from '../net/ipv6.js';
+import type { Ruleset6Plan } from '../render/ruleset6.js';
 import { processRunner } from '../netfilter/runner.js';
 import { systemClock } from '../system/clock.js';
 import { missingInterfaceProblem } from '../system/interfaces.js';
 import type { Command, CommandContext } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
-import { NAT6_NOT_LOADED, planIpv6FromDisk } from './ipv6-plan.js';
 
 export interface ApplyFlags {
   readonly dryRun: boolean;
@@ -17,17 +18,29 @@ export interface ApplyFlags {
   readonly json: boolean;
 }
 
+/** The IPv6 side in a few words: `872 IPv6 clients on 2001:db8::1, 64 ports each`. */
+function describe6(plan6: Ruleset6Plan): string {
+  const { map } = plan6;
+  return map.mode === 'prefix'
+    ? `${map.clientCount} IPv6 clients in ${formatCidr6(map.publicPrefix)}, one address each`
+    : `${map.clientCount} IPv6 clients on ${map.publicAddresses.map(formatIpv6).join(', ')}, ${map.blockSize} ports each`;
+}
+
 function describe(result: ApplyResult, config: Config): string {
-  const { map } = result.plan;
+  const { map, ipv6 } = result.plan;
   const addresses = map.publicAddresses.map(formatIpv4).join(', ');
-  const what = `${map.clientCount} clients on ${addresses}, ${map.blockSize} ports each`;
+  const what =
+    `${map.clientCount} clients on ${addresses}, ${map.blockSize} ports each` +
+    (ipv6 ? `; ${describe6(ipv6)}` : '');
   switch (result.outcome) {
     case 'applied':
       return (
         `applied: ${what}; ${result.changedClients} clients changed their block` +
+        (ipv6 ? `, ${result.changedClients6} IPv6 clients their translation` : '') +
         (result.conntrackDeleted > 0 ? ` (${result.conntrackDeleted} connections reset)` : '') +
         `\narchive: ${result.archive?.path ?? '-'} (sha256 ${result.archive?.sha256 ?? '-'})` +
-        (result.rulesFileWritten ? `\nrules file: ${config.firewall.rulesFile} written` : '')
+        (result.rulesFileWritten ? `\nrules file: ${config.firewall.rulesFile} written` : '') +
+        (result.rulesFile6Written && ipv6 ? `\nrules file: ${ipv6.file} written` : '')
       );
     case 'repaired':
       return `repaired: the kernel no longer held the active ruleset (${what}); loaded it again, no new archive`;
@@ -45,6 +58,15 @@ function resultJson(result: ApplyResult): Record<string, unknown> {
     publicAddresses: result.plan.map.publicAddresses.map(formatIpv4),
     blockSize: result.plan.map.blockSize,
     changedClients: result.changedClients,
+    ...(result.plan.ipv6 && {
+      ipv6: {
+        mode: result.plan.ipv6.map.mode,
+        clients: result.plan.ipv6.map.clientCount,
+        changedClients: result.changedClients6,
+        rulesFile: result.plan.ipv6.file,
+        rulesFileWritten: result.rulesFile6Written,
+      },
+    }),
     conntrackDeleted: result.conntrackDeleted,
     archive: result.archive ?? null,
     rulesFileWritten: result.rulesFileWritten,
@@ -58,18 +80,13 @@ export async function runApply(context: CommandContext, flags: ApplyFlags): Prom
   const config = context.config();
   if (flags.dryRun) {
     // Exactly what an apply would load, and nothing else: no lock, no kernel call, no write.
-    const discovery = discover(config);
-    context.io.stdout(planFromDisk(config, discovery).fileText);
-    // nat6 (issue 14): the IPv6 text as planned, after a comment line saying what it is.
-    const plan6 = planIpv6FromDisk(config, discovery);
-    if (plan6)
-      context.io.stdout(
-        `# IPv6: ${plan6.file} as planned by nat6; apply does not load it yet\n${plan6.fileText}`,
-      );
+    // nftables: one file holds both families; iptables: rules.v6 follows after a comment line.
+    const plan = planFromDisk(config, discover(config));
+    context.io.stdout(plan.fileText);
+    if (plan.ipv6 && plan.backend === 'iptables')
+      context.io.stdout(`# IPv6: ${plan.ipv6.file} as planned by nat6\n${plan.ipv6.fileText}`);
     return EXIT.ok;
   }
-  // Never pretend: until apply loads IPv6 rules, say that nat6 is only planned.
-  if (config.nat6 !== undefined) context.io.stderr(`traceable-nat: warning: ${NAT6_NOT_LOADED}\n`);
   // An interface may appear later (a VLAN or bond brought up after us): warn, apply anyway.
   const missing = missingInterfaceProblem(config.nat.outInterface);
   if (missing !== undefined)

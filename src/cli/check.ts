@@ -15,12 +15,7 @@ import { missingInterfaceProblem } from '../system/interfaces.js';
 import type { Command, CommandContext } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
-import {
-  hasIpv6Clients,
-  IPV6_UNTRACEABLE,
-  NAT6_NOT_LOADED,
-  planIpv6FromDisk,
-} from './ipv6-plan.js';
+import { hasIpv6Clients, IPV6_UNTRACEABLE, planIpv6FromDisk } from './ipv6-plan.js';
 
 interface CheckStep {
   readonly name: string;
@@ -69,7 +64,7 @@ const checkSteps: CheckStep[] = [
         map.mode === 'prefix'
           ? `one address each in ${config.nat6?.mode === 'prefix' ? config.nat6.publicPrefix : ''}`
           : `${map.blockSize} ports each on ${map.publicAddresses.length} public address${map.publicAddresses.length === 1 ? '' : 'es'}`;
-      return `${map.clientCount} IPv6 clients get ${where}; ${plan.file} can be merged; ${NAT6_NOT_LOADED}`;
+      return `${map.clientCount} IPv6 clients get ${where}; ${plan.file} can be merged`;
     },
   },
   {

@@ -19,7 +19,5 @@ export function hasIpv6Clients(discovery: Discovery): boolean {
   return discovery.pools.some((pool) => pool.subnet6 !== undefined);
 }
 
-export const NAT6_NOT_LOADED =
-  'nat6 is planned (see plan, apply --dry-run) but IPv6 rules are not loaded yet';
 export const IPV6_UNTRACEABLE =
   'IPv6 clients are translated by the firewall but not traceable; set nat6.publicAddresses or nat6.publicPrefix';

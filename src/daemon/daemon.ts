@@ -6,7 +6,6 @@
 import type { Logger } from 'pino';
 import { applyRuleset, type ApplyOptions } from '../apply/apply.js';
 import type { Config } from '../config.js';
-import { NAT6_NOT_LOADED } from '../cli/ipv6-plan.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { isTnatError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
@@ -89,8 +88,6 @@ export class Daemon {
       { configFile: this.deps.configFile, backend: this.config.firewall.backend },
       'daemon starting',
     );
-    // Never pretend (issue 14): until apply loads IPv6 rules, nat6 is planned only.
-    if (this.config.nat6 !== undefined) logger.warn({}, NAT6_NOT_LOADED);
     if (notifier.watchdogIntervalMs !== undefined) {
       this.watchdogTimer = timers.setInterval(() => {
         notifier.watchdog();

@@ -83,3 +83,20 @@ export function buildIptablesPayload(kernel: KernelNat, desired: IptablesNat): I
   lines.push('COMMIT', '');
   return { payload: lines.join('\n'), rewritten, removed: diff.removed, jumpRepaired: !jumpRight };
 }
+
+/**
+ * Takes all of ours out of the kernel: the jumps from POSTROUTING, then our chains, flushed
+ * (declared) and deleted. Undefined when the kernel holds nothing of ours.
+ */
+export function buildRemovalPayload(kernel: KernelNat): string | undefined {
+  if (kernel.chains.size === 0 && kernel.jumps.length === 0) return undefined;
+  const names = [...kernel.chains.keys()];
+  return [
+    '*nat',
+    ...names.map((name) => `:${name} - [0:0]`),
+    ...kernel.jumps.map((jump) => `-D POSTROUTING ${specOf(jump)}`),
+    ...names.map((name) => `-X ${name}`),
+    'COMMIT',
+    '',
+  ].join('\n');
+}

@@ -9,30 +9,56 @@ export type IptablesVariant = 'iptables' | 'iptables-legacy';
 const LOCK_WAIT_SECONDS = '10';
 
 export class IptablesKernel {
+  /** `iptables`, `ip6tables`, `iptables-legacy` or `ip6tables-legacy`: -save/-restore follow. */
+  private readonly command: string;
+
   constructor(
     private readonly runner: CommandRunner,
     readonly variant: IptablesVariant,
-  ) {}
+    readonly family: 4 | 6 = 4,
+  ) {
+    this.command = family === 6 ? variant.replace('iptables', 'ip6tables') : variant;
+  }
 
   async saveNat(): Promise<string> {
-    const result = await this.runner.run(`${this.variant}-save`, ['-t', 'nat']);
+    const result = await this.runner.run(`${this.command}-save`, ['-t', 'nat']);
     return result.stdout;
   }
 
   /** Loads the payload atomically (validating it first); the kernel is unchanged on failure. */
   async restore(payload: string, onSpawn?: (pid: number) => void): Promise<void> {
-    for (const args of [['--test'], []]) {
-      try {
-        await this.runner.run(
-          `${this.variant}-restore`,
-          ['--noflush', '-w', LOCK_WAIT_SECONDS, ...args],
-          { input: payload, onSpawn: args.length === 0 ? onSpawn : undefined },
-        );
-      } catch (error) {
-        if (error instanceof CommandError)
-          throw withFailingLine(error, payload, 'iptables-restore payload');
-        throw error;
-      }
+    await this.test(payload);
+    await this.load(payload, onSpawn);
+  }
+
+  /** `--test`: whether the kernel would take the payload; changes nothing. */
+  async test(payload: string): Promise<void> {
+    await this.run(payload, ['--test']);
+  }
+
+  /** Loads the payload in one transaction (all of it or none of it). */
+  async load(payload: string, onSpawn?: (pid: number) => void): Promise<void> {
+    await this.run(payload, [], onSpawn);
+  }
+
+  private async run(
+    payload: string,
+    args: readonly string[],
+    onSpawn?: (pid: number) => void,
+  ): Promise<void> {
+    try {
+      await this.runner.run(
+        `${this.command}-restore`,
+        ['--noflush', '-w', LOCK_WAIT_SECONDS, ...args],
+        {
+          input: payload,
+          onSpawn,
+        },
+      );
+    } catch (error) {
+      if (error instanceof CommandError)
+        throw withFailingLine(error, payload, `${this.command}-restore payload`);
+      throw error;
     }
   }
 }

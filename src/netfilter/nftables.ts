@@ -16,18 +16,28 @@ export class NftKernel {
     return text === undefined ? undefined : parseNftTableJson(text);
   }
 
-  /** `nft [options] list table ip <table>`, or undefined when the table does not exist. */
-  private async listTable(options: readonly string[] = []): Promise<string | undefined> {
-    const result = await this.runner.run('nft', [...options, 'list', 'table', 'ip', this.table], {
-      allowFailure: true,
-    });
+  /** Our `table ip6` as `nft list table ip6 <table>` prints it, or undefined when there is none. */
+  async listTable6(): Promise<string | undefined> {
+    return this.listTable([], 'ip6');
+  }
+
+  /** `nft [options] list table <family> <table>`, or undefined when the table does not exist. */
+  private async listTable(
+    options: readonly string[] = [],
+    family: 'ip' | 'ip6' = 'ip',
+  ): Promise<string | undefined> {
+    const args = [...options, 'list', 'table', family, this.table];
+    const result = await this.runner.run('nft', args, { allowFailure: true });
     if (result.exitCode === 0) return result.stdout;
     if (result.stderr.includes('No such file or directory')) return undefined;
-    throw new CommandError(`nft list table ip ${this.table} failed: ${result.stderr.trim()}`, {
-      command: ['nft', 'list', 'table', 'ip', this.table],
-      exitCode: result.exitCode,
-      stderr: result.stderr,
-    });
+    throw new CommandError(
+      `nft list table ${family} ${this.table} failed: ${result.stderr.trim()}`,
+      {
+        command: ['nft', ...args],
+        exitCode: result.exitCode,
+        stderr: result.stderr,
+      },
+    );
   }
 
   /** Checks the transaction with `nft -c`, then loads it; the kernel is unchanged on failure. */

@@ -77,6 +77,16 @@ function placements(lines: readonly RulesLine[], start: number, commit: number) 
 /** Where our lines go in a rules file, as a fill-in-the-blanks template (see prepareMerge). */
 type Slot = 'declarations' | 'jump' | 'rules';
 
+/** Our chains and jump as one canonical text: equal texts mean the same NAT ruleset. */
+export function canonicalNat(nat: {
+  jump: string | undefined;
+  chains: ReadonlyMap<string, readonly string[]>;
+}): string {
+  const lines = [nat.jump ?? ''];
+  for (const [name, rules] of nat.chains) lines.push(`:${name}`, ...rules);
+  return lines.join('\n');
+}
+
 export interface MergeTemplate {
   /** The rules file with `ours` filled in. */
   render(ours: IptablesNat): string;

@@ -1,17 +1,18 @@
 /**
  * From configuration and eduVPN pools to the IPv6 text an apply would load (pure), the IPv6
  * counterpart of src/apply/plan.ts: rules.v6 merged byte for byte (iptables) or our
- * `table ip6` (nftables). Apply does not load it yet (issue 14, second half).
+ * `table ip6` (nftables), loaded by the same apply as IPv4 (src/apply/apply.ts).
  */
 import type { Backend } from '../archive/header.js';
 import type { Config, Nat6 } from '../config.js';
 import type { ClientPool } from '../eduvpn/pool.js';
 import { mapClients6, mapPrefix6, type Map6, type PreviousAssignments6 } from '../mapping/map6.js';
 import { parseCidr6, parseIpv6 } from '../net/ipv6.js';
+import type { IptablesNat } from './iptables.js';
 import { renderIp6tablesChains } from './iptables6.js';
 import { renderNftTable6 } from './nftables6.js';
 import { readPrevious6 } from './read-rules6.js';
-import { mergeIntoRulesFile } from './rules-file.js';
+import { canonicalNat, mergeIntoRulesFile } from './rules-file.js';
 
 export interface Ruleset6Plan {
   readonly backend: Backend;
@@ -20,6 +21,10 @@ export interface Ruleset6Plan {
   readonly fileText: string;
   /** Where fileText goes: firewall.rulesFile6 or firewall.rulesFile. */
   readonly file: string;
+  /** Our chains and jump (iptables backend only): what ip6tables-restore is given. */
+  readonly iptables: IptablesNat | undefined;
+  /** Our part alone, canonical (equal texts mean the same IPv6 NAT ruleset). */
+  readonly ourPart: string;
 }
 
 /** The IPv6 map nat6 asks for; the config validated every address already. */
@@ -62,9 +67,17 @@ export function planRuleset6(
   const backend = config.firewall.backend;
   if (backend === 'nftables') {
     const fileText = renderNftTable6(map, { ...options, table: config.firewall.nftTable });
-    return { backend, map, fileText, file: config.firewall.rulesFile };
+    return {
+      backend,
+      map,
+      fileText,
+      file: config.firewall.rulesFile,
+      iptables: undefined,
+      ourPart: fileText,
+    };
   }
   const file = config.firewall.rulesFile6;
-  const fileText = mergeIntoRulesFile(currentText, renderIp6tablesChains(map, options), file);
-  return { backend, map, fileText, file };
+  const iptables = renderIp6tablesChains(map, options);
+  const fileText = mergeIntoRulesFile(currentText, iptables, file);
+  return { backend, map, fileText, file, iptables, ourPart: canonicalNat(iptables) };
 }

@@ -147,12 +147,12 @@ describe('check', () => {
     expect(result.status).toBe(0);
   });
 
-  test('with nat6: the IPv6 plan is checked, and said not to be loaded', async () => {
+  test('with nat6: the IPv6 plan is checked', async () => {
     const result = await run('check', '--config', configWith(PORTS, 'lo'));
     expect(result.status).toBe(0);
     expect(result.stdout).not.toContain('warn');
     expect(result.stdout).toMatch(
-      /^ok {4}IPv6 \(nat6\): 872 IPv6 clients get 64 ports each on 1 public address; .*rules\.v6 can be merged; nat6 is planned \(see plan, apply --dry-run\) but IPv6 rules are not loaded yet$/m,
+      /^ok {4}IPv6 \(nat6\): 872 IPv6 clients get 64 ports each on 1 public address; .*rules\.v6 can be merged$/m,
     );
   });
 });
@@ -161,9 +161,7 @@ test('apply --dry-run prints rules.v4 and then the planned rules.v6, and writes 
   writeFileSync(join(dir, 'rules.v6'), readFileSync('test/fixtures/render/eduvpn3-rules.v6'));
   const result = await run('apply', '--dry-run', '--config', configWith(PORTS));
   expect(result.status).toBe(0);
-  const [v4, v6] = result.stdout.split(
-    /^# IPv6: .*rules\.v6 as planned by nat6; apply does not load it yet\n/m,
-  );
+  const [v4, v6] = result.stdout.split(/^# IPv6: .*rules\.v6 as planned by nat6\n/m);
   expect(v4).toContain(
     ' -s 10.42.0.2/32 -o eth0 -p tcp -j SNAT --to-source 192.0.2.1:65472-65535\n',
   );
@@ -197,7 +195,7 @@ describeKernel('apply with nat6 set (network namespace)', () => {
     (sandbox as Sandbox | undefined)?.remove();
   });
 
-  test('says that IPv6 rules are not loaded, and loads none', () => {
+  test('loads the IPv6 rules beside the IPv4 ones, without a warning', () => {
     sandbox.writeConfig();
     const config = JSON.parse(readFileSync(sandbox.configFile, 'utf8')) as Record<string, unknown>;
     config.nat6 = { publicAddresses: ['2001:db8::1'] };
@@ -205,9 +203,10 @@ describeKernel('apply with nat6 set (network namespace)', () => {
     const result = runCli(net.gateway, ['apply', '--config', sandbox.configFile]);
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(/^applied: /);
-    expect(result.stderr).toBe(
-      'traceable-nat: warning: nat6 is planned (see plan, apply --dry-run) but IPv6 rules are not loaded yet\n',
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toContain('253 IPv6 clients on 2001:db8::1, 64 ports each');
+    expect(net.exec(net.gateway, ['ip6tables-save', '-t', 'nat'])).toContain(
+      ' -s fd0a:2a::2/128 -o eth0 -p tcp -j SNAT --to-source [2001:db8::1]:65472-65535',
     );
-    expect(net.exec(net.gateway, ['ip6tables-save', '-t', 'nat'])).not.toContain('TNAT');
   });
 });

@@ -6,79 +6,19 @@
  * drops the pending archive when the kernel never took it). The real restore is only slowed
  * down by a wrapper first on PATH, so there is time to kill the applier mid-transaction.
  */
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArchiveHeader } from '../../src/archive/header.js';
 import { SWITCH_MARGIN_SECONDS } from '../../src/trace/timeline.js';
 import { isProcessAlive } from '../../src/system/process-alive.js';
-import { isRoot, sh } from '../helpers/netns.js';
-import { ALPHA, BETA, createFaultSite, GAMMA, readText, type FaultSite } from './site.js';
+import { isRoot } from '../helpers/netns.js';
+import { ALPHA, BETA, createFaultSite, GAMMA, type FaultSite } from './site.js';
+import { applyAndKill, waitFor, writeSlowWrapper } from './slow-load.js';
 import { activationOf, readArchiveText } from '../helpers/archive-files.js';
 
 // Namespaces need root; CI runs as root.
 const describeKernel = isRoot() ? describe : describe.skip;
-
-/** A wrapper that delays the real load (never the --test / -c check) by `delay` seconds. */
-function writeSlowWrapper(dir: string, backend: 'iptables' | 'nftables', delay: number): void {
-  mkdirSync(dir, { recursive: true });
-  const name = backend === 'iptables' ? 'iptables-restore' : 'nft';
-  const real = sh(['sh', '-c', `command -v ${name}`]).trim();
-  const check = backend === 'iptables' ? '--test' : '-c';
-  const loads = backend === 'iptables' ? 'true' : `case " $* " in *" -f "*) true;; *) false;; esac`;
-  writeFileSync(
-    join(dir, name),
-    [
-      '#!/bin/sh',
-      `case " $* " in *" ${check} "*) exec ${real} "$@";; esac`,
-      `if ${loads}; then echo $$ > "$SLOW_MARK"; sleep ${delay}; fi`,
-      `exec ${real} "$@"`,
-      '',
-    ].join('\n'),
-  );
-  chmodSync(join(dir, name), 0o755);
-}
-
-async function waitFor(what: string, done: () => boolean, ms = 15000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-interface Killed {
-  /** The pid of the slowed kernel command, still running. */
-  readonly childPid: number;
-}
-
-/** Starts `apply` with the slow wrapper and kills it with SIGKILL once the load has begun. */
-async function applyAndKill(site: FaultSite, wrapperDir: string): Promise<Killed> {
-  const mark = join(site.sandbox.dir, `slow-${Date.now()}`);
-  const child = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      site.net.gateway,
-      'env',
-      `PATH=${wrapperDir}:${process.env.PATH ?? ''}`,
-      `SLOW_MARK=${mark}`,
-      join('bin', 'traceable-nat'),
-      'apply',
-      '--config',
-      site.sandbox.configFile,
-    ],
-    { stdio: 'ignore' },
-  );
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  await waitFor('the slowed load to start', () => existsSync(mark) && readText(mark).trim() !== '');
-  // ip netns exec and env exec() into node: this pid is the applier itself.
-  child.kill('SIGKILL');
-  await exited;
-  return { childPid: Number(readFileSync(mark, 'utf8').trim()) };
-}
 
 /** Still running (a finished orphan may linger as a zombie where PID 1 does not reap). */
 const alive = isProcessAlive;

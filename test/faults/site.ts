@@ -31,10 +31,11 @@ export function createFaultSite(
   backend: 'iptables' | 'nftables',
   firewall: Record<string, unknown> = {},
   nat: Record<string, unknown> = {},
+  nat6?: Record<string, unknown>,
 ): FaultSite {
   const net = createTopology([]);
   const sandbox = createSandbox(backend);
-  sandbox.writeConfig({ firewall, nat });
+  sandbox.writeConfig({ firewall, nat, ...(nat6 && { nat6 }) });
   const cli = (args: readonly string[], env: Readonly<Record<string, string>> = {}): CliResult => {
     const command = [...args, '--config', sandbox.configFile];
     if (Object.keys(env).length === 0) return runCli(net.gateway, command);

@@ -60,6 +60,8 @@ export interface Sandbox {
   writeConfig(extra?: {
     eduvpn?: Record<string, unknown>;
     nat?: Record<string, unknown>;
+    /** nat6 as config.yaml has it; left out when undefined. */
+    nat6?: Record<string, unknown>;
     firewall?: Record<string, unknown>;
   }): void;
   remove(): void;
@@ -98,9 +100,12 @@ export function createSandbox(backend: 'iptables' | 'nftables'): Sandbox {
           portsPerClient: 64,
           ...extra.nat,
         },
+        ...(extra.nat6 && { nat6: extra.nat6 }),
         firewall: {
           backend,
           rulesFile,
+          // Never the host's /etc/iptables/rules.v6, whether nat6 is set or not.
+          ...(backend === 'iptables' && { rulesFile6: join(dir, 'rules.v6') }),
           archiveDir,
           lockFile: join(dir, 'lock'),
           stateFile: sandbox.stateFile,

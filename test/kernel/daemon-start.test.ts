@@ -147,7 +147,7 @@ describeKernel('the first apply decides whether the daemon starts', () => {
     expect(await exitWithin(exit, 20000)).toBe(0);
   });
 
-  test('with nat6 set, the daemon says at start that IPv6 rules are not loaded yet (issue 14)', async () => {
+  test('with nat6 set, the daemon loads the IPv6 rules before READY=1, with no warning (issue 14)', async () => {
     sandbox.writeConfig({ nat: { publicAddresses: ['192.0.2.1'] } });
     const text = readFileSync(sandbox.configFile, 'utf8');
     const config = JSON.parse(text) as Record<string, unknown>;
@@ -157,8 +157,10 @@ describeKernel('the first apply decides whether the daemon starts', () => {
     );
     const { daemon, log, notifications, exit } = await startDaemon();
     await notifications.waitFor((line) => line.includes('READY=1'), 20000);
-    const warning = messages(log).find((line) => line.includes('IPv6 rules are not loaded yet'));
-    expect(warning).toMatch(/^<4>\{/);
+    expect(net.exec(net.gateway, ['ip6tables-save', '-t', 'nat'])).toMatch(
+      / -o eth0 -p tcp -j SNAT --to-source \[2001:db8::1\]:\d+-\d+$/m,
+    );
+    expect(messages(log).filter((line) => /^<[0-4]>/.test(line))).toEqual([]);
     daemon.kill('SIGTERM');
     expect(await exitWithin(exit, 20000)).toBe(0);
   });

@@ -1,0 +1,74 @@
+/**
+ * Killing the applier mid-transaction: a wrapper first on PATH slows down the real kernel load
+ * (never its check), and the CLI is killed with SIGKILL once the load has begun.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sh } from '../helpers/netns.js';
+import { readText, type FaultSite } from './site.js';
+
+/** A wrapper that delays the real load (never the --test / -c check) by `delay` seconds. */
+export function writeSlowWrapper(
+  dir: string,
+  backend: 'iptables' | 'nftables',
+  delay: number,
+  name = backend === 'iptables' ? 'iptables-restore' : 'nft',
+): void {
+  mkdirSync(dir, { recursive: true });
+  const real = sh(['sh', '-c', `command -v ${name}`]).trim();
+  const check = name === 'nft' ? '-c' : '--test';
+  const loads = name !== 'nft' ? 'true' : `case " $* " in *" -f "*) true;; *) false;; esac`;
+  writeFileSync(
+    join(dir, name),
+    [
+      '#!/bin/sh',
+      `case " $* " in *" ${check} "*) exec ${real} "$@";; esac`,
+      `if ${loads}; then echo $$ > "$SLOW_MARK"; sleep ${delay}; fi`,
+      `exec ${real} "$@"`,
+      '',
+    ].join('\n'),
+  );
+  chmodSync(join(dir, name), 0o755);
+}
+
+export async function waitFor(what: string, done: () => boolean, ms = 15000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+export interface Killed {
+  /** The pid of the slowed kernel command, still running. */
+  readonly childPid: number;
+}
+
+/** Starts `apply` with the slow wrapper and kills it with SIGKILL once the load has begun. */
+export async function applyAndKill(site: FaultSite, wrapperDir: string): Promise<Killed> {
+  const mark = join(site.sandbox.dir, `slow-${Date.now()}`);
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      site.net.gateway,
+      'env',
+      `PATH=${wrapperDir}:${process.env.PATH ?? ''}`,
+      `SLOW_MARK=${mark}`,
+      join('bin', 'traceable-nat'),
+      'apply',
+      '--config',
+      site.sandbox.configFile,
+    ],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  await waitFor('the slowed load to start', () => existsSync(mark) && readText(mark).trim() !== '');
+  // ip netns exec and env exec() into node: this pid is the applier itself.
+  child.kill('SIGKILL');
+  await exited;
+  return { childPid: Number(readFileSync(mark, 'utf8').trim()) };
+}
