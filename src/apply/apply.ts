@@ -115,12 +115,13 @@ export function planFromDisk(config: Config, discovery: Discovery): RulesetPlan 
   });
 }
 
-/** iptables with nat6: rules.v6 as it is now (nftables keeps both families in one file). */
+/**
+ * iptables: rules.v6 as it is now, for nat6's stability or, without nat6, to take out what an
+ * earlier nat6 left in it (nftables keeps both families in one file).
+ */
 function readRulesFile6(config: Config): string | undefined {
   const { firewall } = config;
-  return config.nat6 !== undefined && firewall.backend === 'iptables'
-    ? readRulesFile(firewall.rulesFile6)
-    : undefined;
+  return firewall.backend === 'iptables' ? readRulesFile(firewall.rulesFile6) : undefined;
 }
 
 /** Clients bound differently in the kernel than planned (changed or gone), and those kept. */
@@ -256,7 +257,8 @@ export async function applyRuleset(
     const trusted =
       claim?.plan.backend === firewall.backend &&
       claim.plan.fileText === currentText &&
-      claim.plan.ipv6?.fileText === (currentText6 ?? claim.plan.ipv6?.fileText) &&
+      // iptables: rules.v6 too (nftables: fileText holds both families).
+      (claim.plan.ipv6?.iptables === undefined || claim.plan.ipv6.fileText === currentText6) &&
       claim.archive === newest?.path
         ? claim.plan
         : undefined;
@@ -292,7 +294,7 @@ export async function applyRuleset(
       (firewall.backend === 'nftables' || ipv6HalfRight(firewall.archiveDir, newest, plan.ipv6));
     const fileRight = currentText === plan.fileText && !isSymlink(firewall.rulesFile);
     // iptables with nat6: rules.v6 beside rules.v4 (nftables: one file holds both).
-    const file6 = plan.ipv6?.iptables && plan.ipv6;
+    const file6 = plan.ipv6?.iptables ? plan.ipv6 : plan.ipv6Removal;
     const file6Right =
       file6 === undefined || (currentText6 === file6.fileText && !isSymlink(file6.file));
     const needArchive = force || !archiveRight;
@@ -311,11 +313,11 @@ export async function applyRuleset(
         settings: { ...settingsOf(config, plan), clientsByProtocol: protocols },
       };
       // The IPv6 half first: the rules.v4 header records its hash, so the chain vouches for it.
-      if (file6)
+      if (plan.ipv6?.iptables)
         pending6 = prepareArchive(
           firewall.archiveDir,
-          { ...header, clients: file6.map.clientCount, family: 'ipv6' },
-          file6.fileText,
+          { ...header, clients: plan.ipv6.map.clientCount, family: 'ipv6' },
+          plan.ipv6.fileText,
           undefined,
           firewall.compressArchives,
           'ip6tables',

@@ -70,6 +70,17 @@ function payloadFor(state: KernelNat, desired: IptablesNat, force: boolean) {
   return buildIptablesPayload(base, desired);
 }
 
+/** The IPv6 change: to the desired chains, or (nat6 removed) to none of ours at all. */
+function payload6For(state6: KernelNat, desired6: IptablesNat | undefined, force: boolean) {
+  if (desired6) return payloadFor(state6, desired6, force);
+  return {
+    payload: buildRemovalPayload(state6),
+    rewritten: [],
+    removed: [...state6.chains.keys()],
+    jumpRepaired: false,
+  };
+}
+
 function trustedNat(nat: IptablesNat): KernelNat {
   return { chains: nat.chains, jumps: [nat.jump], jumpFirst: true };
 }
@@ -91,6 +102,12 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
         right6 = buildIptablesPayload(state6, desired6).payload === undefined;
         let held6: ReadonlyMap<string, string> | undefined;
         translations6 = () => (held6 ??= readTranslations6(save6 ?? trusted6?.fileText ?? ''));
+      } else if (plan.ipv6Removal) {
+        // nat6 was removed: whatever of ours the kernel still holds must go.
+        const save6 = await kernel6.saveNat();
+        state6 = readKernelNat(save6);
+        right6 = buildRemovalPayload(state6) === undefined;
+        translations6 = () => readTranslations6(save6);
       }
       if (trusted?.iptables) {
         state = trustedNat(trusted.iptables);
@@ -118,9 +135,9 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       if (!desired) throw new Error('iptables driver used with a plan for another backend');
       state ??= readKernelNat(await kernel.saveNat());
       const desired6 = plan.ipv6?.iptables;
-      if (desired6) state6 ??= readKernelNat(await kernel6.saveNat());
+      if (desired6 || plan.ipv6Removal) state6 ??= readKernelNat(await kernel6.saveNat());
       const four = payloadFor(state, desired, force);
-      const six = desired6 && state6 ? payloadFor(state6, desired6, force) : undefined;
+      const six = state6 && payload6For(state6, desired6, force);
       // Two families, two tools, two transactions: both are tested before either is loaded,
       // and IPv4 is put back if IPv6 is refused all the same, so the kernel takes both or none.
       if (four.payload !== undefined) await kernel.test(four.payload);

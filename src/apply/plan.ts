@@ -15,6 +15,7 @@ import { readAssignments } from '../render/read-rules.js';
 import {
   canonicalNat,
   extractNatPart,
+  NO_NAT,
   prepareMerge,
   type MergeTemplate,
 } from '../render/rules-file.js';
@@ -38,6 +39,11 @@ export interface RulesetPlan {
    * loaded by ip6tables-restore and archived as the rules.v6 half of the activation.
    */
   readonly ipv6: Ruleset6Plan | undefined;
+  /**
+   * iptables without nat6 while rules.v6 still holds our part (nat6 was removed): rules.v6 as
+   * it must become, without it; the apply also takes our IPv6 chains out of the kernel.
+   */
+  readonly ipv6Removal: { readonly file: string; readonly fileText: string } | undefined;
 }
 
 export function natSettings(config: Config): NatSettings {
@@ -92,6 +98,12 @@ export function previousFromMap(map: PortMap): PreviousAssignments {
   return previousFromAssignments(map.blockSize, bindings);
 }
 
+/** rules.v6 without our part, when it has one (see RulesetPlan.ipv6Removal). */
+function removal6(text: string | undefined, file: string): RulesetPlan['ipv6Removal'] {
+  if (text === undefined || extractNatPart(text, file).chains.size === 0) return undefined;
+  return { file, fileText: prepareMerge(text, file).render(NO_NAT) };
+}
+
 export function planRuleset(
   config: Config,
   discovery: Discovery,
@@ -123,6 +135,7 @@ export function planRuleset(
       mergeTemplate: undefined,
       ourPart: fileText,
       ipv6,
+      ipv6Removal: undefined,
     };
   }
   const iptables = renderIptablesChains(map, { outInterface });
@@ -139,5 +152,6 @@ export function planRuleset(
     mergeTemplate,
     ourPart: canonicalNat(iptables),
     ipv6,
+    ipv6Removal: ipv6 ? undefined : removal6(current.rulesText6, config.firewall.rulesFile6),
   };
 }

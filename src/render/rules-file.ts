@@ -87,6 +87,9 @@ export function canonicalNat(nat: {
   return lines.join('\n');
 }
 
+/** No chains and no jump: a rules file rendered with it holds nothing of ours (nat6 removed). */
+export const NO_NAT: IptablesNat = { chains: new Map(), jump: '' };
+
 export interface MergeTemplate {
   /** The rules file with `ours` filled in. */
   render(ours: IptablesNat): string;
@@ -134,7 +137,7 @@ export function prepareMerge(current: string | undefined, file: string): MergeTe
     render(ours) {
       const fill: Record<Slot, readonly string[]> = {
         declarations: ourDeclarations(ours),
-        jump: [ours.jump],
+        jump: ours.jump === '' ? [] : [ours.jump],
         rules: ourRules(ours),
       };
       return parts

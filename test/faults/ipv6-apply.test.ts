@@ -10,7 +10,14 @@ import { archiveBody, parseArchiveHeader, sha256 } from '../../src/archive/heade
 import { fingerprint6, translations6 } from '../../src/render/fingerprint6.js';
 import { isRoot } from '../helpers/netns.js';
 import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
+import { applyRuleset } from '../../src/apply/apply.js';
+import { kernelRules6 } from '../../src/apply/status.js';
+import { discover } from '../../src/cli/discovery.js';
+import { loadConfig } from '../../src/config-file.js';
+import type { CommandRunner } from '../../src/netfilter/runner.js';
+import { systemClock } from '../../src/system/clock.js';
 import { isProcessAlive } from '../../src/system/process-alive.js';
+import { netnsRunner } from '../helpers/netns-runner.js';
 import { createFaultSite, type FaultSite } from './site.js';
 import { applyAndKill, waitFor, writeSlowWrapper } from './slow-load.js';
 
@@ -189,6 +196,25 @@ describeKernel.each(['iptables', 'nftables'] as const)('IPv6 in the apply (%s)',
         : /snat (ip6 )?prefix to 2001:db8::\/32/,
     );
   });
+
+  test('removing nat6 takes our IPv6 rules out of the kernel and the rules file, and says so in a new archive', () => {
+    const archives = site.archives();
+    site.sandbox.writeConfig();
+    const removed = applyJson();
+    expect(removed.outcome).toBe('applied');
+    expect(removed.ipv6).toBeUndefined();
+    if (backend === 'iptables') {
+      expect(kernel6()).not.toMatch(/TNAT/);
+      expect(readFileSync(rulesFile6(), 'utf8')).not.toMatch(/TNAT/);
+      const newest = site.archives().at(-1) ?? '';
+      expect(parseArchiveHeader(text(newest))?.ipv6).toBeUndefined();
+    } else {
+      expect(() => kernel6()).toThrow(/No such file or directory/);
+      expect(readFileSync(site.sandbox.rulesFile, 'utf8')).not.toMatch(/table ip6/);
+    }
+    expect(site.archives()).toHaveLength(archives.length + 1);
+    expect(applyJson().outcome).toBe('unchanged');
+  });
 });
 
 describeKernel.each(['iptables', 'nftables'] as const)(
@@ -241,6 +267,54 @@ describeKernel.each(['iptables', 'nftables'] as const)(
         expect(text(newest)).toContain('snat ip6 prefix to 2001:db8::/32');
       }
       expect(site.cli(['check']).status).toBe(0);
+    });
+  },
+);
+
+describeKernel.each(['iptables', 'nftables'] as const)(
+  "the daemon's change path, trusting what it applied last (%s)",
+  (backend) => {
+    let site: FaultSite;
+
+    beforeAll(() => {
+      site = createFaultSite(backend, {}, {}, NAT6);
+      site.sandbox.writeProfiles([ALPHA]);
+    });
+    afterAll(() => {
+      (site as FaultSite | undefined)?.destroy();
+    });
+
+    test('a change is loaded for both families without reading the kernel back', async () => {
+      const config = loadConfig(site.sandbox.configFile);
+      const runner = netnsRunner(site.net.gateway);
+      const calls: string[] = [];
+      const counting: CommandRunner = {
+        run: (command, args, options) => {
+          calls.push([command, ...args].join(' '));
+          return runner.run(command, args, options);
+        },
+      };
+      const deps = { runner: counting, clock: systemClock, discover };
+      const first = await applyRuleset(config, deps);
+      expect(first.outcome).toBe('applied');
+
+      site.sandbox.writeProfiles([ALPHA, GAMMA]);
+      calls.length = 0;
+      const trusted = { plan: first.plan, archive: first.activeArchive };
+      const second = await applyRuleset(config, deps, { trusted });
+      expect(second.outcome).toBe('applied');
+      // Nothing read back: no -save, no list (the trusted plan stands for the kernel).
+      expect(calls.filter((call) => / list |-save /.test(call + ' '))).toEqual([]);
+      const kernel6 = await kernelRules6(config, runner);
+      expect(translations6(kernel6 ?? '')).toEqual(translations6(second.plan.ipv6?.fileText ?? ''));
+      expect(translations6(kernel6 ?? '').size).toBe(2 * 253);
+
+      calls.length = 0;
+      const again = await applyRuleset(config, deps, {
+        trusted: { plan: second.plan, archive: second.activeArchive },
+      });
+      expect(again.outcome).toBe('unchanged');
+      expect(calls).toEqual([]);
     });
   },
 );
