@@ -85,13 +85,16 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** The configuration with `nat6`, and one activation by `backend` of the map it gives. */
+function archiveOne(nat6: string, backend: 'iptables' | 'nftables'): void {
+  configFile = writeConfig(nat6);
+  map = mapFor(configFile);
+  writeActivations(join(dir, 'archive'), [{ at: T1, backend, rows: ROWS, map6: map }]);
+}
+
 describe('port blocks', () => {
   beforeEach(() => {
-    configFile = writeConfig('nat6:\n  publicAddresses: [2001:db8::1]\n');
-    map = mapFor(configFile);
-    writeActivations(join(dir, 'archive'), [
-      { at: T1, backend: 'iptables', rows: ROWS, map6: map },
-    ]);
+    archiveOne('nat6:\n  publicAddresses: [2001:db8::1]\n', 'iptables');
   });
 
   test('the client with its twin, and the user found by ip_six', async () => {
@@ -209,11 +212,7 @@ describe('port blocks', () => {
 
 describe('prefix mode', () => {
   beforeEach(() => {
-    configFile = writeConfig('nat6:\n  publicPrefix: 2000::/11\n');
-    map = mapFor(configFile);
-    writeActivations(join(dir, 'archive'), [
-      { at: T1, backend: 'nftables', rows: ROWS, map6: map },
-    ]);
+    archiveOne('nat6:\n  publicPrefix: 2000::/11\n', 'nftables');
   });
 
   test('the address alone names the client; a port does not change it, a bad one is exit 2', async () => {
