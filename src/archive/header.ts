@@ -87,3 +87,12 @@ export function archiveBody(text: string): string {
   const end = text.indexOf('# end of traceable-nat header\n');
   return end < 0 ? text : text.slice(end + '# end of traceable-nat header\n'.length);
 }
+
+/**
+ * An iptables ruleset ends with COMMIT, an nft table with its closing brace: else it was cut.
+ * Comment lines after it (iptables-save's `# Completed on ...`, kept by the merge) do not count.
+ */
+export function rulesetLooksComplete(body: string): boolean {
+  const end = body.replace(/(?:\n[ \t]*(?:#[^\n]*)?)+\s*$/, '').trimEnd();
+  return end.endsWith('COMMIT') || end.endsWith('}');
+}

@@ -6,6 +6,7 @@ import { planFromDisk } from '../apply/apply.js';
 import { TnatError } from '../errors.js';
 import { formatAssignment6 } from '../mapping/map6.js';
 import { TwinIndex } from '../mapping/twin6.js';
+import { formatAddress, type Address } from '../net/address.js';
 import { formatCidr4, formatIpv4, parseIpv4 } from '../net/ipv4.js';
 import { formatIpv6, parseIpv6 } from '../net/ipv6.js';
 import { systemClock } from '../system/clock.js';
@@ -19,6 +20,7 @@ import {
   archiveJson,
   blockJson,
   blockText,
+  clientText,
   EXIT_FOR_STATUS,
   noteLines,
   reportLine,
@@ -26,7 +28,12 @@ import {
   timeJson,
   timeLine,
 } from './trace-report.js';
-import { ARCHIVE_DIR_OPTION, archiveDirsFor, incidentTimeOf } from './trace-sources.js';
+import {
+  ARCHIVE_DIR_OPTION,
+  archiveDirsFor,
+  clientFactsFinder,
+  incidentTimeOf,
+} from './trace-sources.js';
 
 function lookupNow(context: CommandContext, options: OptionValues, client: number, text: string) {
   const config = context.config();
@@ -91,7 +98,7 @@ function lookupNow6(context: CommandContext, options: OptionValues, client: bigi
   return EXIT.ok;
 }
 
-function lookupAt(context: CommandContext, options: OptionValues, client: number) {
+function lookupAt(context: CommandContext, options: OptionValues, client: Address) {
   const time = incidentTimeOf(options, context.io);
   const config = context.config();
   const result = lookupClientAt(
@@ -101,11 +108,14 @@ function lookupAt(context: CommandContext, options: OptionValues, client: number
     SWITCH_MARGIN_SECONDS,
     Math.floor(systemClock.now() / 1000),
   );
+  // An IPv6 client's IPv4 twin, from today's pools: a hint, as in trace.
+  const { twin } = typeof client === 'bigint' ? clientFactsFinder(config)(client) : {};
   if (options.json) {
     const json = {
       found: result.status === 'found',
       status: result.status,
-      client: formatIpv4(client),
+      client: formatAddress(client),
+      ...(typeof client === 'bigint' ? { twin: twin === undefined ? null : formatIpv4(twin) } : {}),
       time: timeJson(time),
       blocks: result.matches.map(blockJson),
       archives: result.archives.map(archiveJson),
@@ -124,7 +134,7 @@ function lookupAt(context: CommandContext, options: OptionValues, client: number
     context.io.stdout(
       [
         timeLine(time),
-        reportLine('Client', formatIpv4(client)),
+        reportLine('Client', clientText(client, twin)),
         rulesetLines(result.archives),
         ...blocks,
         noteLines(result.notes),
@@ -146,14 +156,11 @@ export const lookupCommand: Command = {
     const text = positionals[0] ?? '';
     const client6 = text.includes(':') ? parseIpv6(text) : undefined;
     if (client6 !== undefined) {
-      if (options.at !== undefined) {
-        // IPv6 rulesets are not archived yet (issue 14): there is nothing to look them up in.
-        throw new TnatError(
-          'E_USAGE',
-          `lookup --at takes an IPv4 client address: IPv6 rulesets are not archived yet, so "${text}" cannot be looked up at a time`,
-        );
-      }
-      return Promise.resolve(lookupNow6(context, options, client6, text));
+      return Promise.resolve(
+        options.at === undefined
+          ? lookupNow6(context, options, client6, text)
+          : lookupAt(context, options, client6),
+      );
     }
     const client = parseIpv4(text);
     if (client === undefined) {

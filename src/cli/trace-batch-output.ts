@@ -5,7 +5,7 @@
  * reply needs, with several values in a cell joined by `|`.
  */
 import { TnatError } from '../errors.js';
-import { formatIpv4 } from '../net/ipv4.js';
+import { formatAddress } from '../net/address.js';
 import { csvRecord } from '../trace/batch-csv.js';
 import type { BatchInput, BatchRow } from '../trace/batch-input.js';
 import type { TraceStatus } from '../trace/notes.js';
@@ -29,7 +29,7 @@ function notesText(report: TraceReport): string {
   const { time, result } = report;
   const users = result.candidates.flatMap((candidate) => {
     const user = report.users.get(candidate.client);
-    return user?.reason ? [`${formatIpv4(candidate.client)}: ${user.reason}`] : [];
+    return user?.reason ? [`${formatAddress(candidate.client)}: ${user.reason}`] : [];
   });
   const zone = time.zoneAssumed
     ? [`no zone given: read in the server's zone ${time.zone} as ${time.utc}`]
@@ -46,7 +46,7 @@ function addedCells(answer: RowAnswer): string[] {
   );
   return [
     answer.status,
-    candidates.map((candidate) => formatIpv4(candidate.client)).join('|'),
+    candidates.map((candidate) => formatAddress(candidate.client)).join('|'),
     distinct(sessions.map((session) => session.userId)),
     distinct(sessions.map((session) => session.profileId)),
     notesText(report),

@@ -56,10 +56,16 @@ function requestOf(row: BatchRow, zone: LocalZone): TraceRequest | string {
   const { query } = row;
   if (row.problem !== undefined) return row.problem;
   try {
+    const address =
+      query.address === undefined ? undefined : parseAddress(query.address, 'address');
     return {
       time: parseIncidentTime(query.time ?? '', zone),
-      port: parsePort(query.port ?? '', 'port'),
-      address: query.address === undefined ? undefined : parseAddress(query.address, 'address'),
+      // An IPv6 address of prefix mode needs no port (the trace says when one is needed).
+      port:
+        query.port === undefined && typeof address === 'bigint'
+          ? undefined
+          : parsePort(query.port ?? '', 'port'),
+      address,
       proto: query.proto === undefined ? undefined : parseProto(query.proto, 'proto'),
     };
   } catch (error) {
@@ -105,7 +111,17 @@ export function runTraceBatch(context: CommandContext, options: OptionValues): P
   const answerer = traceAnswerer(config, withArchiveCache(archiveDirsFor(config, options)), zone);
   try {
     for (const { row, index, request } of traced) {
-      const report = answerer.answer(request);
+      let report;
+      try {
+        report = answerer.answer(request);
+      } catch (error) {
+        // An IPv6 port-block address without a port: that row's input is wrong, not the batch.
+        if (!isTnatError(error) || error.code !== 'E_USAGE') throw error;
+        statuses[index] = 'bad-input';
+        const reason = `${source} line ${String(row.line)}: ${error.message}`;
+        lines[index] = render(row, { status: 'bad-input', reason });
+        continue;
+      }
       statuses[index] = overallStatus(report);
       lines[index] = render(row, { status: overallStatus(report), report });
     }

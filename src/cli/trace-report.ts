@@ -3,6 +3,7 @@
  * object documented in the README. Only candidates' client addresses appear in either.
  */
 import { join } from 'node:path';
+import { formatAddress, type Address } from '../net/address.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import type { ReadAssignment } from '../render/read-rules.js';
 import type { PortalSession, UserAnswer } from '../trace/sessions.js';
@@ -20,13 +21,16 @@ export const EXIT_FOR_STATUS = {
 
 export interface TraceReport {
   readonly time: IncidentTime;
-  readonly port: number;
-  readonly address: number | undefined;
+  /** Undefined: an IPv6 query without a port (prefix mode needs none). */
+  readonly port: number | undefined;
+  readonly address: Address | undefined;
   readonly proto: 'tcp' | 'udp' | undefined;
   readonly result: TraceResult;
   /** Per candidate client. */
-  readonly users: ReadonlyMap<number, UserAnswer>;
-  readonly profilesToday: ReadonlyMap<number, string>;
+  readonly users: ReadonlyMap<Address, UserAnswer>;
+  readonly profilesToday: ReadonlyMap<Address, string>;
+  /** The IPv4 twin of each IPv6 candidate, from today's pools (none when unknown). */
+  readonly twins: ReadonlyMap<Address, number>;
 }
 
 /** The trace's status, then the user's: one client and one user (or no database) is found. */
@@ -38,18 +42,19 @@ export function overallStatus(report: TraceReport): TraceStatus {
   return user === 'ambiguous' ? 'ambiguous' : user === 'none' ? 'not-found' : 'found';
 }
 
-export function archiveFile(archive: LoadedArchive): string {
+export function archiveFile(archive: LoadedArchive<Address>): string {
   return join(archive.dir, archive.entry.name);
 }
 
-export function archiveJson(archive: LoadedArchive) {
+export function archiveJson(archive: LoadedArchive<Address>) {
   return {
     file: archiveFile(archive),
     ours: archive.ours,
     activatedAt: formatUtc(archive.entry.activatedAt),
     applyStarted: archive.ours ? formatUtc(archive.applyStartedAt) : null,
     until: archive.nextActivatedAt === undefined ? null : formatUtc(archive.nextActivatedAt),
-    publicAddresses: archive.publicAddresses.map(formatIpv4),
+    publicAddresses: archive.publicAddresses.map(formatAddress),
+    ...(archive.netmaps?.length ? { publicPrefixes: archive.netmaps.map(({ to }) => to) } : {}),
   };
 }
 
@@ -57,10 +62,11 @@ export function blockJson(match: BlockMatch) {
   const { publicAddress, firstPort, lastPort, proto } = match.assignment;
   return {
     archive: archiveFile(match.archive),
-    publicAddress: formatIpv4(publicAddress),
+    publicAddress: formatAddress(publicAddress),
     firstPort,
     lastPort,
     proto,
+    ...(match.assignment.netmap ? { netmap: match.assignment.netmap } : {}),
   };
 }
 
@@ -90,15 +96,19 @@ export function traceJson(report: TraceReport) {
     status: overallStatus(report),
     time: timeJson(report.time),
     query: {
-      port: report.port,
-      address: report.address === undefined ? null : formatIpv4(report.address),
+      port: report.port ?? null,
+      address: report.address === undefined ? null : formatAddress(report.address),
       proto: report.proto ?? null,
     },
     archives: result.archives.map(archiveJson),
     candidates: result.candidates.map((candidate) => {
       const user = report.users.get(candidate.client);
+      const twin = report.twins.get(candidate.client);
       return {
-        client: formatIpv4(candidate.client),
+        client: formatAddress(candidate.client),
+        ...(typeof candidate.client === 'bigint'
+          ? { twin: twin === undefined ? null : formatIpv4(twin) }
+          : {}),
         profileToday: report.profilesToday.get(candidate.client) ?? null,
         blocks: candidate.matches.map(blockJson),
         user: {
@@ -126,7 +136,7 @@ export function timeLine(time: IncidentTime): string {
   return reportLine('Time', `${time.given} = ${time.utc} (${zone})`);
 }
 
-export function rulesetLines(archives: readonly LoadedArchive[]): string {
+export function rulesetLines(archives: readonly LoadedArchive<Address>[]): string {
   return archives
     .map((archive) => {
       const started =
@@ -146,9 +156,25 @@ export function rulesetLines(archives: readonly LoadedArchive[]): string {
     .join('');
 }
 
-export function blockText(assignment: ReadAssignment): string {
+export function blockText(assignment: ReadAssignment<Address>): string {
+  const { publicAddress, netmap } = assignment;
+  if (netmap) {
+    return `${formatAddress(publicAddress)}, every port (NETMAP ${netmap.range} -> ${netmap.to})`;
+  }
   const protocols = assignment.proto === 'both' ? 'tcp and udp' : assignment.proto;
-  return `${formatIpv4(assignment.publicAddress)} ports ${assignment.firstPort}-${assignment.lastPort} (${protocols})`;
+  // IPv6 as ip6tables and nft write an address with a port: in brackets.
+  const where =
+    typeof publicAddress === 'bigint'
+      ? `[${formatAddress(publicAddress)}]`
+      : formatAddress(publicAddress);
+  return `${where} ports ${assignment.firstPort}-${assignment.lastPort} (${protocols})`;
+}
+
+/** A client as the report names it: an IPv6 client with its IPv4 twin when today's pools know it. */
+export function clientText(client: Address, twin: number | undefined): string {
+  return twin === undefined
+    ? formatAddress(client)
+    : `${formatAddress(client)} (twin of ${formatIpv4(twin)})`;
 }
 
 function sessionText(session: PortalSession): string {
@@ -182,7 +208,8 @@ function candidateLines(report: TraceReport, candidate: Candidate): string {
   return [
     reportLine(
       'Client',
-      formatIpv4(candidate.client) + (today ? ` (profile today: ${today})` : ''),
+      clientText(candidate.client, report.twins.get(candidate.client)) +
+        (today ? ` (profile today: ${today})` : ''),
     ),
     ...candidate.matches.map((match) =>
       reportLine('', `${blockText(match.assignment)} in ${match.archive.entry.name}`),
@@ -196,7 +223,7 @@ export function noteLines(notes: readonly TraceNote[]): string {
 }
 
 function answerText(report: TraceReport, status: TraceStatus): string {
-  const clients = report.result.candidates.map((candidate) => formatIpv4(candidate.client));
+  const clients = report.result.candidates.map((candidate) => formatAddress(candidate.client));
   const only = report.result.candidates[0];
   const users = only ? (report.users.get(only.client)?.sessions ?? []) : [];
   const userIds = [...new Set(users.map((session) => session.userId ?? '(no user id)'))];
@@ -204,6 +231,7 @@ function answerText(report: TraceReport, status: TraceStatus): string {
     return `FOUND: client ${clients.join('')}, ${userIds.length === 1 ? `user ${userIds.join('')}` : 'user unknown'}`;
   }
   if (status === 'ambiguous') {
+    if (clients.length === 0) return 'AMBIGUOUS: no client can be named, see the notes';
     if (clients.length > 1) return `AMBIGUOUS: ${clients.length} candidates: ${clients.join(', ')}`;
     if (userIds.length > 1)
       return `AMBIGUOUS: client ${clients.join('')}, users ${userIds.join(', ')}`;
@@ -218,10 +246,11 @@ export function traceText(report: TraceReport): string {
   const { result } = report;
   const protocols = report.proto ?? 'tcp or udp';
   const address =
-    report.address === undefined ? 'any of our addresses' : formatIpv4(report.address);
+    report.address === undefined ? 'any of our addresses' : formatAddress(report.address);
+  const port = report.port === undefined ? 'any port' : `port ${report.port}`;
   return [
     timeLine(report.time),
-    reportLine('Query', `${address} port ${report.port}, ${protocols}`),
+    reportLine('Query', `${address} ${port}, ${protocols}`),
     rulesetLines(result.archives),
     ...result.candidates.map((candidate) => candidateLines(report, candidate)),
     noteLines(result.notes),

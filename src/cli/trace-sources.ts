@@ -2,7 +2,9 @@
 import { basename, resolve } from 'node:path';
 import { readDirState, type DirState } from '../archive/anchor.js';
 import { sha256 } from '../archive/header.js';
+import { ipv6SiblingNames } from '../archive/names.js';
 import {
+  findPending,
   findPendingArchives,
   listArchives,
   readArchive,
@@ -13,7 +15,10 @@ import { isTnatError, TnatError } from '../errors.js';
 import type { ClientPool } from '../eduvpn/pool.js';
 import { localZone } from '../system/local-zone.js';
 import { parseIncidentTime, type IncidentTime, type LocalZone } from '../trace/time.js';
+import type { Ipv6Source } from '../trace/archive6.js';
 import type { ArchiveDir } from '../trace/timeline.js';
+import { TwinIndex } from '../mapping/twin6.js';
+import type { Address } from '../net/address.js';
 import type { OptionValues } from './command.js';
 import { discover } from './discovery.js';
 import { parseAddress } from './trace-query.js';
@@ -38,6 +43,7 @@ export function archiveDirOf(dir: string, config: Config, nowMs = Date.now()): A
       ? readDirStateQuietly(config.firewall.stateFile, dir)
       : {};
   const [pending] = findPendingArchives(dir);
+  const pending6 = pending?.backend === 'iptables' ? findPending(dir, 'ip6tables') : undefined;
   const digests = new Map<string, string>();
   return {
     dir,
@@ -53,8 +59,26 @@ export function archiveDirOf(dir: string, config: Config, nowMs = Date.now()): A
     pending: pending && {
       entry: { name: basename(pending.path), backend: pending.backend, activatedAt: Infinity },
       text: pending.text,
+      ipv6: pending6 && { name: basename(pending6.path), ...pending6 },
     },
+    readIpv6: (entry) => readIpv6Half(dir, entry.activatedAt),
   };
+}
+
+/** `rules.v6.<seconds>.gz` or `rules.v6.<seconds>`, the IPv6 half of an iptables activation. */
+function readIpv6Half(dir: string, activatedAt: number): Ipv6Source | undefined {
+  for (const name of ipv6SiblingNames(activatedAt)) {
+    let archive;
+    try {
+      archive = readArchive(dir, { name, backend: 'iptables', activatedAt });
+    } catch (error) {
+      // Missing is an answer (trace says archive-damaged); unreadable stays an error.
+      if ((error as { cause?: NodeJS.ErrnoException }).cause?.code === 'ENOENT') continue;
+      throw error;
+    }
+    return { name, text: archive.text, sha256: archive.sha256 };
+  }
+  return undefined;
 }
 
 /** A state file that cannot be read anchors nothing for trace (check reports it). */
@@ -87,28 +111,43 @@ export function incidentTimeOf(options: OptionValues, io: CliIo): IncidentTime {
   return parseIncidentTime(at, zoneFor(io));
 }
 
-/** A dotted quad from an option, or a usage error naming the option. */
-export function addressOption(options: OptionValues, name: string): number | undefined {
+/** An IPv4 or IPv6 address from an option, or a usage error naming the option. */
+export function addressOption(options: OptionValues, name: string): Address | undefined {
   const value = options[name];
   return typeof value === 'string' ? parseAddress(value, `--${name}`) : undefined;
 }
 
+/** What today's eduVPN configuration says of a client address: a hint only. */
+export interface ClientFacts {
+  /** The profile whose range holds it today. */
+  readonly profile: string | undefined;
+  /** An IPv6 client's IPv4 twin (README "IPv6 twins"), from today's pools. */
+  readonly twin: number | undefined;
+}
+
 /**
- * The profile whose range holds a client in today's eduVPN configuration: a hint only (the
- * archives do not record profiles), and none when the eduVPN files cannot be read here. The
- * files are read on the first call, once.
+ * The profile whose range holds a client in today's eduVPN configuration, and an IPv6 client's
+ * IPv4 twin: hints only (the archives record neither), and none when the eduVPN files cannot be
+ * read here. The files are read on the first call, once.
  */
-export function profileFinder(config: Config): (client: number) => string | undefined {
+export function clientFactsFinder(config: Config): (client: Address) => ClientFacts {
   let pools: readonly ClientPool[] | undefined;
+  let twins: TwinIndex | undefined;
   return (client) => {
     if (pools === undefined) {
       try {
         pools = discover(config).pools;
+        twins = new TwinIndex(pools);
       } catch (error) {
         if (!isTnatError(error)) throw error;
-        pools = [];
+        pools ??= [];
       }
     }
-    return pools.find((pool) => client >= pool.first && client <= pool.last)?.profileId;
+    if (typeof client === 'bigint') {
+      const found = twins?.clientOf(client);
+      return { profile: found?.span.pool.profileId, twin: found?.client4 };
+    }
+    const profile = pools.find((pool) => client >= pool.first && client <= pool.last)?.profileId;
+    return { profile, twin: undefined };
   };
 }

@@ -5,6 +5,7 @@
  * `--batch FILE` answers a whole feed of such rows (src/cli/trace-batch.ts).
  */
 import { TnatError } from '../errors.js';
+import type { Address } from '../net/address.js';
 import type { Command, OptionValues } from './command.js';
 import { traceAnswerer } from './trace-answer.js';
 import { runTraceBatch } from './trace-batch.js';
@@ -18,11 +19,12 @@ import {
   zoneFor,
 } from './trace-sources.js';
 
-function portOption(options: OptionValues): number {
+/** The port; only an IPv6 address may come without one (prefix mode: every port is its client's). */
+function portOption(options: OptionValues, address: Address | undefined): number | undefined {
   const text = options.port;
-  if (typeof text !== 'string')
-    throw new TnatError('E_USAGE', 'give the source port with --port PORT');
-  return parsePort(text, '--port');
+  if (typeof text === 'string') return parsePort(text, '--port');
+  if (typeof address === 'bigint') return undefined;
+  throw new TnatError('E_USAGE', 'give the source port with --port PORT');
 }
 
 function protoOption(options: OptionValues): 'tcp' | 'udp' | undefined {
@@ -34,7 +36,7 @@ export const traceCommand: Command = {
   name: 'trace',
   summary: "an incident's (time, public address, port) -> the client address and eduVPN user",
   usage:
-    '--at TIME --port PORT [--address PUBLIC] [--proto tcp|udp] [--archive-dir DIR]... [--json]' +
+    '--at TIME --port PORT [--address PUBLIC] | --at TIME --address PUBLIC6 [--port PORT] [--proto tcp|udp] [--archive-dir DIR]... [--json]' +
     ' | --batch FILE|- [--archive-dir DIR]... [--json]',
   options: {
     at: { type: 'string' },
@@ -48,8 +50,8 @@ export const traceCommand: Command = {
   run(context, options) {
     if (options.batch !== undefined) return runTraceBatch(context, options);
     const time = incidentTimeOf(options, context.io);
-    const port = portOption(options);
     const address = addressOption(options, 'address');
+    const port = portOption(options, address);
     const proto = protoOption(options);
     const config = context.config();
     const answerer = traceAnswerer(config, archiveDirsFor(config, options), zoneFor(context.io));

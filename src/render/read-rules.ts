@@ -8,12 +8,24 @@ import { isOurChain } from './iptables.js';
 
 export type ProtocolSet = 'tcp' | 'udp' | 'both';
 
-export interface ReadAssignment {
-  readonly client: number;
-  readonly publicAddress: number;
+/**
+ * One client's binding as read back. `A` is the address type: number for IPv4, bigint for IPv6
+ * (src/render/read-rules6.ts), so trace and lookup run the same code over either.
+ */
+export interface ReadAssignment<A extends number | bigint = number> {
+  readonly client: A;
+  readonly publicAddress: A;
   readonly firstPort: number;
   readonly lastPort: number;
   readonly proto: ProtocolSet;
+  /** IPv6 prefix mode: the NETMAP that gives the client its own public address (every port). */
+  readonly netmap?: Netmap6 | undefined;
+}
+
+/** A NETMAP (nft `snat ip6 prefix to`): sources in `range` keep their bits below `to`'s length. */
+export interface Netmap6 {
+  readonly range: string;
+  readonly to: string;
 }
 
 export interface ReadRules {
@@ -30,9 +42,9 @@ const SNAT_RULE = String.raw`^(?:\[\d+:\d+\] )?-A (\S+) -s ${IPV4}(?:/32)? (?:-o
 /** One element of the `clients` map: `a : P . x[-y]`. */
 const NFT_ELEMENT = String.raw`${IPV4}\s*:\s*${IPV4}\s*\.\s*(\d+)(?:-(\d+))?`;
 
-interface MutableAssignment {
-  client: number;
-  publicAddress: number;
+interface MutableAssignment<A extends number | bigint> {
+  client: A;
+  publicAddress: A;
   firstPort: number;
   lastPort: number;
   proto: ProtocolSet;
@@ -60,7 +72,7 @@ function quad(text: string | undefined): number {
 }
 
 /** The most common block size (ports per client) of a list of bindings; 0 for none. */
-export function mostCommonSize(list: readonly ReadAssignment[]): number {
+export function mostCommonSize(list: readonly ReadAssignment<number | bigint>[]): number {
   const counts = new Map<number, number>();
   let best = 0;
   let bestCount = 0;
@@ -77,12 +89,12 @@ export function mostCommonSize(list: readonly ReadAssignment[]): number {
 }
 
 /** Gathers SNAT rules of one origin: a client's tcp and udp rules with one target merge. */
-class RuleCollector {
-  readonly found: MutableAssignment[] = [];
+export class RuleCollector<A extends number | bigint = number> {
+  readonly found: MutableAssignment<A>[] = [];
   /** The first entry read for a client, and which protocols (1 tcp, 2 udp) it had so far. */
-  private readonly byClient = new Map<number, { first: MutableAssignment; seen: number }>();
+  private readonly byClient = new Map<A, { first: MutableAssignment<A>; seen: number }>();
 
-  add(entry: MutableAssignment): void {
+  add(entry: MutableAssignment<A>): void {
     const bit = entry.proto === 'tcp' ? 1 : 2;
     const known = this.byClient.get(entry.client);
     if (!known) {

@@ -55,7 +55,9 @@ function queryOf(fields: ReadonlyMap<string, unknown>): BatchRow['query'] {
 }
 
 function missingProblem(query: BatchRow['query']): string | undefined {
-  const missing = (['time', 'port'] as const).filter((field) => query[field] === undefined);
+  // An IPv6 address may come without a port (prefix mode); the trace says when it needs one.
+  const needed = query.address?.includes(':') ? (['time'] as const) : (['time', 'port'] as const);
+  const missing = needed.filter((field) => query[field] === undefined);
   return missing.length === 0 ? undefined : `it gives no ${missing.join(' and no ')}`;
 }
 

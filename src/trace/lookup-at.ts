@@ -2,13 +2,16 @@
  * The reverse of a trace: which public address and port block a client address had at a
  * moment, from the archived rulesets of that moment, with the same honesty about switches.
  */
-import { formatIpv4 } from '../net/ipv4.js';
+import { formatAddress, type Address } from '../net/address.js';
+import { blocksOfClient6, ipv6Of } from './archive6.js';
 import {
   activeAround,
   SWITCH_MARGIN_SECONDS,
+  type ActiveAround,
   type ArchiveDir,
   type LoadedArchive,
 } from './timeline.js';
+import type { ReadAssignment } from '../render/read-rules.js';
 import {
   archivesInPlay,
   coverageNotes,
@@ -25,7 +28,7 @@ import {
 export interface LookupAtResult {
   readonly status: TraceStatus;
   readonly notes: readonly TraceNote[];
-  readonly archives: readonly LoadedArchive[];
+  readonly archives: readonly LoadedArchive<Address>[];
   /** The client's blocks in every archive that may have been active, oldest first. */
   readonly matches: readonly BlockMatch[];
 }
@@ -35,9 +38,10 @@ function blockKey(match: BlockMatch): string {
   return `${match.archive.dir}|${publicAddress}|${firstPort}|${lastPort}|${proto}`;
 }
 
+/** A client (IPv4 number or IPv6 bigint) in the rulesets of its family around `at`. */
 export function lookupClientAt(
   dirs: readonly ArchiveDir[],
-  client: number,
+  client: Address,
   at: number,
   margin = SWITCH_MARGIN_SECONDS,
   /** Unix seconds of now; a later moment (beyond a small clock skew) is not answered. */
@@ -46,11 +50,25 @@ export function lookupClientAt(
   const future = futureNote(at, now);
   if (future) return { status: 'not-found', notes: [future], archives: [], matches: [] };
   const around = dirs.map((dir) => activeAround(dir, at, margin));
+  if (typeof client === 'bigint') {
+    const around6 = around.map((node) => ({ ...node, archives: node.archives.map(ipv6Of) }));
+    return lookupAround(around6, client, at, margin, (archive) => blocksOfClient6(archive, client));
+  }
+  return lookupAround(around, client, at, margin, (archive) =>
+    archive.assignments.filter((assignment) => assignment.client === client),
+  );
+}
+
+function lookupAround<A extends Address>(
+  around: readonly ActiveAround<A>[],
+  client: A,
+  at: number,
+  margin: number,
+  blocksOf: (archive: LoadedArchive<A>) => readonly ReadAssignment<A>[],
+): LookupAtResult {
   const considered = around.flatMap((node) => node.archives);
-  const matches = considered.flatMap((archive) =>
-    archive.assignments
-      .filter((assignment) => assignment.client === client)
-      .map((assignment) => ({ archive, assignment })),
+  const matches: BlockMatch[] = considered.flatMap((archive) =>
+    blocksOf(archive).map((assignment) => ({ archive, assignment })),
   );
   const relevant = [...new Set(matches.map((match) => match.archive))];
   const inPlay = archivesInPlay(considered, relevant);
@@ -59,23 +77,32 @@ export function lookupClientAt(
     ...(relevant.length > 0 ? switchNotes(inPlay, margin) : []),
     ...integrityNotes(inPlay),
   ];
-  if (considered.length > 0 && matches.length === 0) {
+  const readable = considered.filter((archive) => archive.ipv6State !== 'unreadable');
+  if (readable.length > 0 && matches.length === 0) {
+    const untranslated = readable.filter((archive) => archive.ipv6State === 'not-ours');
+    const why =
+      untranslated.length === readable.length
+        ? "they held no IPv6 rules of ours (eduVPN's own masquerade translated IPv6 clients then, untraceably)"
+        : 'it was not a client address then';
     notes.push({
       code: 'not-a-client',
-      message: `${formatIpv4(client)} has no block in ${considered.map((archive) => archive.entry.name).join(' or ')}: it was not a client address then`,
+      message: `${formatAddress(client)} has no block in ${readable.map((archive) => archive.entry.name).join(' or ')}: ${why}`,
     });
   }
   const dirsWithClient = new Set(matches.map((match) => match.archive.dir));
   if (dirsWithClient.size > 1) {
     notes.push({
       code: 'several-nodes',
-      message: `${formatIpv4(client)} has a block on more than one node (${[...dirsWithClient].join(', ')})`,
+      message: `${formatAddress(client)} has a block on more than one node (${[...dirsWithClient].join(', ')})`,
     });
   }
   const distinct = new Set(matches.map(blockKey)).size;
+  const unreadable = inPlay.some((archive) => archive.ipv6State === 'unreadable');
   const status: TraceStatus =
     matches.length === 0
-      ? 'not-found'
+      ? unreadable
+        ? 'ambiguous'
+        : 'not-found'
       : distinct > 1 ||
           hasSilentArchive(inPlay, matches) ||
           notes.some(

@@ -2,6 +2,7 @@
  * What trace and lookup say besides their answer: the status words, the notes that explain a
  * doubt, and the checks behind them (which archives were in play, whether one stayed silent).
  */
+import type { Address } from '../net/address.js';
 import type { ReadAssignment } from '../render/read-rules.js';
 import { formatUtc } from './time.js';
 import type { ActiveAround, LoadedArchive } from './timeline.js';
@@ -15,12 +16,14 @@ export type TraceNoteCode =
   | 'address-not-ours'
   | 'address-needed'
   | 'port-in-no-block'
+  | 'port-needed'
   | 'not-a-client'
   | 'near-switch'
   | 'several-nodes'
   | 'in-the-future'
   | 'archive-damaged'
-  | 'apply-interrupted';
+  | 'apply-interrupted'
+  | 'own-address';
 
 /**
  * Notes that make any answer uncertain, whatever the candidates. (An interrupted apply is not
@@ -52,15 +55,15 @@ export function futureNote(at: number, now: number | undefined): TraceNote | und
 }
 
 /** One archive's block holding the port (or, for a lookup, the client). */
-export interface BlockMatch {
-  readonly archive: LoadedArchive;
-  readonly assignment: ReadAssignment;
+export interface BlockMatch<A extends Address = Address> {
+  readonly archive: LoadedArchive<A>;
+  readonly assignment: ReadAssignment<A>;
 }
 
 /** Notes about time coverage shared by trace and lookup. */
 export function coverageNotes(
-  around: readonly ActiveAround[],
-  relevant: readonly LoadedArchive[],
+  around: readonly ActiveAround<Address>[],
+  relevant: readonly LoadedArchive<Address>[],
   at: number,
 ): TraceNote[] {
   const notes: TraceNote[] = [];
@@ -88,7 +91,7 @@ export function coverageNotes(
 }
 
 /** Notes for archives in play that cannot be trusted as they are, or may not have been active. */
-export function integrityNotes(inPlay: readonly LoadedArchive[]): TraceNote[] {
+export function integrityNotes(inPlay: readonly LoadedArchive<Address>[]): TraceNote[] {
   const notes: TraceNote[] = [];
   for (const archive of inPlay) {
     if (archive.damaged !== undefined) {
@@ -120,7 +123,10 @@ export function groupBy<T, K>(list: readonly T[], keyOf: (item: T) => K): Map<K,
 }
 
 /** Notes for every directory where more than one ruleset may have been active. */
-export function switchNotes(inPlay: readonly LoadedArchive[], margin: number): TraceNote[] {
+export function switchNotes(
+  inPlay: readonly LoadedArchive<Address>[],
+  margin: number,
+): TraceNote[] {
   const notes: TraceNote[] = [];
   // An interrupted apply's ruleset has a note of its own (integrityNotes): it is no switch.
   const switched = inPlay.filter((archive) => !archive.pending);
@@ -135,10 +141,10 @@ export function switchNotes(inPlay: readonly LoadedArchive[], margin: number): T
 }
 
 /** Archives of the directories that matter: those with a relevant archive (all if none). */
-export function archivesInPlay(
-  considered: readonly LoadedArchive[],
-  relevant: readonly LoadedArchive[],
-): LoadedArchive[] {
+export function archivesInPlay<A extends Address>(
+  considered: readonly LoadedArchive<A>[],
+  relevant: readonly LoadedArchive<A>[],
+): LoadedArchive<A>[] {
   const dirs = new Set(relevant.map((archive) => archive.dir));
   return dirs.size === 0 ? [...considered] : considered.filter((archive) => dirs.has(archive.dir));
 }
@@ -148,7 +154,7 @@ export function archivesInPlay(
  * gave none: then "no client at all" is as possible as the match.
  */
 export function hasSilentArchive(
-  inPlay: readonly LoadedArchive[],
+  inPlay: readonly LoadedArchive<Address>[],
   matches: readonly BlockMatch[],
 ): boolean {
   const matchedDirs = new Set(matches.map((match) => match.archive.dir));

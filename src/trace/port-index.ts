@@ -4,28 +4,32 @@
  * the same few archives again and again (a scan cost about 1.2 ms a row). Built once per loaded
  * archive and kept beside it; pure.
  */
+import type { Address } from '../net/address.js';
 import type { ReadAssignment } from '../render/read-rules.js';
 
-export interface PortIndex {
+/** Over IPv4 (number) or IPv6 (bigint) bindings alike. */
+export interface PortIndex<A extends Address = number> {
   /** The bindings whose block holds `port` (on `address`, or on any address when undefined). */
-  holding(port: number, address: number | undefined): ReadAssignment[];
+  holding(port: number, address: A | undefined): ReadAssignment<A>[];
 }
 
-interface AddressBlocks {
+interface AddressBlocks<A extends Address> {
   /** Sorted by firstPort. */
-  readonly blocks: readonly ReadAssignment[];
+  readonly blocks: readonly ReadAssignment<A>[];
   /** The widest block, so a search knows how far back a block may start and still hold. */
   readonly widest: number;
 }
 
-function indexOf(assignments: readonly ReadAssignment[]): Map<number, AddressBlocks> {
-  const grouped = new Map<number, ReadAssignment[]>();
+function indexOf<A extends Address>(
+  assignments: readonly ReadAssignment<A>[],
+): Map<A, AddressBlocks<A>> {
+  const grouped = new Map<A, ReadAssignment<A>[]>();
   for (const assignment of assignments) {
     const list = grouped.get(assignment.publicAddress);
     if (list) list.push(assignment);
     else grouped.set(assignment.publicAddress, [assignment]);
   }
-  const index = new Map<number, AddressBlocks>();
+  const index = new Map<A, AddressBlocks<A>>();
   for (const [address, blocks] of grouped) {
     blocks.sort((a, b) => a.firstPort - b.firstPort);
     const widest = blocks.reduce(
@@ -38,7 +42,10 @@ function indexOf(assignments: readonly ReadAssignment[]): Map<number, AddressBlo
 }
 
 /** Blocks of one address holding `port`, in the archive's order of clients. */
-function holdingIn({ blocks, widest }: AddressBlocks, port: number): ReadAssignment[] {
+function holdingIn<A extends Address>(
+  { blocks, widest }: AddressBlocks<A>,
+  port: number,
+): ReadAssignment<A>[] {
   // The last block that starts at or before the port.
   let low = 0;
   let high = blocks.length - 1;
@@ -52,7 +59,7 @@ function holdingIn({ blocks, widest }: AddressBlocks, port: number): ReadAssignm
       high = middle - 1;
     }
   }
-  const found: ReadAssignment[] = [];
+  const found: ReadAssignment<A>[] = [];
   for (let at = last; at >= 0; at--) {
     const block = blocks[at];
     if (!block || block.firstPort < port - widest) break;
@@ -61,7 +68,9 @@ function holdingIn({ blocks, widest }: AddressBlocks, port: number): ReadAssignm
   return found.reverse();
 }
 
-export function buildPortIndex(assignments: readonly ReadAssignment[]): PortIndex {
+export function buildPortIndex<A extends Address>(
+  assignments: readonly ReadAssignment<A>[],
+): PortIndex<A> {
   const index = indexOf(assignments);
   const order = new Map(assignments.map((assignment, position) => [assignment, position]));
   return {

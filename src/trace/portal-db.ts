@@ -38,6 +38,19 @@ const QUERIES: Record<PortalSchema, string> = {
           connected_at, disconnected_at FROM connection_log WHERE ip4 = ? ORDER BY connected_at`,
 };
 
+/**
+ * An IPv6 client by the portal's IPv6 column (3.x `ip_six`, 2.x `ip6`), or by its IPv4 twin:
+ * both addresses of a session are logged on one row. The portal writes IPv6 addresses as PHP's
+ * inet_ntop prints them (RFC 5952 on glibc), the form formatIpv6 gives.
+ */
+const QUERIES6: Record<PortalSchema, string> = {
+  '3.x': `SELECT user_id, profile_id, connection_id, vpn_proto, connected_at, disconnected_at
+          FROM connection_log WHERE ip_six = ? OR ip_four = ? ORDER BY connected_at`,
+  '2.x': `SELECT user_id, profile_id, common_name AS connection_id, NULL AS vpn_proto,
+          connected_at, disconnected_at FROM connection_log WHERE ip6 = ? OR ip4 = ?
+          ORDER BY connected_at`,
+};
+
 function schemaOf(columns: ReadonlySet<string>): PortalSchema | undefined {
   if (columns.has('ip_four') && columns.has('connected_at')) return '3.x';
   if (columns.has('ip4') && columns.has('common_name')) return '2.x';
@@ -91,8 +104,11 @@ function open(path: string): OpenDatabase {
 
 export interface PortalDatabases {
   readonly databases: readonly DatabaseRead[];
-  /** The sessions of `client` (dotted quad) around `at` (unix seconds). */
-  sessionsOf(client: string, at: number): UserAnswer;
+  /**
+   * The sessions of `client` (a dotted quad, or IPv6 text found by the IPv6 column or by its
+   * IPv4 `twin`) around `at` (unix seconds).
+   */
+  sessionsOf(client: string, at: number, twin?: string): UserAnswer;
   close(): void;
 }
 
@@ -108,7 +124,8 @@ export function openPortalDatabases(
     schema === '3.x' ? 'UTC' : `${zone.name} (assumed: eduVPN 2.x stores times without a zone)`;
   return {
     databases,
-    sessionsOf(client, at) {
+    sessionsOf(client, at, twin) {
+      const ipv6 = client.includes(':');
       const sessions: PortalSession[] = [];
       const problems = opened
         .filter((database) => database.db === undefined)
@@ -118,9 +135,9 @@ export function openPortalDatabases(
         const schema = read.schema ?? '3.x';
         let rows: LogRow[];
         try {
-          rows = (
-            (db?.prepare(QUERIES[schema]).all(client) ?? []) as Record<string, unknown>[]
-          ).map(logRowOf);
+          const statement = db?.prepare((ipv6 ? QUERIES6 : QUERIES)[schema]);
+          const found = ipv6 ? statement?.all(client, twin ?? null) : statement?.all(client);
+          rows = ((found ?? []) as Record<string, unknown>[]).map(logRowOf);
         } catch (error) {
           problems.push(`${read.path} cannot be read (${(error as Error).message})`);
           continue;
@@ -144,7 +161,7 @@ export function openPortalDatabases(
           sessions,
         };
       }
-      return answerOf(sessions, client, at, margin);
+      return answerOf(sessions, twin === undefined ? client : `${client} (or ${twin})`, at, margin);
     },
     close() {
       for (const { db } of usable) db?.close();

@@ -6,10 +6,12 @@
  * (and for the original script, whose firewall restart came after the file was written), holds
  * both rulesets as possible. Only the few archives around the moment are read.
  */
-import { parseArchiveHeader, archiveBody } from '../archive/header.js';
+import { parseArchiveHeader, archiveBody, rulesetLooksComplete } from '../archive/header.js';
 import { findArchiveAt, type ArchiveName } from '../archive/names.js';
 import { parseIpv4 } from '../net/ipv4.js';
-import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
+import type { Address } from '../net/address.js';
+import { readAssignments, type Netmap6, type ReadAssignment } from '../render/read-rules.js';
+import { ipv6HalfOf, type Ipv6Source } from './archive6.js';
 import { buildPortIndex, type PortIndex } from './port-index.js';
 
 /** Seconds of doubt on each side of a switch; see the module comment. */
@@ -40,7 +42,16 @@ export interface ArchiveDir {
    * The archive of an apply that was interrupted (`<name>.pending`) and not yet resolved: its
    * ruleset may have become active at any moment since that apply began.
    */
-  readonly pending?: { readonly entry: ArchiveName; readonly text: string } | undefined;
+  readonly pending?:
+    | {
+        readonly entry: ArchiveName;
+        readonly text: string;
+        /** Its IPv6 half (`rules.v6.pending`), when the interrupted apply wrote one. */
+        readonly ipv6?: Ipv6Source | undefined;
+      }
+    | undefined;
+  /** The IPv6 half `rules.v6.<s>[.gz]` of iptables archive `entry`; undefined when missing. */
+  readonly readIpv6?: ((entry: ArchiveName) => Ipv6Source | undefined) | undefined;
   /**
    * Parses entry `index`, in place of `loadArchive`: a batch of traces passes one that keeps
    * the archives it parsed last (src/trace/batch-archives.ts), so none is parsed twice.
@@ -48,7 +59,7 @@ export interface ArchiveDir {
   readonly load?: (index: number) => LoadedArchive | undefined;
 }
 
-export interface LoadedArchive {
+export interface LoadedArchive<A extends Address = number> {
   readonly dir: string;
   readonly entry: ArchiveName;
   /** Written by traceable-nat (with a header); false for the original script's archives. */
@@ -58,20 +69,29 @@ export interface LoadedArchive {
   /** When the next archive of the directory became active; undefined for the newest. */
   readonly nextActivatedAt: number | undefined;
   /** The public addresses it uses or was configured with, ascending. */
-  readonly publicAddresses: readonly number[];
-  readonly assignments: readonly ReadAssignment[];
+  readonly publicAddresses: readonly A[];
+  readonly assignments: readonly ReadAssignment<A>[];
+  /** IPv6 prefix mode: client ranges mapped into public prefixes (no per-client rules). */
+  readonly netmaps?: readonly Netmap6[] | undefined;
   /** Why this archive cannot be trusted as it is (edited or cut after it was written). */
   readonly damaged: string | undefined;
   /** An interrupted apply's ruleset, which may or may not have become active. */
   readonly pending: boolean;
+  /**
+   * The IPv6 side of an activation (src/trace/archive6.ts): `not-ours` when eduVPN's own
+   * masquerade translated IPv6 then, `unreadable` when its rules are missing.
+   */
+  readonly ipv6State?: 'ours' | 'not-ours' | 'unreadable' | undefined;
   /** The bindings whose block holds a port, by binary search (built on first use). */
-  readonly holding?: ((port: number, address: number | undefined) => ReadAssignment[]) | undefined;
+  holding?(port: number, address: A | undefined): ReadAssignment<A>[];
+  /** The IPv6 half of the same activation, read on first use. */
+  ipv6?(): LoadedArchive<bigint>;
 }
 
-export interface ActiveAround {
+export interface ActiveAround<A extends Address = number> {
   readonly dir: string;
   /** Oldest first; more than one within a switch window. */
-  readonly archives: readonly LoadedArchive[];
+  readonly archives: readonly LoadedArchive<A>[];
   /** The moment may lie before the directory's first archive became active. */
   readonly mayPredateFirst: boolean;
   /** Activation of the directory's first archive; undefined when it has none. */
@@ -89,12 +109,6 @@ function configuredAddresses(settings: Readonly<Record<string, unknown>>): numbe
   return list
     .map((text) => (typeof text === 'string' ? parseIpv4(text) : undefined))
     .filter((address): address is number => address !== undefined);
-}
-
-/** An iptables ruleset ends with COMMIT, an nft table with its closing brace. */
-function looksComplete(body: string): boolean {
-  const end = body.trimEnd();
-  return end.endsWith('COMMIT') || end.endsWith('}');
 }
 
 /**
@@ -118,7 +132,7 @@ function damageOf(dir: ArchiveDir, index: number, text: string): string | undefi
   ) {
     return `${entry.name} is not what was archived: the state file anchors it with SHA-256 ${dir.anchor.sha256}, the file now has ${digest} (edited or cut since)`;
   }
-  if (parseArchiveHeader(text) !== undefined && !looksComplete(archiveBody(text))) {
+  if (parseArchiveHeader(text) !== undefined && !rulesetLooksComplete(archiveBody(text))) {
     return `${entry.name} stops before the end of its ruleset (cut by a full disk or a copy?)`;
   }
   return undefined;
@@ -129,7 +143,7 @@ function summarizeArchive(
   entry: ArchiveName,
   text: string,
   nextActivatedAt: number | undefined,
-): Omit<LoadedArchive, 'damaged' | 'pending'> {
+): Omit<LoadedArchive, 'damaged' | 'pending' | 'ipv6'> {
   const header = parseArchiveHeader(text);
   let index: PortIndex | undefined;
   const assignments = readAssignments(archiveBody(text)).assignments;
@@ -147,28 +161,41 @@ function summarizeArchive(
   };
 }
 
+/** The archive with its IPv6 half, read and checked on first use (one trace in many needs it). */
+function withIpv6(
+  archive: Omit<LoadedArchive, 'ipv6'>,
+  text: string,
+  source: () => Ipv6Source | undefined,
+): LoadedArchive {
+  let half: LoadedArchive<bigint> | undefined;
+  return { ...archive, ipv6: () => (half ??= ipv6HalfOf(archive, text, source)) };
+}
+
 export function loadArchive(dir: ArchiveDir, index: number): LoadedArchive | undefined {
   const entry = dir.entries[index];
   if (!entry) return undefined;
   const text = dir.read(entry);
-  return {
+  const source = () => dir.readIpv6?.(entry);
+  const archive = {
     ...summarizeArchive(dir, entry, text, dir.entries[index + 1]?.activatedAt),
     damaged: damageOf(dir, index, text),
     pending: false,
   };
+  return withIpv6(archive, text, source);
 }
 
 /** The pending archive as a candidate from its apply's start on (see ArchiveDir.pending). */
 function loadPending(dir: ArchiveDir): LoadedArchive | undefined {
   if (dir.pending === undefined) return undefined;
-  const { entry, text } = dir.pending;
+  const { entry, text, ipv6 } = dir.pending;
   const summary = summarizeArchive(dir, entry, text, undefined);
-  return {
+  const archive = {
     ...summary,
     entry: { ...entry, activatedAt: summary.applyStartedAt },
     damaged: undefined,
     pending: true,
   };
+  return withIpv6(archive, text, () => ipv6);
 }
 
 /**

@@ -16,6 +16,7 @@ import { discover } from '../../src/cli/discovery.js';
 import { archiveDirOf } from '../../src/cli/trace-sources.js';
 import { loadConfig } from '../../src/config-file.js';
 import type { PortMap } from '../../src/mapping/types.js';
+import { formatAddress } from '../../src/net/address.js';
 import { formatIpv4, parseIpv4 } from '../../src/net/ipv4.js';
 import type { Clock } from '../../src/system/clock.js';
 import { lookupClientAt } from '../../src/trace/lookup-at.js';
@@ -92,7 +93,7 @@ describeKernel.each(['iptables', 'nftables'] as const)('trace on real applies (%
     const result = traceArchives([archiveDir()], { at, port, address: PUBLIC });
     return {
       status: result.status,
-      clients: result.candidates.map((candidate) => formatIpv4(candidate.client)).sort(),
+      clients: result.candidates.map((candidate) => formatAddress(candidate.client)).sort(),
     };
   };
 

@@ -3,7 +3,8 @@
  * switch (original script -> ours -> nftables), every honest "cannot say", two nodes, and the
  * reverse lookup.
  */
-import { formatIpv4, parseIpv4 } from '../../src/net/ipv4.js';
+import { formatAddress } from '../../src/net/address.js';
+import { parseIpv4 } from '../../src/net/ipv4.js';
 import { lookupClientAt } from '../../src/trace/lookup-at.js';
 import { traceArchives, type TraceQuery, type TraceResult } from '../../src/trace/trace.js';
 import { archiveFiles, memoryDir, type ArchiveSpec } from './archive-fixtures.js';
@@ -58,7 +59,7 @@ function trace(query: Omit<TraceQuery, 'address'> & { address?: string }): Trace
 function summary(result: TraceResult) {
   return {
     status: result.status,
-    clients: result.candidates.map((candidate) => formatIpv4(candidate.client)),
+    clients: result.candidates.map((candidate) => formatAddress(candidate.client)),
     notes: result.notes.map((note) => note.code),
   };
 }
@@ -332,7 +333,7 @@ describe('lookup --at: the reverse', () => {
       status: result.status,
       blocks: result.matches.map(
         ({ assignment }) =>
-          `${formatIpv4(assignment.publicAddress)}:${assignment.firstPort}-${assignment.lastPort}`,
+          `${formatAddress(assignment.publicAddress)}:${assignment.firstPort}-${assignment.lastPort}`,
       ),
       notes: result.notes.map((note) => note.code),
     }).toEqual({ status, blocks, notes });
