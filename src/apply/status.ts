@@ -3,8 +3,9 @@
  * back to client bindings and compared. They agree when all three bind every client the same.
  */
 import type { Config } from '../config.js';
-import { archiveBody } from '../archive/header.js';
-import { newestArchive } from '../archive/store.js';
+import { archiveBody, parseArchiveHeader } from '../archive/header.js';
+import { newestArchive, readIpv6Half, type StoredArchive } from '../archive/store.js';
+import { fingerprint6, table6Of, translations6 } from '../render/fingerprint6.js';
 import { IptablesKernel } from '../netfilter/iptables.js';
 import { NftKernel } from '../netfilter/nftables.js';
 import type { CommandRunner } from '../netfilter/runner.js';
@@ -25,7 +26,44 @@ export interface ActiveStatus {
   readonly rulesFile: RulesetSummary;
   readonly archive: RulesetSummary & { readonly activatedAt: number | undefined };
   readonly kernel: RulesetSummary;
+  /** The IPv6 side, when nat6 is set or the newest archive has one. */
+  readonly ipv6: ActiveStatus6 | undefined;
+  /** Both families agree. */
   readonly agree: boolean;
+}
+
+/** One IPv6 ruleset read back: its translations (client or range -> where to). */
+export interface Summary6 {
+  readonly source: string | undefined;
+  /** Clients (port blocks) or client ranges (prefix mode) translated. */
+  readonly sources: number;
+  /** The public addresses or prefixes they are translated to. */
+  readonly targets: readonly string[];
+  readonly fingerprint: string;
+}
+
+export interface ActiveStatus6 {
+  readonly rulesFile: Summary6;
+  readonly archive: Summary6;
+  readonly kernel: Summary6;
+  readonly agree: boolean;
+}
+
+export function summarize6(source: string | undefined, text: string | undefined): Summary6 {
+  const found = translations6(text ?? '');
+  const targets = new Set([...found.values()].map((to) => to.replace(/^\[(.*)\]:.*$/, '$1')));
+  return {
+    source: text === undefined ? undefined : source,
+    sources: found.size,
+    targets: [...targets],
+    // nftables: the leaf map too (a /124 no longer looked up translates nobody).
+    // In any order: ip6tables-save lists the chains otherwise than the rules file has them.
+    fingerprint: [...found]
+      .map(([from, to]) => `${from}>${to}`)
+      .sort()
+      .join('\n')
+      .concat('\n', fingerprint6(text ?? '')),
+  };
 }
 
 export function summarize(source: string | undefined, read: ReadRules | undefined): RulesetSummary {
@@ -88,9 +126,52 @@ export async function readActiveStatus(
     kernel === undefined ? undefined : `${firewall.backend} kernel state`,
     kernel,
   );
-  const agree =
+  const agree4 =
     archive.source !== undefined &&
     rulesFile.bindings === archive.bindings &&
     kernelSummary.bindings === archive.bindings;
-  return { rulesFile, archive, kernel: kernelSummary, agree };
+  const ipv6 = await readActiveStatus6(config, runner, newest);
+  return {
+    rulesFile,
+    archive,
+    kernel: kernelSummary,
+    ipv6,
+    agree: agree4 && (ipv6?.agree ?? true),
+  };
+}
+
+async function readActiveStatus6(
+  config: Config,
+  runner: CommandRunner,
+  newest: StoredArchive | undefined,
+): Promise<ActiveStatus6 | undefined> {
+  const { firewall } = config;
+  const iptables = firewall.backend === 'iptables';
+  const vouched = newest && parseArchiveHeader(newest.text)?.ipv6;
+  const half =
+    iptables && newest && vouched ? readIpv6Half(firewall.archiveDir, newest.entry) : undefined;
+  // nftables: the table ip6 of the one file (its table ip would count in the fingerprint).
+  const archived = iptables ? half?.text : newest && table6Of(newest.text);
+  const archive = summarize6(
+    iptables ? half?.path : newest?.path,
+    archived && archiveBody(archived),
+  );
+  if (config.nat6 === undefined && archive.sources === 0) return undefined;
+  const file = iptables ? firewall.rulesFile6 : firewall.rulesFile;
+  const fileText = readRulesFile(file);
+  const rulesFile = summarize6(
+    file,
+    iptables || fileText === undefined ? fileText : table6Of(fileText),
+  );
+  const kernel = summarize6(
+    `${firewall.backend} kernel state (IPv6)`,
+    await kernelRules6(config, runner),
+  );
+  // A half whose bytes are not those the archive vouches for agrees with nothing.
+  const intact = !iptables || half === undefined || half.sha256 === vouched?.sha256;
+  const agree =
+    intact &&
+    rulesFile.fingerprint === archive.fingerprint &&
+    kernel.fingerprint === archive.fingerprint;
+  return { rulesFile, archive, kernel, agree };
 }

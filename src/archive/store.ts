@@ -113,18 +113,36 @@ export function readIpv6Half(
   dir: string,
   entry: ArchiveName,
 ): { path: string; text: string; sha256: string } | undefined {
+  const half = ipv6HalfBytes(dir, entry);
+  return (
+    half && {
+      path: half.path,
+      text: decodeArchive(half.bytes, half.path),
+      sha256: sha256(half.bytes),
+    }
+  );
+}
+
+/** SHA-256 of the IPv6 half as stored (undefined: there is none), without decompressing it. */
+export function ipv6HalfDigest(dir: string, entry: ArchiveName): string | undefined {
+  const half = ipv6HalfBytes(dir, entry);
+  return half && sha256(half.bytes);
+}
+
+function ipv6HalfBytes(
+  dir: string,
+  entry: ArchiveName,
+): { path: string; bytes: Buffer } | undefined {
   for (const name of ipv6SiblingNames(entry.activatedAt)) {
     const path = join(dir, name);
-    let bytes: Buffer;
     try {
-      bytes = readFileSync(path);
+      return { path, bytes: readFileSync(path) };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
         cause: error,
       });
     }
-    return { path, text: decodeArchive(bytes, path), sha256: sha256(bytes) };
   }
   return undefined;
 }

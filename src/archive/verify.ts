@@ -13,6 +13,8 @@ export interface ArchiveFile {
   readonly text: string;
   /** SHA-256 of the file's bytes (differs from the text's for a compressed archive). */
   readonly sha256?: string | undefined;
+  /** SHA-256 of its IPv6 half `rules.v6.<s>` as stored; undefined when there is none. */
+  readonly ipv6Sha256?: string | undefined;
 }
 
 export type ChainProblemKind = 'gap' | 'tampered' | 'unchained';
@@ -32,8 +34,26 @@ export interface ChainReport {
   readonly problems: readonly ChainProblem[];
 }
 
+/** The IPv6 half an iptables activation's header vouches for: missing or changed since. */
+function halfProblem(
+  name: string,
+  recorded: string | undefined,
+  actual: string | undefined,
+): ChainProblem | undefined {
+  if (recorded === undefined || recorded === actual) return undefined;
+  const half = name.replace(/^rules\.v4\./, 'rules.v6.').replace(/\.gz$/, '');
+  return actual === undefined
+    ? { kind: 'gap', file: name, message: `${half} (the IPv6 half of ${name}) is missing` }
+    : {
+        kind: 'tampered',
+        file: name,
+        message: `${half} (the IPv6 half of ${name}) was changed after it was written (sha256 ${actual}, recorded ${recorded})`,
+      };
+}
+
 export function verifyArchiveChain(files: readonly ArchiveFile[]): ChainReport {
   const textOf = new Map(files.map((file) => [file.name, file.text]));
+  const halfOf = new Map(files.map((file) => [file.name, file.ipv6Sha256]));
   const digestOf = new Map(files.map((file) => [file.name, file.sha256 ?? sha256(file.text)]));
   const sorted = sortArchiveNames(files.map((file) => file.name));
   const problems: ChainProblem[] = [];
@@ -42,6 +62,8 @@ export function verifyArchiveChain(files: readonly ArchiveFile[]): ChainReport {
     const header = parseArchiveHeader(textOf.get(name) ?? '');
     if (!header) return;
     ours++;
+    const half = halfProblem(name, header.ipv6?.sha256, halfOf.get(name));
+    if (half) problems.push(half);
     const before = sorted[index - 1]?.name;
     const named = header.previous;
     if (!named) {

@@ -3,7 +3,7 @@
  * that is wrong in one go. Exit 0 only when all pass; 2 when any input is bad.
  */
 import { planFromDisk } from '../apply/apply.js';
-import { listArchives, readArchive } from '../archive/store.js';
+import { ipv6HalfDigest, listArchives, readArchive } from '../archive/store.js';
 import { archiveHeadProblems } from '../archive/head-check.js';
 import { auditProblems, readAuditedArchives } from '../archive/journal-audit.js';
 import { verifyArchiveChain } from '../archive/verify.js';
@@ -76,7 +76,8 @@ const checkSteps: CheckStep[] = [
       for (const dir of dirs) {
         const files = listArchives(dir).map((entry) => {
           const { text, sha256 } = readArchive(dir, entry);
-          return { name: entry.name, text, sha256 };
+          const ipv6Sha256 = entry.backend === 'iptables' ? ipv6HalfDigest(dir, entry) : undefined;
+          return { name: entry.name, text, sha256, ipv6Sha256 };
         });
         const report = verifyArchiveChain(files);
         archives += report.archives;

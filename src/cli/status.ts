@@ -1,5 +1,5 @@
 /** `traceable-nat status`: what is active now, and whether rules file, archive and kernel agree. */
-import { readActiveStatus, type RulesetSummary } from '../apply/status.js';
+import { readActiveStatus, type RulesetSummary, type Summary6 } from '../apply/status.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { processRunner } from '../netfilter/runner.js';
 import type { Command } from './command.js';
@@ -15,6 +15,22 @@ function line(label: string, summary: RulesetSummary, reference: RulesetSummary)
         ? ' (same as the archive)'
         : ' (DIFFERS from the archive)';
   return `${label.padEnd(10)} ${summary.source}: ${what}${same}`;
+}
+
+function line6(label: string, summary: Summary6, reference: Summary6): string {
+  if (summary.source === undefined) return `${label.padEnd(10)} none`;
+  const what = `${summary.sources} ${summary.sources > 0 && summary.targets.some((to) => to.includes('/')) ? 'client ranges' : 'clients'} to ${summary.targets.join(', ') || '-'}`;
+  const same =
+    summary === reference
+      ? ''
+      : summary.fingerprint === reference.fingerprint
+        ? ' (same as the archive)'
+        : ' (DIFFERS from the archive)';
+  return `${label.padEnd(10)} ${summary.source}: ${what}${same}`;
+}
+
+function json6(summary: Summary6): Record<string, unknown> {
+  return { source: summary.source ?? null, sources: summary.sources, targets: summary.targets };
 }
 
 function json(summary: RulesetSummary): Record<string, unknown> {
@@ -46,6 +62,14 @@ export const statusCommand: Command = {
             archive: json(status.archive),
             rulesFile: json(status.rulesFile),
             kernel: json(status.kernel),
+            ...(status.ipv6 && {
+              ipv6: {
+                agree: status.ipv6.agree,
+                archive: json6(status.ipv6.archive),
+                rulesFile: json6(status.ipv6.rulesFile),
+                kernel: json6(status.ipv6.kernel),
+              },
+            }),
           },
           null,
           2,
@@ -57,8 +81,15 @@ export const statusCommand: Command = {
           line('archive', status.archive, status.archive) + since,
           line('rules file', status.rulesFile, status.archive),
           line('kernel', status.kernel, status.archive),
+          ...(status.ipv6
+            ? [
+                line6('IPv6 archive', status.ipv6.archive, status.ipv6.archive),
+                line6('IPv6 rules file', status.ipv6.rulesFile, status.ipv6.archive),
+                line6('IPv6 kernel', status.ipv6.kernel, status.ipv6.archive),
+              ]
+            : []),
           status.agree
-            ? 'agree: yes, the kernel holds the newest archived ruleset'
+            ? `agree: yes, the kernel holds the newest archived ruleset${status.ipv6 ? ' (IPv4 and IPv6)' : ''}`
             : 'agree: NO; run traceable-nat apply (or check the daemon: journalctl -u traceable-nat)',
         ].join('\n') + '\n',
       );

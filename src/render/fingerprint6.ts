@@ -72,3 +72,9 @@ function normalize(text: string): string {
   const address = parseIpv6(text);
   return address === undefined ? text : formatIpv6(address);
 }
+
+/** Our `table ip6` of an nftables rules file or archive that holds both families ('' if none). */
+export function table6Of(text: string): string {
+  const start = /^table ip6 /m.exec(text)?.index;
+  return start === undefined ? '' : text.slice(start);
+}

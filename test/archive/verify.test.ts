@@ -83,3 +83,45 @@ describe('verifyArchiveChain', () => {
     expect(verifyArchiveChain([])).toEqual({ archives: 0, ours: 0, problems: [] });
   });
 });
+
+describe('the IPv6 halves (rules.v6.<s>) the rules.v4 headers vouch for', () => {
+  const HALF = 'a'.repeat(64);
+  /** The newest archive, rules.v4, with an `# ipv6:` line, and the half's digest as found. */
+  function withHalf(found: string | undefined): ArchiveFile[] {
+    const list = files((map) => map.delete('traceable-nat.nft.1600010800'));
+    return list.map((file) =>
+      file.name === 'rules.v4.1600007200'
+        ? {
+            ...file,
+            text: file.text.replace(
+              '# end of traceable-nat header',
+              `# ipv6: sha256:${HALF}\n# end of traceable-nat header`,
+            ),
+            ipv6Sha256: found,
+          }
+        : file,
+    );
+  }
+
+  test('intact: no problem', () => {
+    expect(problems(withHalf(HALF))).toEqual([]);
+  });
+
+  test('missing: a gap, named by its rules.v4 archive', () => {
+    const report = verifyArchiveChain(withHalf(undefined));
+    expect(report.problems.map(({ kind, file }) => ({ kind, file }))).toContainEqual({
+      kind: 'gap',
+      file: 'rules.v4.1600007200',
+    });
+    expect(report.problems.map((problem) => problem.message)).toContain(
+      'rules.v6.1600007200 (the IPv6 half of rules.v4.1600007200) is missing',
+    );
+  });
+
+  test('changed: tampered', () => {
+    expect(problems(withHalf('b'.repeat(64)))).toContainEqual({
+      kind: 'tampered',
+      file: 'rules.v4.1600007200',
+    });
+  });
+});

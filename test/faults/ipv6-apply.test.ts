@@ -117,7 +117,15 @@ describeKernel.each(['iptables', 'nftables'] as const)('IPv6 in the apply (%s)',
     // iptables: a leaf chain emptied; nftables: a /124 no longer looked up.
     if (backend === 'iptables') expect(translations6(kernel6())).not.toEqual(held);
     else expect(fingerprint6(kernel6())).not.toBe(fingerprint);
+    const drifted = site.cli(['status']);
+    expect(drifted.status).toBe(1);
+    expect(drifted.stdout).toMatch(/^IPv6 kernel .*\(DIFFERS from the archive\)$/m);
     expect(applyJson().outcome).toBe('repaired');
+    const repaired = site.cli(['status']);
+    expect(repaired.stdout).toMatch(
+      /^IPv6 kernel .*: 503 clients to 2001:db8::1 \(same as the archive\)$/m,
+    );
+    expect(repaired.status).toBe(0);
     expect(translations6(kernel6())).toEqual(held);
     expect(fingerprint6(kernel6())).toBe(fingerprint);
     expect(site.archives()).toEqual(archives);
