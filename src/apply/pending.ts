@@ -19,7 +19,7 @@ import {
   type FoundPending,
   type StoredArchive,
 } from '../archive/store.js';
-import { translations6 } from '../render/fingerprint6.js';
+import { translationsKey } from '../render/fingerprint6.js';
 import type { Config } from '../config.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { readAssignments } from '../render/read-rules.js';
@@ -140,13 +140,9 @@ async function ipv6Active(
   if (pendingText === undefined) return false;
   const newestText =
     newest && (backend === 'nftables' ? newest.text : readIpv6Half(archiveDir, newest.entry)?.text);
-  const planned = fingerprintOf(translations6(archiveBody(pendingText)));
-  const kernel = fingerprintOf(translations6((await kernelRules6(config, runner)) ?? ''));
-  return kernel === planned && planned !== fingerprintOf(translations6(newestText ?? ''));
-}
-
-function fingerprintOf(translations: ReadonlyMap<string, string>): string {
-  return [...translations].map(([source, to]) => `${source}>${to}`).join('\n');
+  const planned = translationsKey(archiveBody(pendingText));
+  const kernel = translationsKey((await kernelRules6(config, runner)) ?? '');
+  return kernel === planned && planned !== translationsKey(newestText ?? '');
 }
 
 /** The per-protocol client counts an archive header's settings carry (empty for old ones). */

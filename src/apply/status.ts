@@ -5,7 +5,7 @@
 import type { Config } from '../config.js';
 import { archiveBody, parseArchiveHeader } from '../archive/header.js';
 import { newestArchive, readIpv6Half, type StoredArchive } from '../archive/store.js';
-import { fingerprint6, table6Of, translations6 } from '../render/fingerprint6.js';
+import { fingerprint6, table6Of, translations6, translationsKey } from '../render/fingerprint6.js';
 import { IptablesKernel } from '../netfilter/iptables.js';
 import { NftKernel } from '../netfilter/nftables.js';
 import type { CommandRunner } from '../netfilter/runner.js';
@@ -57,12 +57,7 @@ export function summarize6(source: string | undefined, text: string | undefined)
     sources: found.size,
     targets: [...targets],
     // nftables: the leaf map too (a /124 no longer looked up translates nobody).
-    // In any order: ip6tables-save lists the chains otherwise than the rules file has them.
-    fingerprint: [...found]
-      .map(([from, to]) => `${from}>${to}`)
-      .sort()
-      .join('\n')
-      .concat('\n', fingerprint6(text ?? '')),
+    fingerprint: `${translationsKey(text ?? '')}\n${fingerprint6(text ?? '')}`,
   };
 }
 

@@ -78,3 +78,11 @@ export function table6Of(text: string): string {
   const start = /^table ip6 /m.exec(text)?.index;
   return start === undefined ? '' : text.slice(start);
 }
+
+/** translations6 as one comparable text, in any order of the rules (ip6tables-save reorders). */
+export function translationsKey(text: string): string {
+  return [...translations6(text)]
+    .map(([source, to]) => `${source}>${to}`)
+    .sort()
+    .join('\n');
+}

@@ -4,7 +4,7 @@
  * 64 KiB with a wrong printed hash, no rules.v4 cut mid-table (it is what loads at boot).
  * Real tmpfs mounts of 64 KiB, real kernel in a namespace.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, sh } from '../helpers/netns.js';
 import { createFaultSite, readText, type FaultSite } from './site.js';
@@ -109,5 +109,51 @@ describeKernel.each(['iptables', 'nftables'] as const)('a nearly full disk (%s)'
         site.net.exec(site.net.gateway, ['nft', '-c', '-f', rulesFile]);
       }
     });
+  });
+});
+
+describeKernel('a nearly full disk under rules.v6 (iptables with nat6)', () => {
+  let site: FaultSite;
+  let rulesDir: string;
+  const rulesFile6 = () => join(rulesDir, 'rules.v6');
+  /** Both families' NAT state in the kernel. */
+  const kernel = () =>
+    ['iptables-save', 'ip6tables-save']
+      .map((save) => site.net.exec(site.net.gateway, [save, '-t', 'nat']))
+      .join('')
+      .replace(/^#.*\n/gm, '');
+
+  beforeAll(() => {
+    site = createFaultSite('iptables');
+    rulesDir = join(site.sandbox.dir, 'rules6');
+    mountSmallTmpfs(rulesDir);
+    site.sandbox.writeConfig({
+      nat: NAT,
+      nat6: { publicAddresses: ['2001:db8::1'] },
+      firewall: { rulesFile6: rulesFile6() },
+    });
+  });
+  afterAll(() => {
+    unmount(rulesDir);
+    site.destroy();
+  });
+
+  test('neither family changes, rules.v4 and rules.v6 stay whole, no archive claims activation', () => {
+    site.sandbox.writeProfiles([SMALL]);
+    expect(site.cli(['apply']).status).toBe(0);
+    const filesBefore = [site.sandbox.rulesFile, rulesFile6()].map(readText);
+    const kernelBefore = kernel();
+    const archivesBefore = site.archives();
+
+    site.sandbox.writeProfiles([SMALL, LARGE]);
+    const result = site.cli(['apply']);
+    expect(result.stderr).toMatch(/rules\.v6 cannot be written \(ENOSPC\)/);
+    expect(result.status).toBe(4);
+    expect([site.sandbox.rulesFile, rulesFile6()].map(readText)).toEqual(filesBefore);
+    expect(kernel()).toBe(kernelBefore);
+    expect(site.archives()).toEqual(archivesBefore);
+    expect(site.leftovers()).toEqual([]);
+    expect(readdirSync(rulesDir)).toEqual(['rules.v6']);
+    site.net.exec(site.net.gateway, ['ip6tables-restore', '--test'], filesBefore[1]);
   });
 });

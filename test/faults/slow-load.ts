@@ -9,7 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sh } from '../helpers/netns.js';
 import { readText, type FaultSite } from './site.js';
 
-/** A wrapper that delays the real load (never the --test / -c check) by `delay` seconds. */
+/**
+ * A wrapper that delays the real load (never the --test / -c check) by `delay` seconds, after
+ * it has read all of its input.
+ */
 export function writeSlowWrapper(
   dir: string,
   backend: 'iptables' | 'nftables',
@@ -25,7 +28,9 @@ export function writeSlowWrapper(
     [
       '#!/bin/sh',
       `case " $* " in *" ${check} "*) exec ${real} "$@";; esac`,
-      `if ${loads}; then echo $$ > "$SLOW_MARK"; sleep ${delay}; fi`,
+      // The whole payload is read before the mark says "loading": a kill of the applier right
+      // after the mark can then never cut the payload short (stdin written in part, or not yet).
+      `if ${loads}; then cat > "$SLOW_MARK.input"; echo $$ > "$SLOW_MARK"; sleep ${delay}; exec ${real} "$@" < "$SLOW_MARK.input"; fi`,
       `exec ${real} "$@"`,
       '',
     ].join('\n'),
