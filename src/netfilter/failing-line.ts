@@ -1,7 +1,7 @@
 /**
  * iptables-restore says "Error occurred at line: N" (legacy), "line N failed" or "line N: X failed"
  * (nf_tables, when the kernel refuses the commit); nft
- * says "/dev/stdin:N:C-D: Error: ...". The error then shows that payload line with two lines of
+ * says "<file>:N:C-D: Error: ..." (the transaction file, or /dev/stdin). The error then shows that payload line with two lines of
  * context, which is what an operator needs to see what was refused.
  */
 import { CommandError } from '../errors.js';

@@ -1,4 +1,7 @@
 /** The nftables side of the kernel: read our table, check and load a transaction with `nft -f`. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CommandError } from '../errors.js';
 import { withFailingLine } from './failing-line.js';
 import type { CommandRunner } from './runner.js';
@@ -40,22 +43,30 @@ export class NftKernel {
     );
   }
 
-  /** Checks the transaction with `nft -c`, then loads it; the kernel is unchanged on failure. */
+  /**
+   * Checks the transaction with `nft -c`, then loads it; the kernel is unchanged on failure.
+   * From a file written whole before nft starts, never from a pipe: nft commits whatever it
+   * read when its input ends, so an applier killed while writing a pipe at a line boundary
+   * would leave a cut transaction committed (a `delete table` without the table that follows).
+   */
   async load(transaction: string, onSpawn?: (pid: number) => void): Promise<void> {
-    for (const args of [
-      ['-c', '-f', '-'],
-      ['-f', '-'],
-    ]) {
-      try {
-        await this.runner.run('nft', args, {
-          input: transaction,
-          onSpawn: args[0] === '-f' ? onSpawn : undefined,
-        });
-      } catch (error) {
-        if (error instanceof CommandError)
-          throw withFailingLine(error, transaction, 'nft transaction');
-        throw error;
+    const dir = mkdtempSync(join(tmpdir(), 'traceable-nat-'));
+    const file = join(dir, 'transaction.nft');
+    try {
+      writeFileSync(file, transaction, { mode: 0o600 });
+      for (const check of [true, false]) {
+        try {
+          await this.runner.run('nft', check ? ['-c', '-f', file] : ['-f', file], {
+            onSpawn: check ? undefined : onSpawn,
+          });
+        } catch (error) {
+          if (error instanceof CommandError)
+            throw withFailingLine(error, transaction, 'nft transaction');
+          throw error;
+        }
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   }
 }

@@ -13,7 +13,11 @@ import { parseArchiveHeader } from '../../src/archive/header.js';
 import { SWITCH_MARGIN_SECONDS } from '../../src/trace/timeline.js';
 import { isProcessAlive } from '../../src/system/process-alive.js';
 import { isRoot } from '../helpers/netns.js';
+import { readAssignments } from '../../src/render/read-rules.js';
 import { ALPHA, BETA, createFaultSite, GAMMA, type FaultSite } from './site.js';
+
+/** WireGuard 10.44.0.0/20: 4 093 clients. */
+const WIDE = { id: 'wide', wireguard: '10.44.0.0/20' };
 import { applyAndKill, waitFor, writeSlowWrapper } from './slow-load.js';
 import { activationOf, readArchiveText } from '../helpers/archive-files.js';
 
@@ -143,3 +147,35 @@ describeKernel.each(['iptables', 'nftables'] as const)(
     });
   },
 );
+
+describeKernel('kill -9 while the applier still writes a large nft transaction', () => {
+  let site: FaultSite;
+  let wrapperDir: string;
+
+  beforeAll(() => {
+    // 8 ports each, so that 4 346 clients fit on one public address.
+    site = createFaultSite('nftables', { removalGuard: false }, { portsPerClient: 8 });
+    wrapperDir = join(site.sandbox.dir, 'eager-bin');
+    // Says "loading" as soon as nft starts, before it has read anything.
+    writeSlowWrapper(wrapperDir, 'nftables', 2, 'nft', false);
+  });
+  afterAll(() => {
+    site.destroy();
+  });
+
+  test('the orphaned nft loads the whole transaction, never a cut one', async () => {
+    site.sandbox.writeProfiles([ALPHA]);
+    expect(site.cli(['apply']).status).toBe(0);
+    // 4 093 more clients: element adds far larger than a pipe's 64 KiB buffer.
+    site.sandbox.writeProfiles([ALPHA, WIDE]);
+    const { childPid } = await applyAndKill(site, wrapperDir);
+    await waitFor('the orphaned load to end', () => !alive(childPid));
+    const held = readAssignments(
+      site.net.exec(site.net.gateway, ['nft', 'list', 'table', 'ip', 'traceable_nat']),
+    ).assignments.length;
+    expect(held).toBe(253 + 4093);
+    const next = site.cli(['apply']);
+    expect(next.stderr).toMatch(/warning: an interrupted apply .* is now archived as/);
+    expect(next.status).toBe(0);
+  });
+});

@@ -18,6 +18,8 @@ export function writeSlowWrapper(
   backend: 'iptables' | 'nftables',
   delay: number,
   name = backend === 'iptables' ? 'iptables-restore' : 'nft',
+  /** false: say "loading" at once, so the applier can be killed while it still writes stdin. */
+  readInputFirst = true,
 ): void {
   mkdirSync(dir, { recursive: true });
   const real = sh(['sh', '-c', `command -v ${name}`]).trim();
@@ -30,7 +32,9 @@ export function writeSlowWrapper(
       `case " $* " in *" ${check} "*) exec ${real} "$@";; esac`,
       // The whole payload is read before the mark says "loading": a kill of the applier right
       // after the mark can then never cut the payload short (stdin written in part, or not yet).
-      `if ${loads}; then cat > "$SLOW_MARK.input"; echo $$ > "$SLOW_MARK"; sleep ${delay}; exec ${real} "$@" < "$SLOW_MARK.input"; fi`,
+      readInputFirst
+        ? `if ${loads}; then cat > "$SLOW_MARK.input"; echo $$ > "$SLOW_MARK"; sleep ${delay}; exec ${real} "$@" < "$SLOW_MARK.input"; fi`
+        : `if ${loads}; then echo $$ > "$SLOW_MARK"; sleep ${delay}; fi`,
       `exec ${real} "$@"`,
       '',
     ].join('\n'),
