@@ -7,9 +7,10 @@
  * Rule lines are written in the form iptables-save prints them (`-s a/32 -o IF -p tcp -j ...`),
  * so what the kernel holds can be compared with what we render, line for line.
  */
+import { assignmentColumns, type AssignmentColumns } from '../mapping/columns.js';
+import type { PortMap } from '../mapping/types.js';
 import { formatIpv4, prefixMask } from '../net/ipv4.js';
-import type { Assignment, PortBlock, PortMap } from '../mapping/types.js';
-import { groupRuns } from './group-runs.js';
+import { encodeText, LineWriter } from './line-writer.js';
 
 /** Every chain we own is `TNAT` or starts with `TNAT-`; nothing else in a ruleset is ours. */
 export const CHAIN_PREFIX = 'TNAT';
@@ -33,6 +34,11 @@ export interface IptablesNat {
   readonly chains: ReadonlyMap<string, readonly string[]>;
   /** The `-A POSTROUTING -o IF -j TNAT` line that sends traffic into our chains. */
   readonly jump: string;
+  /**
+   * When given, exactly the rules of `chains` in order, each followed by `\n`: a merge copies
+   * it whole instead of joining two million lines again (issue 13).
+   */
+  readonly rulesText?: string | undefined;
 }
 
 export function isOurChain(name: string): boolean {
@@ -43,75 +49,137 @@ export function renderJump(options: IptablesOptions): string {
   return `-A POSTROUTING -o ${options.outInterface} -j ${ROOT_CHAIN}`;
 }
 
-function formatPortBlock(block: PortBlock): string {
-  // iptables-save prints a one-port range as a single port; match it.
-  return block.first === block.last ? `${block.first}` : `${block.first}-${block.last}`;
+/** The constant pieces of our rule lines, as bytes. */
+interface Pieces {
+  readonly source: Uint8Array;
+  readonly host: Uint8Array;
+  readonly out: Uint8Array;
+  readonly tcpSnat: Uint8Array;
+  readonly udpSnat: Uint8Array;
+  readonly tcpReturn: Uint8Array;
+  readonly udpReturn: Uint8Array;
+  readonly snat: Uint8Array;
+  readonly jump: Uint8Array;
 }
 
-/** Ascending by client (already so from a PortMap; the sort then costs one pass). */
-function sortedAssignments(map: PortMap): Assignment[] {
-  return [...map.assignments()].sort((a, b) => a.client - b.client);
-}
-
-/** Formats addresses for one render; public addresses repeat for every client. */
-function addressFormatter(): (address: number) => string {
-  const known = new Map<number, string>();
-  return (address) => {
-    let text = known.get(address);
-    if (text === undefined) {
-      text = formatIpv4(address);
-      known.set(address, text);
-    }
-    return text;
+function piecesFor(outInterface: string): Pieces {
+  return {
+    source: encodeText(' -s '),
+    host: encodeText('/32'),
+    out: encodeText(` -o ${outInterface}`),
+    tcpSnat: encodeText(' -p tcp -j SNAT --to-source '),
+    udpSnat: encodeText(' -p udp -j SNAT --to-source '),
+    tcpReturn: encodeText(' -p tcp -j RETURN'),
+    udpReturn: encodeText(' -p udp -j RETURN'),
+    snat: encodeText(' -j SNAT --to-source '),
+    jump: encodeText(' -j '),
   };
 }
 
+const COLON = 58;
+const DASH = 45;
+const SLASH = 47;
+
 interface RenderContext {
   readonly chains: Map<string, string[]>;
-  readonly out: string;
-  readonly publicText: (address: number) => string;
+  readonly writer: LineWriter;
+  readonly rows: AssignmentColumns;
+  readonly pieces: Pieces;
+  /** The text of each public address, by its index in `rows`. */
+  readonly publicText: readonly Uint8Array[];
+}
+
+function renderContext(map: PortMap, options: IptablesOptions): RenderContext {
+  const rows = assignmentColumns(map);
+  const pieces = piecesFor(options.outInterface);
+  // Two rule lines and a bit per client; a line holds a chain name, two addresses and a block.
+  const longestLine = 160 + pieces.out.length;
+  return {
+    chains: new Map(),
+    writer: new LineWriter(rows.count * 2 * (longestLine >> 1), longestLine),
+    rows,
+    pieces,
+    publicText: rows.publicAddresses.map((address) => encodeText(formatIpv4(address))),
+  };
+}
+
+/** `-A chain -s client/32 -o IF`, the start of a client's lines. */
+function clientStart(context: RenderContext, head: Uint8Array, row: number): void {
+  const { writer, pieces } = context;
+  writer.bytes(head);
+  writer.bytes(pieces.source);
+  writer.ipv4(context.rows.client[row] ?? 0);
+  writer.bytes(pieces.host);
+  writer.bytes(pieces.out);
+}
+
+function publicTextOf(context: RenderContext, row: number): Uint8Array {
+  return context.publicText[context.rows.publicIndex[row] ?? 0] ?? new Uint8Array();
+}
+
+function clientSnat(context: RenderContext, head: Uint8Array, row: number, snat: Uint8Array) {
+  const { writer, rows } = context;
+  clientStart(context, head, row);
+  writer.bytes(snat);
+  writer.bytes(publicTextOf(context, row));
+  writer.byte(COLON);
+  // iptables-save prints a one-port range as a single port; match it.
+  const first = rows.firstPort[row] ?? 0;
+  const last = rows.lastPort[row] ?? 0;
+  writer.decimal(first);
+  if (first !== last) {
+    writer.byte(DASH);
+    writer.decimal(last);
+  }
 }
 
 /**
- * The rules of a chain that holds `clients` itself. `scoped` says the chain is only reached
- * through a `-s prefix` jump, so a rule without `-s` still only sees addresses of that prefix.
+ * The rules of a chain that holds rows `low` to `high` (exclusive) itself. `scoped` says the
+ * chain is only reached through a `-s prefix` jump, so a rule without `-s` still only sees
+ * addresses of that prefix.
  */
-function leafRules(
+function writeLeaf(
   context: RenderContext,
   chain: string,
-  clients: readonly Assignment[],
+  low: number,
+  high: number,
   scoped: boolean,
-): string[] {
-  const { publicText } = context;
+): void {
   const rules: string[] = [];
-  if (clients.length === 0) return rules;
-  const head = `-A ${chain}`;
-  const out = `-o ${context.out}`;
-  const sources: string[] = [];
-  let sharedAddress: number | undefined = clients[0]?.publicAddress;
-  for (const { client, publicAddress, block } of clients) {
-    if (publicAddress !== sharedAddress) sharedAddress = undefined;
-    const target = `-j SNAT --to-source ${publicText(publicAddress)}:${formatPortBlock(block)}`;
-    const source = `-s ${formatIpv4(client)}/32`;
-    sources.push(source);
-    rules.push(
-      `${head} ${source} ${out} -p tcp ${target}`,
-      `${head} ${source} ${out} -p udp ${target}`,
-    );
+  context.chains.set(chain, rules);
+  if (high <= low) return;
+  const { writer, pieces, rows } = context;
+  const head = encodeText(`-A ${chain}`);
+  let shared = rows.publicIndex[low] ?? 0;
+  for (let row = low; row < high; row++) {
+    if (rows.publicIndex[row] !== shared) shared = -1;
+    clientSnat(context, head, row, pieces.tcpSnat);
+    writer.endLine(rules);
+    clientSnat(context, head, row, pieces.udpSnat);
+    writer.endLine(rules);
   }
   // tcp/udp that matched no client must not reach the port-less SNAT below: it would get an
   // arbitrary port, possibly inside a client's block, and a trace would name that client.
-  rules.push(`${head} ${out} -p tcp -j RETURN`, `${head} ${out} -p udp -j RETURN`);
-  if (scoped && sharedAddress !== undefined) {
-    rules.push(`${head} ${out} -j SNAT --to-source ${publicText(sharedAddress)}`);
-  } else {
-    clients.forEach(({ publicAddress }, i) => {
-      rules.push(
-        `${head} ${sources[i] ?? ''} ${out} -j SNAT --to-source ${publicText(publicAddress)}`,
-      );
-    });
+  for (const ret of [pieces.tcpReturn, pieces.udpReturn]) {
+    writer.bytes(head);
+    writer.bytes(pieces.out);
+    writer.bytes(ret);
+    writer.endLine(rules);
   }
-  return rules;
+  if (scoped && shared >= 0) {
+    writer.bytes(head);
+    writer.bytes(pieces.out);
+    writer.bytes(pieces.snat);
+    writer.bytes(publicTextOf(context, low));
+    writer.endLine(rules);
+    return;
+  }
+  for (let row = low; row < high; row++) {
+    clientStart(context, head, row);
+    writer.bytes(pieces.snat);
+    writer.bytes(publicTextOf(context, row));
+    writer.endLine(rules);
+  }
 }
 
 /** The longest prefix, in whole tree levels, that both addresses share (32 when equal). */
@@ -120,39 +188,63 @@ function commonLevel(low: number, high: number): number {
   return bits === 32 ? 32 : bits - (bits % LEVEL_BITS);
 }
 
-/** Splits ascending clients into runs that share the top `prefix` bits. */
-function groupByPrefix(clients: readonly Assignment[], prefix: number): Assignment[][] {
+/** Where the runs of rows `low` to `high` that share their top `prefix` bits start and end. */
+function runBounds(client: Uint32Array, low: number, high: number, prefix: number): number[] {
   const shift = 32 - prefix;
-  return groupRuns(clients, (assignment) => assignment.client >>> shift);
+  const bounds = [low];
+  for (let row = low + 1; row < high; row++) {
+    if ((client[row] ?? 0) >>> shift !== (client[row - 1] ?? 0) >>> shift) bounds.push(row);
+  }
+  bounds.push(high);
+  return bounds;
 }
 
 /**
- * Renders `chain` for `clients` (ascending) and, depth first, its children. A child that would
- * only forward to a single grandchild is skipped: the jump names the narrowest prefix that still
- * holds all of the child's clients.
+ * Writes `chain` for rows `low` to `high` (exclusive; ascending clients) and, depth first, its
+ * children: the chain's own jumps first, then each child's subtree, so the text comes out in
+ * the order of the chains. A child that would only forward to a single grandchild is skipped:
+ * the jump names the narrowest prefix that still holds all of the child's clients.
  */
-function renderSubtree(
+function writeSubtree(
   context: RenderContext,
   chain: string,
-  clients: readonly Assignment[],
+  low: number,
+  high: number,
   scoped: boolean,
 ): void {
-  const first = clients[0]?.client ?? 0;
-  const last = clients.at(-1)?.client ?? 0;
-  if (clients.length <= LEAF_CLIENTS || first === last) {
-    context.chains.set(chain, leafRules(context, chain, clients, scoped));
+  const { client } = context.rows;
+  const first = client[low] ?? 0;
+  const last = client[high - 1] ?? 0;
+  if (high - low <= LEAF_CLIENTS || first === last) {
+    writeLeaf(context, chain, low, high, scoped);
     return;
   }
+  const { writer, pieces } = context;
   const rules: string[] = [];
   context.chains.set(chain, rules);
-  for (const group of groupByPrefix(clients, commonLevel(first, last) + LEVEL_BITS)) {
-    const low = group[0]?.client ?? 0;
-    const prefix = commonLevel(low, group.at(-1)?.client ?? 0);
-    const network = (low & prefixMask(prefix)) >>> 0;
+  const head = encodeText(`-A ${chain}`);
+  const bounds = runBounds(client, low, high, commonLevel(first, last) + LEVEL_BITS);
+  const children: string[] = [];
+  for (let i = 0; i + 1 < bounds.length; i++) {
+    const groupLow = bounds[i] ?? 0;
+    const groupFirst = client[groupLow] ?? 0;
+    const prefix = commonLevel(groupFirst, client[(bounds[i + 1] ?? 0) - 1] ?? 0);
+    const network = (groupFirst & prefixMask(prefix)) >>> 0;
     const child = `${CHAIN_PREFIX}-${formatIpv4(network)}/${prefix}`;
-    rules.push(`-A ${chain} -s ${formatIpv4(network)}/${prefix} -o ${context.out} -j ${child}`);
-    renderSubtree(context, child, group, true);
+    children.push(child);
+    writer.bytes(head);
+    writer.bytes(pieces.source);
+    writer.ipv4(network);
+    writer.byte(SLASH);
+    writer.decimal(prefix);
+    writer.bytes(pieces.out);
+    writer.bytes(pieces.jump);
+    writer.bytes(encodeText(child));
+    writer.endLine(rules);
   }
+  children.forEach((child, i) => {
+    writeSubtree(context, child, bounds[i] ?? 0, bounds[i + 1] ?? 0, true);
+  });
 }
 
 /**
@@ -160,13 +252,10 @@ function renderSubtree(
  * (`TNAT-10.42.0.0/20`), in depth-first ascending order.
  */
 export function renderIptablesChains(map: PortMap, options: IptablesOptions): IptablesNat {
-  const context = {
-    chains: new Map<string, string[]>(),
-    out: options.outInterface,
-    publicText: addressFormatter(),
-  };
-  renderSubtree(context, ROOT_CHAIN, sortedAssignments(map), false);
-  return { chains: context.chains, jump: renderJump(options) };
+  const context = renderContext(map, options);
+  writeSubtree(context, ROOT_CHAIN, 0, context.rows.count, false);
+  const rulesText = context.writer.finish();
+  return { chains: context.chains, jump: renderJump(options), rulesText };
 }
 
 /**
@@ -174,13 +263,10 @@ export function renderIptablesChains(map: PortMap, options: IptablesOptions): Ip
  * and the same handling of other protocols as the tree): the baseline for benchmarks.
  */
 export function renderLinearChain(map: PortMap, options: IptablesOptions): IptablesNat {
-  const context = {
-    chains: new Map<string, string[]>(),
-    out: options.outInterface,
-    publicText: addressFormatter(),
-  };
-  const rules = leafRules(context, ROOT_CHAIN, sortedAssignments(map), false);
-  return { chains: new Map([[ROOT_CHAIN, rules]]), jump: renderJump(options) };
+  const context = renderContext(map, options);
+  writeLeaf(context, ROOT_CHAIN, 0, context.rows.count, false);
+  const rulesText = context.writer.finish();
+  return { chains: context.chains, jump: renderJump(options), rulesText };
 }
 
 /**
@@ -189,6 +275,11 @@ export function renderLinearChain(map: PortMap, options: IptablesOptions): Iptab
  */
 export function renderNatTable(nat: IptablesNat): string {
   const declarations = [...nat.chains.keys()].map((name) => `:${name} - [0:0]`);
-  const rules = [...nat.chains.values()].flat();
-  return ['*nat', ...declarations, nat.jump, ...rules, 'COMMIT', ''].join('\n');
+  const rules =
+    nat.rulesText ??
+    [...nat.chains.values()]
+      .flat()
+      .map((rule) => `${rule}\n`)
+      .join('');
+  return ['*nat', ...declarations, nat.jump, ''].join('\n') + rules + 'COMMIT\n';
 }
