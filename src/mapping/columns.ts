@@ -3,20 +3,9 @@
  * walk. A million Assignment objects (and the arrays a tree of them needs) cost more in garbage
  * collection than writing the rules does (issue 13).
  */
-import type { PortMap } from './types.js';
+import type { AssignmentColumns, PortMap } from './types.js';
 
-export interface AssignmentColumns {
-  readonly count: number;
-  /** Client addresses as uint32, ascending (equal ones keep the map's order). */
-  readonly client: Uint32Array;
-  /** Each client's public address, as an index into `publicAddresses`. */
-  readonly publicIndex: Uint32Array;
-  /** The distinct public addresses, in order of first use. */
-  readonly publicAddresses: readonly number[];
-  /** Each client's port block. */
-  readonly firstPort: Int32Array;
-  readonly lastPort: Int32Array;
-}
+export type { AssignmentColumns } from './types.js';
 
 interface Filling {
   readonly client: Uint32Array;
@@ -54,6 +43,10 @@ function sortedByClient(unsorted: Filling, count: number): Filling {
 }
 
 export function assignmentColumns(map: PortMap): AssignmentColumns {
+  return map.columns?.() ?? columnsOfAssignments(map);
+}
+
+function columnsOfAssignments(map: PortMap): AssignmentColumns {
   let rows = filling(map.clientCount);
   const indexOfAddress = new Map<number, number>();
   const publicAddresses: number[] = [];
