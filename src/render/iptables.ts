@@ -51,28 +51,31 @@ export function renderJump(options: IptablesOptions): string {
 
 /** The constant pieces of our rule lines, as bytes. */
 interface Pieces {
-  readonly source: Uint8Array;
-  readonly host: Uint8Array;
-  readonly out: Uint8Array;
+  /** What follows a client's address in its tcp rule, up to the public address. */
   readonly tcpSnat: Uint8Array;
-  readonly udpSnat: Uint8Array;
+  /** Where `tcp` stands in tcpSnat, and what replaces it in the udp rule. */
+  readonly protocolAt: number;
+  readonly udp: Uint8Array;
+  /** What follows a client's address in its rule for other protocols. */
+  readonly otherSnat: Uint8Array;
   readonly tcpReturn: Uint8Array;
   readonly udpReturn: Uint8Array;
-  readonly snat: Uint8Array;
+  readonly sharedSnat: Uint8Array;
   readonly jump: Uint8Array;
 }
 
 function piecesFor(outInterface: string): Pieces {
+  const out = `-o ${outInterface}`;
+  const tcpSnat = `/32 ${out} -p tcp -j SNAT --to-source `;
   return {
-    source: encodeText(' -s '),
-    host: encodeText('/32'),
-    out: encodeText(` -o ${outInterface}`),
-    tcpSnat: encodeText(' -p tcp -j SNAT --to-source '),
-    udpSnat: encodeText(' -p udp -j SNAT --to-source '),
-    tcpReturn: encodeText(' -p tcp -j RETURN'),
-    udpReturn: encodeText(' -p udp -j RETURN'),
-    snat: encodeText(' -j SNAT --to-source '),
-    jump: encodeText(' -j '),
+    tcpSnat: encodeText(tcpSnat),
+    protocolAt: tcpSnat.indexOf(' tcp ') + 1,
+    udp: encodeText('udp'),
+    otherSnat: encodeText(`/32 ${out} -j SNAT --to-source `),
+    tcpReturn: encodeText(` ${out} -p tcp -j RETURN`),
+    udpReturn: encodeText(` ${out} -p udp -j RETURN`),
+    sharedSnat: encodeText(` ${out} -j SNAT --to-source `),
+    jump: encodeText(` ${out} -j `),
   };
 }
 
@@ -92,35 +95,32 @@ interface RenderContext {
 function renderContext(map: PortMap, options: IptablesOptions): RenderContext {
   const rows = assignmentColumns(map);
   const pieces = piecesFor(options.outInterface);
-  // Two rule lines and a bit per client; a line holds a chain name, two addresses and a block.
-  const longestLine = 160 + pieces.out.length;
+  // A line holds a chain name (28 at most), two addresses, a port block and the pieces.
+  const longestLine = 128 + pieces.tcpSnat.length;
   return {
     chains: new Map(),
-    writer: new LineWriter(rows.count * 2 * (longestLine >> 1), longestLine),
+    // About two lines of 100 bytes per client.
+    writer: new LineWriter(rows.count * 200, longestLine),
     rows,
     pieces,
     publicText: rows.publicAddresses.map((address) => encodeText(formatIpv4(address))),
   };
 }
 
-/** `-A chain -s client/32 -o IF`, the start of a client's lines. */
-function clientStart(context: RenderContext, head: Uint8Array, row: number): void {
-  const { writer, pieces } = context;
-  writer.bytes(head);
-  writer.bytes(pieces.source);
-  writer.ipv4(context.rows.client[row] ?? 0);
-  writer.bytes(pieces.host);
-  writer.bytes(pieces.out);
-}
-
 function publicTextOf(context: RenderContext, row: number): Uint8Array {
   return context.publicText[context.rows.publicIndex[row] ?? 0] ?? new Uint8Array();
 }
 
-function clientSnat(context: RenderContext, head: Uint8Array, row: number, snat: Uint8Array) {
-  const { writer, rows } = context;
-  clientStart(context, head, row);
-  writer.bytes(snat);
+/**
+ * A client's tcp and udp rules: `-A chain -s client/32 -o IF -p tcp -j SNAT --to-source
+ * public:ports`, the second with udp.
+ */
+function writeClientRules(context: RenderContext, lead: Uint8Array, row: number, rules: string[]) {
+  const { writer, rows, pieces } = context;
+  writer.bytes(lead);
+  writer.ipv4(rows.client[row] ?? 0);
+  const protocolAt = writer.column + pieces.protocolAt;
+  writer.bytes(pieces.tcpSnat);
   writer.bytes(publicTextOf(context, row));
   writer.byte(COLON);
   // iptables-save prints a one-port range as a single port; match it.
@@ -131,6 +131,7 @@ function clientSnat(context: RenderContext, head: Uint8Array, row: number, snat:
     writer.byte(DASH);
     writer.decimal(last);
   }
+  writer.endLineTwice(rules, protocolAt, pieces.udp);
 }
 
 /**
@@ -150,33 +151,30 @@ function writeLeaf(
   if (high <= low) return;
   const { writer, pieces, rows } = context;
   const head = encodeText(`-A ${chain}`);
+  const lead = encodeText(`-A ${chain} -s `);
   let shared = rows.publicIndex[low] ?? 0;
   for (let row = low; row < high; row++) {
     if (rows.publicIndex[row] !== shared) shared = -1;
-    clientSnat(context, head, row, pieces.tcpSnat);
-    writer.endLine(rules);
-    clientSnat(context, head, row, pieces.udpSnat);
-    writer.endLine(rules);
+    writeClientRules(context, lead, row, rules);
   }
   // tcp/udp that matched no client must not reach the port-less SNAT below: it would get an
   // arbitrary port, possibly inside a client's block, and a trace would name that client.
   for (const ret of [pieces.tcpReturn, pieces.udpReturn]) {
     writer.bytes(head);
-    writer.bytes(pieces.out);
     writer.bytes(ret);
     writer.endLine(rules);
   }
   if (scoped && shared >= 0) {
     writer.bytes(head);
-    writer.bytes(pieces.out);
-    writer.bytes(pieces.snat);
+    writer.bytes(pieces.sharedSnat);
     writer.bytes(publicTextOf(context, low));
     writer.endLine(rules);
     return;
   }
   for (let row = low; row < high; row++) {
-    clientStart(context, head, row);
-    writer.bytes(pieces.snat);
+    writer.bytes(lead);
+    writer.ipv4(rows.client[row] ?? 0);
+    writer.bytes(pieces.otherSnat);
     writer.bytes(publicTextOf(context, row));
     writer.endLine(rules);
   }
@@ -222,7 +220,7 @@ function writeSubtree(
   const { writer, pieces } = context;
   const rules: string[] = [];
   context.chains.set(chain, rules);
-  const head = encodeText(`-A ${chain}`);
+  const lead = encodeText(`-A ${chain} -s `);
   const bounds = runBounds(client, low, high, commonLevel(first, last) + LEVEL_BITS);
   const children: string[] = [];
   for (let i = 0; i + 1 < bounds.length; i++) {
@@ -232,12 +230,10 @@ function writeSubtree(
     const network = (groupFirst & prefixMask(prefix)) >>> 0;
     const child = `${CHAIN_PREFIX}-${formatIpv4(network)}/${prefix}`;
     children.push(child);
-    writer.bytes(head);
-    writer.bytes(pieces.source);
+    writer.bytes(lead);
     writer.ipv4(network);
     writer.byte(SLASH);
     writer.decimal(prefix);
-    writer.bytes(pieces.out);
     writer.bytes(pieces.jump);
     writer.bytes(encodeText(child));
     writer.endLine(rules);

@@ -27,6 +27,7 @@ export class LineWriter {
   /** Where a new line may still start: past it, the line is flushed first. */
   private readonly flushAt: number;
   private length = 0;
+  private lineStart = 0;
   private readonly chunks: string[] = [];
   /** Where each line of the current chunk ends (its newline). */
   private lineEnds = new Int32Array(1024);
@@ -44,12 +45,13 @@ export class LineWriter {
    */
   constructor(expectedBytes: number, longestLine: number) {
     this.flushAt = Math.max(1, Math.min(CHUNK_BYTES, expectedBytes));
-    this.buffer = Buffer.allocUnsafeSlow(this.flushAt + longestLine);
+    // Room for a line and its repetition (endLineTwice) past the point of flushing.
+    this.buffer = Buffer.allocUnsafeSlow(this.flushAt + 2 * longestLine);
   }
 
   private overflow(): never {
     throw new RangeError(
-      `a ruleset line is longer than the ${this.buffer.length - this.flushAt} bytes allowed for it`,
+      `a ruleset line is longer than the ${(this.buffer.length - this.flushAt) / 2} bytes allowed for it`,
     );
   }
 
@@ -93,8 +95,37 @@ export class LineWriter {
     this.buffer[this.length++] = value;
   }
 
+  /** How many bytes the current line holds so far. */
+  get column(): number {
+    return this.length - this.lineStart;
+  }
+
   /** Ends the line; `owner`, when given, receives it (without the newline) as a string. */
   endLine(owner?: string[]): void {
+    this.closeLine(owner);
+    if (this.length >= this.flushAt) this.flush();
+  }
+
+  /**
+   * Ends the line, then writes it once more with `patch` over its bytes from `at` (a column)
+   * and ends that too: the udp rule of a client is its tcp rule with `udp` for `tcp`.
+   */
+  endLineTwice(owner: string[] | undefined, at: number, patch: Uint8Array): void {
+    const start = this.lineStart;
+    const end = this.length;
+    if (at < 0 || at + patch.length > end - start) {
+      throw new RangeError(`a patch at column ${at} lies outside the line`);
+    }
+    this.closeLine(owner);
+    if (this.length + end - start > this.buffer.length) this.overflow();
+    this.buffer.copyWithin(this.length, start, end);
+    this.buffer.set(patch, this.length + at);
+    this.length += end - start;
+    this.closeLine(owner);
+    if (this.length >= this.flushAt) this.flush();
+  }
+
+  private closeLine(owner: string[] | undefined): void {
     if (this.runOwners.at(-1) !== owner) {
       this.runOwners.push(owner);
       this.runStarts.push(this.lines);
@@ -106,7 +137,7 @@ export class LineWriter {
     }
     this.lineEnds[this.lines++] = this.length;
     this.byte(NEWLINE);
-    if (this.length >= this.flushAt) this.flush();
+    this.lineStart = this.length;
   }
 
   private flush(): void {
@@ -130,6 +161,7 @@ export class LineWriter {
     runStarts.length = 0;
     this.lines = 0;
     this.length = 0;
+    this.lineStart = 0;
   }
 
   /**

@@ -159,6 +159,7 @@ describe('LineWriter', () => {
             }),
             number: fc.nat(),
             address: fc.integer({ min: 0, max: 0xffffffff }),
+            twice: fc.boolean(),
           }),
           { maxLength: 60 },
         ),
@@ -168,14 +169,23 @@ describe('LineWriter', () => {
           const owners: string[][] = [[], [], [], []];
           const expected: string[][] = [[], [], [], []];
           let whole = '';
-          for (const { owner, text, number, address } of lines) {
+          for (const { owner, text, number, address, twice } of lines) {
             writer.bytes(encodeText(text));
             writer.decimal(number);
+            const at = writer.column;
             writer.ipv4(address);
             const line = `${text}${number}${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}`;
-            writer.endLine(owner === 3 ? undefined : owners[owner]);
-            if (owner !== 3) expected[owner]?.push(line);
-            whole += `${line}\n`;
+            const written = [line];
+            const target = owner === 3 ? undefined : owners[owner];
+            if (twice) {
+              // The address's first digit becomes Z in the repetition.
+              writer.endLineTwice(target, at, encodeText('Z'));
+              written.push(`${line.slice(0, at)}Z${line.slice(at + 1)}`);
+            } else {
+              writer.endLine(target);
+            }
+            if (owner !== 3) expected[owner]?.push(...written);
+            whole += written.map((one) => `${one}\n`).join('');
           }
           expect(writer.finish()).toBe(whole);
           expect(owners.slice(0, 3)).toEqual(expected.slice(0, 3));
@@ -189,8 +199,12 @@ describe('LineWriter', () => {
   test('refuses a character that is not one byte, and a line longer than it allows', () => {
     expect(() => encodeText('eth\u{1F600}')).toThrow(RangeError);
     const writer = new LineWriter(10, 8);
+    writer.bytes(encodeText('x'.repeat(26)));
     expect(() => {
-      writer.bytes(encodeText('x'.repeat(19)));
+      writer.byte(120);
+    }).toThrow(RangeError);
+    expect(() => {
+      writer.endLineTwice(undefined, 26, encodeText('y'));
     }).toThrow(RangeError);
   });
 });
