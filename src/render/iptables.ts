@@ -186,14 +186,26 @@ function commonLevel(low: number, high: number): number {
   return bits === 32 ? 32 : bits - (bits % LEVEL_BITS);
 }
 
-/** Where the runs of rows `low` to `high` that share their top `prefix` bits start and end. */
+/**
+ * Where the runs of rows `low` to `high` that share their top `prefix` bits start and end: a
+ * binary search for the end of each run, as the rows are ascending.
+ */
 function runBounds(client: Uint32Array, low: number, high: number, prefix: number): number[] {
-  const shift = 32 - prefix;
+  const span = 2 ** (32 - prefix);
   const bounds = [low];
-  for (let row = low + 1; row < high; row++) {
-    if ((client[row] ?? 0) >>> shift !== (client[row - 1] ?? 0) >>> shift) bounds.push(row);
+  for (let start = low; start < high;) {
+    // The first address past the run of `start`.
+    const limit = (Math.floor((client[start] ?? 0) / span) + 1) * span;
+    let below = start + 1;
+    let above = high;
+    while (below < above) {
+      const middle = (below + above) >>> 1;
+      if ((client[middle] ?? 0) < limit) below = middle + 1;
+      else above = middle;
+    }
+    bounds.push(below);
+    start = below;
   }
-  bounds.push(high);
   return bounds;
 }
 

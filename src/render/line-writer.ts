@@ -81,13 +81,17 @@ export class LineWriter {
 
   /** A uint32 as a dotted quad, as formatIpv4 writes it. */
   ipv4(address: number): void {
-    this.decimal(address >>> 24);
-    this.byte(DOT);
-    this.decimal((address >>> 16) & 255);
-    this.byte(DOT);
-    this.decimal((address >>> 8) & 255);
-    this.byte(DOT);
-    this.decimal(address & 255);
+    const { buffer } = this;
+    let at = this.length;
+    if (at + 15 > buffer.length) this.overflow();
+    for (let shift = 24; shift >= 0; shift -= 8) {
+      const octet = (address >>> shift) & 255;
+      if (octet >= 100) buffer[at++] = ZERO + Math.floor(octet / 100);
+      if (octet >= 10) buffer[at++] = ZERO + (Math.floor(octet / 10) % 10);
+      buffer[at++] = ZERO + (octet % 10);
+      if (shift > 0) buffer[at++] = DOT;
+    }
+    this.length = at;
   }
 
   byte(value: number): void {
