@@ -11,7 +11,14 @@ import { formatIpv4 } from '../net/ipv4.js';
 import { chooseBlockLayout } from './block-size.js';
 import type { BlockLayout } from './blocks.js';
 import { ClientIndex, describeClientSources, rejectPublicAddressInPools } from './clients.js';
-import type { Assignment, NatSettings, PortBlock, PortMap, PreviousAssignments } from './types.js';
+import type {
+  Assignment,
+  AssignmentColumns,
+  NatSettings,
+  PortBlock,
+  PortMap,
+  PreviousAssignments,
+} from './types.js';
 
 function indexPublicAddresses(publicAddresses: readonly number[]): Map<number, number> {
   const indexByAddress = new Map<number, number>();
@@ -139,6 +146,33 @@ class SlotMap implements PortMap {
         yield this.assignment(address, start + address - pool.first, pool);
       }
     }
+  }
+
+  columns(): AssignmentColumns {
+    const count = this.clientCount;
+    const columns = {
+      count,
+      client: new Uint32Array(count),
+      publicIndex: new Uint32Array(count),
+      publicAddresses: this.publicAddresses,
+      firstPort: new Int32Array(count),
+      lastPort: new Int32Array(count),
+    };
+    const perAddress = this.blocks.length;
+    const firsts = Int32Array.from(this.blocks, (block) => block.first);
+    const lasts = Int32Array.from(this.blocks, (block) => block.last);
+    let row = 0;
+    for (const { pool, start } of this.clients.byAddress) {
+      for (let address = pool.first; address <= pool.last; address++, row++) {
+        const slot = this.slotOfClient[start + address - pool.first] ?? 0;
+        const block = slot % perAddress;
+        columns.client[row] = address;
+        columns.publicIndex[row] = (slot - block) / perAddress;
+        columns.firstPort[row] = firsts[block] ?? 0;
+        columns.lastPort[row] = lasts[block] ?? 0;
+      }
+    }
+    return columns;
   }
 }
 

@@ -48,4 +48,19 @@ export interface PortMap {
   reverse(publicAddress: number, port: number): Assignment | undefined;
   /** Every assignment, in ascending client address order. */
   assignments(): Iterable<Assignment>;
+  /** The same as columns, when the map can give them without an object per client. */
+  columns?(): AssignmentColumns;
+}
+
+/** Every assignment of a map as columns of typed arrays, ascending by client. */
+export interface AssignmentColumns {
+  readonly count: number;
+  /** Client addresses as uint32, ascending (equal ones keep the map's order). */
+  readonly client: Uint32Array;
+  /** Each client's public address, as an index into `publicAddresses`. */
+  readonly publicIndex: Uint32Array;
+  readonly publicAddresses: readonly number[];
+  /** Each client's port block. */
+  readonly firstPort: Int32Array;
+  readonly lastPort: Int32Array;
 }

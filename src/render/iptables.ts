@@ -7,9 +7,10 @@
  * Rule lines are written in the form iptables-save prints them (`-s a/32 -o IF -p tcp -j ...`),
  * so what the kernel holds can be compared with what we render, line for line.
  */
+import { assignmentColumns, type AssignmentColumns } from '../mapping/columns.js';
+import type { PortMap } from '../mapping/types.js';
 import { formatIpv4, prefixMask } from '../net/ipv4.js';
-import type { Assignment, PortBlock, PortMap } from '../mapping/types.js';
-import { groupRuns } from './group-runs.js';
+import { encodeText, LineWriter } from './line-writer.js';
 
 /** Every chain we own is `TNAT` or starts with `TNAT-`; nothing else in a ruleset is ours. */
 export const CHAIN_PREFIX = 'TNAT';
@@ -33,6 +34,11 @@ export interface IptablesNat {
   readonly chains: ReadonlyMap<string, readonly string[]>;
   /** The `-A POSTROUTING -o IF -j TNAT` line that sends traffic into our chains. */
   readonly jump: string;
+  /**
+   * When given, exactly the rules of `chains` in order, each followed by `\n`: a merge copies
+   * it whole instead of joining two million lines again (issue 13).
+   */
+  readonly rulesText?: string | undefined;
 }
 
 export function isOurChain(name: string): boolean {
@@ -43,75 +49,135 @@ export function renderJump(options: IptablesOptions): string {
   return `-A POSTROUTING -o ${options.outInterface} -j ${ROOT_CHAIN}`;
 }
 
-function formatPortBlock(block: PortBlock): string {
-  // iptables-save prints a one-port range as a single port; match it.
-  return block.first === block.last ? `${block.first}` : `${block.first}-${block.last}`;
+/** The constant pieces of our rule lines, as bytes. */
+interface Pieces {
+  /** What follows a client's address in its tcp rule, up to the public address. */
+  readonly tcpSnat: Uint8Array;
+  /** Where `tcp` stands in tcpSnat, and what replaces it in the udp rule. */
+  readonly protocolAt: number;
+  readonly udp: Uint8Array;
+  /** What follows a client's address in its rule for other protocols. */
+  readonly otherSnat: Uint8Array;
+  readonly tcpReturn: Uint8Array;
+  readonly udpReturn: Uint8Array;
+  readonly sharedSnat: Uint8Array;
+  readonly jump: Uint8Array;
 }
 
-/** Ascending by client (already so from a PortMap; the sort then costs one pass). */
-function sortedAssignments(map: PortMap): Assignment[] {
-  return [...map.assignments()].sort((a, b) => a.client - b.client);
-}
-
-/** Formats addresses for one render; public addresses repeat for every client. */
-function addressFormatter(): (address: number) => string {
-  const known = new Map<number, string>();
-  return (address) => {
-    let text = known.get(address);
-    if (text === undefined) {
-      text = formatIpv4(address);
-      known.set(address, text);
-    }
-    return text;
+function piecesFor(outInterface: string): Pieces {
+  const out = `-o ${outInterface}`;
+  const tcpSnat = `/32 ${out} -p tcp -j SNAT --to-source `;
+  return {
+    tcpSnat: encodeText(tcpSnat),
+    protocolAt: tcpSnat.indexOf(' tcp ') + 1,
+    udp: encodeText('udp'),
+    otherSnat: encodeText(`/32 ${out} -j SNAT --to-source `),
+    tcpReturn: encodeText(` ${out} -p tcp -j RETURN`),
+    udpReturn: encodeText(` ${out} -p udp -j RETURN`),
+    sharedSnat: encodeText(` ${out} -j SNAT --to-source `),
+    jump: encodeText(` ${out} -j `),
   };
 }
 
+const COLON = 58;
+const DASH = 45;
+const SLASH = 47;
+
 interface RenderContext {
   readonly chains: Map<string, string[]>;
-  readonly out: string;
-  readonly publicText: (address: number) => string;
+  readonly writer: LineWriter;
+  readonly rows: AssignmentColumns;
+  readonly pieces: Pieces;
+  /** The text of each public address, by its index in `rows`. */
+  readonly publicText: readonly Uint8Array[];
+}
+
+function renderContext(map: PortMap, options: IptablesOptions): RenderContext {
+  const rows = assignmentColumns(map);
+  const pieces = piecesFor(options.outInterface);
+  // A line holds a chain name (28 at most), two addresses, a port block and the pieces.
+  const longestLine = 128 + pieces.tcpSnat.length;
+  return {
+    chains: new Map(),
+    // About two lines of 100 bytes per client.
+    writer: new LineWriter(rows.count * 200, longestLine),
+    rows,
+    pieces,
+    publicText: rows.publicAddresses.map((address) => encodeText(formatIpv4(address))),
+  };
+}
+
+function publicTextOf(context: RenderContext, row: number): Uint8Array {
+  return context.publicText[context.rows.publicIndex[row] ?? 0] ?? new Uint8Array();
 }
 
 /**
- * The rules of a chain that holds `clients` itself. `scoped` says the chain is only reached
- * through a `-s prefix` jump, so a rule without `-s` still only sees addresses of that prefix.
+ * A client's tcp and udp rules: `-A chain -s client/32 -o IF -p tcp -j SNAT --to-source
+ * public:ports`, the second with udp.
  */
-function leafRules(
+function writeClientRules(context: RenderContext, lead: Uint8Array, row: number, rules: string[]) {
+  const { writer, rows, pieces } = context;
+  writer.bytes(lead);
+  writer.ipv4(rows.client[row] ?? 0);
+  const protocolAt = writer.column + pieces.protocolAt;
+  writer.bytes(pieces.tcpSnat);
+  writer.bytes(publicTextOf(context, row));
+  writer.byte(COLON);
+  // iptables-save prints a one-port range as a single port; match it.
+  const first = rows.firstPort[row] ?? 0;
+  const last = rows.lastPort[row] ?? 0;
+  writer.decimal(first);
+  if (first !== last) {
+    writer.byte(DASH);
+    writer.decimal(last);
+  }
+  writer.endLineTwice(rules, protocolAt, pieces.udp);
+}
+
+/**
+ * The rules of a chain that holds rows `low` to `high` (exclusive) itself. `scoped` says the
+ * chain is only reached through a `-s prefix` jump, so a rule without `-s` still only sees
+ * addresses of that prefix.
+ */
+function writeLeaf(
   context: RenderContext,
   chain: string,
-  clients: readonly Assignment[],
+  low: number,
+  high: number,
   scoped: boolean,
-): string[] {
-  const { publicText } = context;
+): void {
   const rules: string[] = [];
-  if (clients.length === 0) return rules;
-  const head = `-A ${chain}`;
-  const out = `-o ${context.out}`;
-  const sources: string[] = [];
-  let sharedAddress: number | undefined = clients[0]?.publicAddress;
-  for (const { client, publicAddress, block } of clients) {
-    if (publicAddress !== sharedAddress) sharedAddress = undefined;
-    const target = `-j SNAT --to-source ${publicText(publicAddress)}:${formatPortBlock(block)}`;
-    const source = `-s ${formatIpv4(client)}/32`;
-    sources.push(source);
-    rules.push(
-      `${head} ${source} ${out} -p tcp ${target}`,
-      `${head} ${source} ${out} -p udp ${target}`,
-    );
+  context.chains.set(chain, rules);
+  if (high <= low) return;
+  const { writer, pieces, rows } = context;
+  const head = encodeText(`-A ${chain}`);
+  const lead = encodeText(`-A ${chain} -s `);
+  let shared = rows.publicIndex[low] ?? 0;
+  for (let row = low; row < high; row++) {
+    if (rows.publicIndex[row] !== shared) shared = -1;
+    writeClientRules(context, lead, row, rules);
   }
   // tcp/udp that matched no client must not reach the port-less SNAT below: it would get an
   // arbitrary port, possibly inside a client's block, and a trace would name that client.
-  rules.push(`${head} ${out} -p tcp -j RETURN`, `${head} ${out} -p udp -j RETURN`);
-  if (scoped && sharedAddress !== undefined) {
-    rules.push(`${head} ${out} -j SNAT --to-source ${publicText(sharedAddress)}`);
-  } else {
-    clients.forEach(({ publicAddress }, i) => {
-      rules.push(
-        `${head} ${sources[i] ?? ''} ${out} -j SNAT --to-source ${publicText(publicAddress)}`,
-      );
-    });
+  for (const ret of [pieces.tcpReturn, pieces.udpReturn]) {
+    writer.bytes(head);
+    writer.bytes(ret);
+    writer.endLine(rules);
   }
-  return rules;
+  if (scoped && shared >= 0) {
+    writer.bytes(head);
+    writer.bytes(pieces.sharedSnat);
+    writer.bytes(publicTextOf(context, low));
+    writer.endLine(rules);
+    return;
+  }
+  for (let row = low; row < high; row++) {
+    writer.bytes(lead);
+    writer.ipv4(rows.client[row] ?? 0);
+    writer.bytes(pieces.otherSnat);
+    writer.bytes(publicTextOf(context, row));
+    writer.endLine(rules);
+  }
 }
 
 /** The longest prefix, in whole tree levels, that both addresses share (32 when equal). */
@@ -120,39 +186,73 @@ function commonLevel(low: number, high: number): number {
   return bits === 32 ? 32 : bits - (bits % LEVEL_BITS);
 }
 
-/** Splits ascending clients into runs that share the top `prefix` bits. */
-function groupByPrefix(clients: readonly Assignment[], prefix: number): Assignment[][] {
-  const shift = 32 - prefix;
-  return groupRuns(clients, (assignment) => assignment.client >>> shift);
+/**
+ * Where the runs of rows `low` to `high` that share their top `prefix` bits start and end: a
+ * binary search for the end of each run, as the rows are ascending.
+ */
+function runBounds(client: Uint32Array, low: number, high: number, prefix: number): number[] {
+  const span = 2 ** (32 - prefix);
+  const bounds = [low];
+  for (let start = low; start < high;) {
+    // The first address past the run of `start`.
+    const limit = (Math.floor((client[start] ?? 0) / span) + 1) * span;
+    let below = start + 1;
+    let above = high;
+    while (below < above) {
+      const middle = (below + above) >>> 1;
+      if ((client[middle] ?? 0) < limit) below = middle + 1;
+      else above = middle;
+    }
+    bounds.push(below);
+    start = below;
+  }
+  return bounds;
 }
 
 /**
- * Renders `chain` for `clients` (ascending) and, depth first, its children. A child that would
- * only forward to a single grandchild is skipped: the jump names the narrowest prefix that still
- * holds all of the child's clients.
+ * Writes `chain` for rows `low` to `high` (exclusive; ascending clients) and, depth first, its
+ * children: the chain's own jumps first, then each child's subtree, so the text comes out in
+ * the order of the chains. A child that would only forward to a single grandchild is skipped:
+ * the jump names the narrowest prefix that still holds all of the child's clients.
  */
-function renderSubtree(
+function writeSubtree(
   context: RenderContext,
   chain: string,
-  clients: readonly Assignment[],
+  low: number,
+  high: number,
   scoped: boolean,
 ): void {
-  const first = clients[0]?.client ?? 0;
-  const last = clients.at(-1)?.client ?? 0;
-  if (clients.length <= LEAF_CLIENTS || first === last) {
-    context.chains.set(chain, leafRules(context, chain, clients, scoped));
+  const { client } = context.rows;
+  const first = client[low] ?? 0;
+  const last = client[high - 1] ?? 0;
+  if (high - low <= LEAF_CLIENTS || first === last) {
+    writeLeaf(context, chain, low, high, scoped);
     return;
   }
+  const { writer, pieces } = context;
   const rules: string[] = [];
   context.chains.set(chain, rules);
-  for (const group of groupByPrefix(clients, commonLevel(first, last) + LEVEL_BITS)) {
-    const low = group[0]?.client ?? 0;
-    const prefix = commonLevel(low, group.at(-1)?.client ?? 0);
-    const network = (low & prefixMask(prefix)) >>> 0;
+  const lead = encodeText(`-A ${chain} -s `);
+  const bounds = runBounds(client, low, high, commonLevel(first, last) + LEVEL_BITS);
+  const children: string[] = [];
+  for (let i = 0; i + 1 < bounds.length; i++) {
+    const groupLow = bounds[i] ?? 0;
+    const groupFirst = client[groupLow] ?? 0;
+    const prefix = commonLevel(groupFirst, client[(bounds[i + 1] ?? 0) - 1] ?? 0);
+    const network = (groupFirst & prefixMask(prefix)) >>> 0;
     const child = `${CHAIN_PREFIX}-${formatIpv4(network)}/${prefix}`;
-    rules.push(`-A ${chain} -s ${formatIpv4(network)}/${prefix} -o ${context.out} -j ${child}`);
-    renderSubtree(context, child, group, true);
+    children.push(child);
+    writer.bytes(lead);
+    writer.ipv4(network);
+    writer.byte(SLASH);
+    writer.decimal(prefix);
+    writer.bytes(pieces.jump);
+    writer.bytes(encodeText(child));
+    writer.endLine(rules);
   }
+  children.forEach((child, i) => {
+    writeSubtree(context, child, bounds[i] ?? 0, bounds[i + 1] ?? 0, true);
+  });
 }
 
 /**
@@ -160,13 +260,10 @@ function renderSubtree(
  * (`TNAT-10.42.0.0/20`), in depth-first ascending order.
  */
 export function renderIptablesChains(map: PortMap, options: IptablesOptions): IptablesNat {
-  const context = {
-    chains: new Map<string, string[]>(),
-    out: options.outInterface,
-    publicText: addressFormatter(),
-  };
-  renderSubtree(context, ROOT_CHAIN, sortedAssignments(map), false);
-  return { chains: context.chains, jump: renderJump(options) };
+  const context = renderContext(map, options);
+  writeSubtree(context, ROOT_CHAIN, 0, context.rows.count, false);
+  const rulesText = context.writer.finish();
+  return { chains: context.chains, jump: renderJump(options), rulesText };
 }
 
 /**
@@ -174,13 +271,10 @@ export function renderIptablesChains(map: PortMap, options: IptablesOptions): Ip
  * and the same handling of other protocols as the tree): the baseline for benchmarks.
  */
 export function renderLinearChain(map: PortMap, options: IptablesOptions): IptablesNat {
-  const context = {
-    chains: new Map<string, string[]>(),
-    out: options.outInterface,
-    publicText: addressFormatter(),
-  };
-  const rules = leafRules(context, ROOT_CHAIN, sortedAssignments(map), false);
-  return { chains: new Map([[ROOT_CHAIN, rules]]), jump: renderJump(options) };
+  const context = renderContext(map, options);
+  writeLeaf(context, ROOT_CHAIN, 0, context.rows.count, false);
+  const rulesText = context.writer.finish();
+  return { chains: context.chains, jump: renderJump(options), rulesText };
 }
 
 /**
@@ -189,6 +283,11 @@ export function renderLinearChain(map: PortMap, options: IptablesOptions): Iptab
  */
 export function renderNatTable(nat: IptablesNat): string {
   const declarations = [...nat.chains.keys()].map((name) => `:${name} - [0:0]`);
-  const rules = [...nat.chains.values()].flat();
-  return ['*nat', ...declarations, nat.jump, ...rules, 'COMMIT', ''].join('\n');
+  const rules =
+    nat.rulesText ??
+    [...nat.chains.values()]
+      .flat()
+      .map((rule) => `${rule}\n`)
+      .join('');
+  return ['*nat', ...declarations, nat.jump, ''].join('\n') + rules + 'COMMIT\n';
 }

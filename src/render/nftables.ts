@@ -3,8 +3,10 @@
  * nftables. Lookups are map lookups (no per-client rules to walk), and an `nft -f` transaction
  * replaces the table or changes single elements atomically.
  */
-import { formatIpv4 } from '../net/ipv4.js';
+import { assignmentColumns, type AssignmentColumns } from '../mapping/columns.js';
 import type { PortBlock, PortMap } from '../mapping/types.js';
+import { formatIpv4 } from '../net/ipv4.js';
+import { encodeText, LineWriter } from './line-writer.js';
 
 export const DEFAULT_NFT_TABLE = 'traceable_nat';
 
@@ -69,21 +71,40 @@ function otherElement(entry: Entry): string {
   return entry.pair;
 }
 
-/** A map declaration; an empty map leaves out `elements`, which nft requires to be non-empty. */
-function mapBlock(
+const TAB = 9;
+const DASH = 45;
+const COMMA = 44;
+
+/**
+ * A map declaration; an empty map leaves out `elements`, which nft requires to be non-empty.
+ * `element` writes one element's text for row `row` of the columns.
+ */
+function writeMap(
+  writer: LineWriter,
   name: string,
   type: string,
-  entries: readonly Entry[],
-  element: (entry: Entry) => string,
-): string[] {
-  const lines = [`\tmap ${name} {`, `\t\ttype ${type}`];
-  if (entries.length > 0) {
-    lines.push('\t\telements = {');
-    for (const entry of entries) lines.push(`\t\t\t${element(entry)},`);
-    lines.push('\t\t}');
+  rows: AssignmentColumns,
+  element: (row: number) => void,
+): void {
+  const line = (text: string) => {
+    writer.bytes(encodeText(text));
+    writer.endLine();
+  };
+  line(`\tmap ${name} {`);
+  line(`\t\ttype ${type}`);
+  if (rows.count > 0) {
+    line('\t\telements = {');
+    for (let row = 0; row < rows.count; row++) {
+      writer.byte(TAB);
+      writer.byte(TAB);
+      writer.byte(TAB);
+      element(row);
+      writer.byte(COMMA);
+      writer.endLine();
+    }
+    line('\t\t}');
   }
-  lines.push('\t}');
-  return lines;
+  line('\t}');
 }
 
 /**
@@ -93,25 +114,47 @@ function mapBlock(
  */
 export function renderNftTable(map: PortMap, options: NftOptions): string {
   const table = options.table ?? DEFAULT_NFT_TABLE;
-  const entries = entriesOf(map);
+  const rows = assignmentColumns(map);
   const oif = JSON.stringify(options.outInterface);
-  const lines = [
+  const publicText = rows.publicAddresses.map((address) => encodeText(formatIpv4(address)));
+  const between = encodeText(' : ');
+  const dot = encodeText(' . ');
+  // Both maps: about 60 bytes a client in all.
+  const writer = new LineWriter(rows.count * 64 + 1024, 256 + oif.length + table.length);
+  const pair = (row: number) => {
+    writer.ipv4(rows.client[row] ?? 0);
+    writer.bytes(between);
+    writer.bytes(publicText[rows.publicIndex[row] ?? 0] ?? new Uint8Array());
+  };
+  const line = (text: string) => {
+    writer.bytes(encodeText(text));
+    writer.endLine();
+  };
+  line(
     `# traceable-nat: a fixed source port block per VPN client (table ip ${table}, replaced whole)`,
-    `table ip ${table}`,
-    `delete table ip ${table}`,
-    `table ip ${table} {`,
-    ...mapBlock('clients', 'ipv4_addr : interval ipv4_addr . inet_service', entries, clientElement),
-    ...mapBlock('others', 'ipv4_addr : ipv4_addr', entries, otherElement),
-    '\tchain postrouting {',
-    // Before eduVPN's masquerade chain (priority srcnat): the first NAT decision wins. The
-    // snat-to-map form needs the l4proto match before it (nftables 1.0.6).
-    '\t\ttype nat hook postrouting priority srcnat - 10; policy accept;',
-    `\t\toifname ${oif} meta l4proto { tcp, udp } snat ip to ip saddr map @clients`,
-    `\t\toifname ${oif} meta l4proto != { tcp, udp } snat ip to ip saddr map @others`,
-    '\t}',
-    '}',
-  ];
-  return lines.join('\n') + '\n';
+  );
+  line(`table ip ${table}`);
+  line(`delete table ip ${table}`);
+  line(`table ip ${table} {`);
+  writeMap(writer, 'clients', 'ipv4_addr : interval ipv4_addr . inet_service', rows, (row) => {
+    // Always a range: nft 1.0.6 refuses a single port as the value of an interval map
+    // ("Invalid argument"), though `nft list` prints a one-port range that way.
+    pair(row);
+    writer.bytes(dot);
+    writer.decimal(rows.firstPort[row] ?? 0);
+    writer.byte(DASH);
+    writer.decimal(rows.lastPort[row] ?? 0);
+  });
+  writeMap(writer, 'others', 'ipv4_addr : ipv4_addr', rows, pair);
+  line('\tchain postrouting {');
+  // Before eduVPN's masquerade chain (priority srcnat): the first NAT decision wins. The
+  // snat-to-map form needs the l4proto match before it (nftables 1.0.6).
+  line('\t\ttype nat hook postrouting priority srcnat - 10; policy accept;');
+  line(`\t\toifname ${oif} meta l4proto { tcp, udp } snat ip to ip saddr map @clients`);
+  line(`\t\toifname ${oif} meta l4proto != { tcp, udp } snat ip to ip saddr map @others`);
+  line('\t}');
+  line('}');
+  return writer.finish();
 }
 
 function elementCommand(verb: string, table: string, map: string, elements: readonly string[]) {

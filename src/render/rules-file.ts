@@ -42,6 +42,13 @@ function ourRules(ours: IptablesNat): string[] {
   return [...ours.chains.values()].flat();
 }
 
+/** Our rules as ready text, when the renderer gave it, in the file's line ending. */
+function rulesText(ours: IptablesNat, lineEnding: string): string | undefined {
+  if (ours.rulesText === undefined) return undefined;
+  // A rule line holds no line break, so every \n of the text ends a line.
+  return lineEnding === '\n' ? ours.rulesText : ours.rulesText.replaceAll('\n', lineEnding);
+}
+
 /**
  * Where our lines go in the existing `*nat` table (indexes into `lines`): declarations after
  * the last chain line; the jump where an old jump already precedes every NAT rule of
@@ -133,20 +140,18 @@ export function prepareMerge(current: string | undefined, file: string): MergeTe
     });
   }
   parts.push(text);
+  const asLines = (lines: readonly string[]) => lines.map((line) => line + lineEnding).join('');
   return {
     render(ours) {
-      const fill: Record<Slot, readonly string[]> = {
-        declarations: ourDeclarations(ours),
-        jump: ours.jump === '' ? [] : [ours.jump],
-        rules: ourRules(ours),
+      const fill: Record<Slot, () => string> = {
+        declarations: () => asLines(ourDeclarations(ours)),
+        jump: () => asLines(ours.jump === '' ? [] : [ours.jump]),
+        rules: () => rulesText(ours, lineEnding) ?? asLines(ourRules(ours)),
       };
-      return parts
-        .map((part) =>
-          typeof part === 'string'
-            ? part
-            : fill[part.slot].map((line) => line + lineEnding).join(''),
-        )
-        .join('');
+      // Concatenated, not joined: our rules are most of a big file and are not copied again.
+      let merged = '';
+      for (const part of parts) merged += typeof part === 'string' ? part : fill[part.slot]();
+      return merged;
     },
   };
 }
