@@ -11,20 +11,17 @@ import type { PortMap } from '../src/mapping/types.js';
 import { formatIpv4, parseIpv4 } from '../src/net/ipv4.js';
 import type { Cleanup } from './cleanup.js';
 import {
-  measureRounds,
-  type ConnectSettings,
-  type LayoutTimes,
-  type Role,
-} from './connect-rounds.js';
+  describeTimes,
+  layoutMetrics,
+  legacyProblem,
+  loaderOf,
+  measureLayout,
+  type ExpectedSource,
+} from './connect-layout.js';
+import type { ConnectSettings, LayoutTimes, Role } from './connect-rounds.js';
 import { connectLayouts, mapPools, wireguardPool, type ConnectLayout } from './layouts.js';
-import {
-  createConnectTopology,
-  createLoneNamespace,
-  GATEWAY_ADDRESS,
-  REFERENCE_CLIENT,
-} from './netns.js';
+import { GATEWAY_ADDRESS, REFERENCE_CLIENT, SITE4 } from './netns.js';
 import { atMost, type Metric } from './report.js';
-import { timed } from './shell.js';
 
 const SECTION = 'new-connection cost: median per TCP connect';
 const SIZES = [
@@ -32,66 +29,14 @@ const SIZES = [
   { label: '/16', cidr: '10.42.0.0/16' },
 ] as const;
 
-/** Whether iptables-legacy's nat table works in this kernel; the reason when it does not. */
-function legacyProblem(cleanup: Cleanup): string | undefined {
-  const ns = createLoneNamespace(cleanup, 'legacy');
-  try {
-    ns.exec(['iptables-legacy-restore'], '*nat\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n');
-    return undefined;
-  } catch (error) {
-    return error instanceof Error ? error.message.split('\n')[0] : String(error);
-  } finally {
-    ns.remove();
-  }
-}
-
-function loaderOf(layout: ConnectLayout): string[] {
-  if (layout.tool === 'nft') return ['nft', '-f', '-'];
-  return [`${layout.tool}-restore`, '-w', '10'];
-}
-
 /** What the server must see for each address, so a wrong layout cannot pass as a fast one. */
-function expectedSource(layout: ConnectLayout, map: PortMap, address: string): string {
-  if (layout.key === 'masquerade' || address === REFERENCE_CLIENT) return `${GATEWAY_ADDRESS}:any`;
+function expectedSource(layout: ConnectLayout, map: PortMap, address: string): ExpectedSource {
+  if (layout.key === 'masquerade' || address === REFERENCE_CLIENT) {
+    return { address: GATEWAY_ADDRESS };
+  }
   const assignment = map.forward(parseIpv4(address) ?? 0);
   if (!assignment) throw new Error(`${address} is not a client of the layout`);
-  const { block } = assignment;
-  return `${formatIpv4(assignment.publicAddress)}:${block.first}-${block.last}`;
-}
-
-function matches(seen: string, expected: string): boolean {
-  const [address, port] = seen.split(':');
-  const [wantAddress, range = 'any'] = expected.split(':');
-  if (address !== wantAddress) return false;
-  if (range === 'any') return true;
-  const [low, high] = range.split('-').map(Number);
-  return Number(port) >= (low ?? 0) && Number(port) <= (high ?? 0);
-}
-
-async function measureLayout(
-  cleanup: Cleanup,
-  layout: ConnectLayout,
-  map: PortMap,
-  addresses: Readonly<Record<Role, string>>,
-  settings: ConnectSettings,
-): Promise<LayoutTimes & { readonly loadMs: number; readonly ruleLines: number }> {
-  const text = layout.render(map);
-  const topology = createConnectTopology(cleanup, [addresses.first, addresses.last]);
-  try {
-    // A reset connection holds its NAT tuple for 10 s by default; see SERVER_PORTS.
-    topology.gateway.exec(['sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_timeout_close=1']);
-    const load = timed(() => topology.gateway.exec(loaderOf(layout), text));
-    const check = (address: string, seen: string) => {
-      const expected = expectedSource(layout, map, address);
-      if (!matches(seen, expected)) {
-        throw new Error(`${layout.label}: ${address} left as "${seen}", expected ${expected}`);
-      }
-    };
-    const times = await measureRounds(topology, addresses, check, settings);
-    return { ...times, loadMs: load.ms, ruleLines: text.split('\n').length };
-  } finally {
-    topology.destroy();
-  }
+  return { address: formatIpv4(assignment.publicAddress), ports: assignment.block };
 }
 
 function targetFor(size: string, role: Role, layout: ConnectLayout, ratio: number) {
@@ -106,7 +51,7 @@ export async function measureConnectCosts(
   settings: ConnectSettings,
   progress: (line: string) => void,
 ): Promise<Metric[]> {
-  const legacyReason = legacyProblem(cleanup);
+  const legacyReason = legacyProblem(cleanup, 'iptables-legacy');
   if (legacyReason) progress(`connect: iptables-legacy skipped: ${legacyReason}`);
   const layouts = connectLayouts(legacyReason === undefined);
   const metrics: Metric[] = [];
@@ -121,33 +66,27 @@ export async function measureConnectCosts(
     let masquerade: LayoutTimes | undefined;
     for (const layout of layouts) {
       const started = Date.now();
-      const times = await measureLayout(cleanup, layout, map, addresses, settings);
+      const loaded = {
+        label: layout.label,
+        loader: loaderOf(layout.tool),
+        text: layout.render(map),
+        expected: (address: string) => expectedSource(layout, map, address),
+      };
+      const times = await measureLayout(cleanup, SITE4, loaded, addresses, settings);
       masquerade ??= times;
-      progress(
-        `connect ${size.label} ${layout.label}: ${times.ruleLines} lines loaded in ` +
-          `${(times.loadMs / 1000).toFixed(1)} s; median ref ${times.median.reference.toFixed(0)} µs, ` +
-          `first ${times.median.first.toFixed(0)} (${times.ratio.first.toFixed(2)}x), ` +
-          `last ${times.median.last.toFixed(0)} (${times.ratio.last.toFixed(2)}x) ` +
-          `(${times.counts.last} connects each, ${times.failures} failed, ${((Date.now() - started) / 1000).toFixed(0)} s)`,
+      const seconds = (Date.now() - started) / 1000;
+      progress(describeTimes(`connect ${size.label} ${layout.label}`, times, seconds));
+      metrics.push(
+        ...layoutMetrics(
+          SECTION,
+          size.label,
+          addresses,
+          layout.label,
+          times,
+          masquerade,
+          (role, ratio) => targetFor(size.label, role, layout, ratio),
+        ),
       );
-      for (const role of ['first', 'last'] as const) {
-        const value = times.median[role];
-        const ratio = times.ratio[role];
-        metrics.push({
-          section: SECTION,
-          name: `${size.label} ${role} client (${addresses[role]}), ${layout.label}`,
-          value,
-          unit: 'µs',
-          baseline: { name: 'ref', value: times.median.reference },
-          ratio,
-          masquerade: { name: '(a)', value: masquerade.median[role] },
-          target: targetFor(size.label, role, layout, ratio),
-          note:
-            times.failures > 0
-              ? `${times.failures} of the layout's connects failed or timed out (not counted)`
-              : undefined,
-        });
-      }
     }
   }
   return metrics;

@@ -6,7 +6,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { ChildLines } from './child-lines.js';
-import { SERVER_ADDRESS, type ConnectTopology } from './netns.js';
+import type { ConnectSite, ConnectTopology } from './netns.js';
 import { median } from './report.js';
 
 export interface ConnectSettings {
@@ -57,6 +57,7 @@ const CLIENT_SCRIPT = fileURLToPath(new URL('./connect-client.js', import.meta.u
 const SERVER_SCRIPT = fileURLToPath(new URL('./connect-server.js', import.meta.url));
 
 export async function measureRounds(
+  site: ConnectSite,
   topology: ConnectTopology,
   addresses: Readonly<Record<Role, string>>,
   check: (address: string, seen: string) => void,
@@ -69,13 +70,20 @@ export async function measureRounds(
   }
   const node = process.execPath;
   const server = new ChildLines(
-    topology.server.spawn([node, SERVER_SCRIPT, `${FIRST_SERVER_PORT}`, `${SERVER_PORTS}`, '600']),
+    topology.server.spawn([
+      node,
+      SERVER_SCRIPT,
+      `${FIRST_SERVER_PORT}`,
+      `${SERVER_PORTS}`,
+      '600',
+      site.anyAddress,
+    ]),
   );
   const client = new ChildLines(
     topology.client.spawn([
       node,
       CLIENT_SCRIPT,
-      SERVER_ADDRESS,
+      site.serverAddress,
       `${FIRST_SERVER_PORT}`,
       `${SERVER_PORTS}`,
     ]),

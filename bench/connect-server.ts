@@ -1,14 +1,16 @@
 /**
  * Runs inside the server namespace. Listens on PORT_COUNT measurement ports from FIRST_PORT
  * (connections are accepted and dropped: the client resets them at once) and on one probe port
- * (FIRST_PORT - 1) that answers with the source address and port it saw, so the benchmark can
- * check that the gateway translated as the layout says. Prints "ready"; exits when stdin closes
- * or after LIFETIME seconds.
- *   node connect-server.js FIRST_PORT PORT_COUNT LIFETIME
+ * (FIRST_PORT - 1) that answers with the source address and port it saw (`address:port`, the
+ * port after the last colon), so the benchmark can check that the gateway translated as the
+ * layout says. Listens on HOST (`0.0.0.0` or `::`). Prints "ready"; exits when stdin closes or
+ * after LIFETIME seconds.
+ *   node connect-server.js FIRST_PORT PORT_COUNT LIFETIME HOST
  */
 import { createServer, type Socket } from 'node:net';
 
-const [firstText = '7001', countText = '64', lifetimeText = '600'] = process.argv.slice(2);
+const [firstText = '7001', countText = '64', lifetimeText = '600', host = '0.0.0.0'] =
+  process.argv.slice(2);
 const firstPort = Number(firstText);
 const portCount = Number(countText);
 
@@ -19,7 +21,7 @@ function listen(port: number, onConnection: (socket: Socket) => void): Promise<v
       onConnection(socket);
     });
     server.once('error', reject);
-    server.listen({ port, host: '0.0.0.0', backlog: 4096 }, resolve);
+    server.listen({ port, host, backlog: 4096 }, resolve);
   });
 }
 

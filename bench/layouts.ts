@@ -68,30 +68,41 @@ export interface ConnectLayout {
   render(map: PortMap): string;
 }
 
-const referenceRule = `-A POSTROUTING -s ${REFERENCE_NET} -o ${OUT_INTERFACE} -j MASQUERADE`;
-const floorRule = `-A POSTROUTING -o ${OUT_INTERFACE} -j MASQUERADE`;
-
-/** A whole `*nat` table for iptables-restore: reference rule, our part, then MASQUERADE. */
-function natTable(nat: IptablesNat | undefined): string {
+/**
+ * A whole `*nat` table for (ip6)iptables-restore: a MASQUERADE rule for the reference net, our
+ * part, then the site's own MASQUERADE (`floorSource`: all of it, or eduVPN's IPv6 `fc00::/7`).
+ */
+export function natTable(
+  nat: IptablesNat | undefined,
+  referenceNet: string,
+  floorSource?: string,
+): string {
+  const out = `-o ${OUT_INTERFACE}`;
+  const reference = `-A POSTROUTING -s ${referenceNet} ${out} -j MASQUERADE`;
+  const floor = `-A POSTROUTING${floorSource ? ` -s ${floorSource}` : ''} ${out} -j MASQUERADE`;
   const declarations = nat ? [...nat.chains.keys()].map((name) => `:${name} - [0:0]`) : [];
   const ours = nat ? [nat.jump, ...[...nat.chains.values()].flat()] : [];
-  return ['*nat', ...declarations, referenceRule, ...ours, floorRule, 'COMMIT', ''].join('\n');
+  return ['*nat', ...declarations, reference, ...ours, floor, 'COMMIT', ''].join('\n');
 }
 
-/** eduVPN's own masquerade (priority srcnat) and the reference's, which runs before ours. */
-function nftFloor(): string {
-  const oif = JSON.stringify(OUT_INTERFACE);
+/**
+ * The site's own masquerade (priority srcnat, as eduVPN's) and the reference's, which runs
+ * before ours (srcnat - 10): the first NAT decision wins.
+ */
+export function nftFloor(family: 'ip' | 'ip6', referenceNet: string, floorSource?: string): string {
+  const oif = `oifname ${JSON.stringify(OUT_INTERFACE)}`;
+  const floor = floorSource ? `${family} saddr ${floorSource} ${oif}` : oif;
   return [
-    'table ip bench_reference {',
+    `table ${family} bench_reference {`,
     '\tchain postrouting {',
     '\t\ttype nat hook postrouting priority srcnat - 20; policy accept;',
-    `\t\tip saddr ${REFERENCE_NET} oifname ${oif} masquerade`,
+    `\t\t${family} saddr ${referenceNet} ${oif} masquerade`,
     '\t}',
     '}',
-    'table ip bench_floor {',
+    `table ${family} bench_floor {`,
     '\tchain postrouting {',
     '\t\ttype nat hook postrouting priority srcnat; policy accept;',
-    `\t\toifname ${oif} masquerade`,
+    `\t\t${floor} masquerade`,
     '\t}',
     '}',
     '',
@@ -106,19 +117,19 @@ export function connectLayouts(legacy: boolean): ConnectLayout[] {
       key: 'masquerade',
       label: '(a) plain MASQUERADE',
       tool: 'iptables',
-      render: () => natTable(undefined),
+      render: () => natTable(undefined, REFERENCE_NET),
     },
     {
       key: 'linear',
       label: '(b) linear chain, iptables',
       tool: 'iptables',
-      render: (map) => natTable(renderLinearChain(map, options)),
+      render: (map) => natTable(renderLinearChain(map, options), REFERENCE_NET),
     },
     {
       key: 'tree',
       label: '(c) our tree, iptables',
       tool: 'iptables',
-      render: (map) => natTable(renderIptablesChains(map, options)),
+      render: (map) => natTable(renderIptablesChains(map, options), REFERENCE_NET),
     },
   ];
   if (legacy) {
@@ -127,13 +138,13 @@ export function connectLayouts(legacy: boolean): ConnectLayout[] {
         key: 'linear',
         label: '(b) linear chain, iptables-legacy',
         tool: 'iptables-legacy',
-        render: (map) => natTable(renderLinearChain(map, options)),
+        render: (map) => natTable(renderLinearChain(map, options), REFERENCE_NET),
       },
       {
         key: 'tree',
         label: '(c) our tree, iptables-legacy',
         tool: 'iptables-legacy',
-        render: (map) => natTable(renderIptablesChains(map, options)),
+        render: (map) => natTable(renderIptablesChains(map, options), REFERENCE_NET),
       },
     );
   }
@@ -141,7 +152,7 @@ export function connectLayouts(legacy: boolean): ConnectLayout[] {
     key: 'nft',
     label: '(d) our nftables map',
     tool: 'nft',
-    render: (map) => nftFloor() + renderNftTable(map, options),
+    render: (map) => nftFloor('ip', REFERENCE_NET) + renderNftTable(map, options),
   });
   return layouts;
 }

@@ -66,18 +66,113 @@ export interface ConnectTopology {
   readonly client: Namespace;
   readonly gateway: Namespace;
   readonly server: Namespace;
+  /** Where the clients connect to. */
+  readonly serverAddress: string;
   /** Deletes the three namespaces now (the cleanup would otherwise do it at the end). */
   destroy(): void;
 }
 
 /**
- * Client, gateway and server. The client holds `clientAddresses` (inside 10.42.0.0/16) and the
- * reference address; the gateway forwards and holds the rules; the server routes the public
- * range back to the gateway.
+ * The addresses of one family's topology and the `ip -batch` lines that set each namespace up.
+ * The gateway's address towards the server is what MASQUERADE translates to.
+ */
+export interface ConnectSite {
+  readonly family: 4 | 6;
+  readonly gatewayAddress: string;
+  readonly serverAddress: string;
+  /** The server's listening address for node's `listen({ host })`. */
+  readonly anyAddress: string;
+  /** The reference client: outside every pool, only MASQUERADE handles it. */
+  readonly referenceClient: string;
+  readonly referenceNet: string;
+  readonly forwarding: string;
+  clientLines(clientAddresses: readonly string[]): string[];
+  gatewayLines(): string[];
+  serverLines(): string[];
+}
+
+/** IPv4: the client holds its addresses inside 10.42.0.0/16 and the reference address. */
+export const SITE4: ConnectSite = {
+  family: 4,
+  gatewayAddress: GATEWAY_ADDRESS,
+  serverAddress: SERVER_ADDRESS,
+  anyAddress: '0.0.0.0',
+  referenceClient: REFERENCE_CLIENT,
+  referenceNet: REFERENCE_NET,
+  forwarding: 'net.ipv4.ip_forward=1',
+  clientLines: (clientAddresses) => [
+    ...clientAddresses.map((address) => `address add ${address}/16 dev vpn0`),
+    `address add ${REFERENCE_CLIENT}/24 dev vpn0`,
+    'link set vpn0 up',
+    `route add default via ${GATEWAY_CLIENT_SIDE}`,
+  ],
+  gatewayLines: () => [
+    `address add ${GATEWAY_CLIENT_SIDE}/16 dev vpn0`,
+    `address add ${REFERENCE_GATEWAY} dev vpn0`,
+    `address add ${GATEWAY_ADDRESS}/24 dev eth0`,
+    'link set vpn0 up',
+    'link set eth0 up',
+  ],
+  serverLines: () => [
+    `address add ${SERVER_ADDRESS}/24 dev eth0`,
+    'link set eth0 up',
+    `route add ${PUBLIC_RANGE} via ${GATEWAY_ADDRESS}`,
+  ],
+};
+
+/** The IPv6 client range of the benchmark's pool (the twin of 10.42.0.0/16). */
+export const CLIENT_RANGE6 = 'fd42::/64';
+/**
+ * Where the IPv6 public addresses and the public prefix come from: 2001:db8:100::/40, inside
+ * the documentation prefix (RFC 3849); the server routes it back to the gateway.
+ */
+export const PUBLIC_RANGE6 = '2001:db8:100::/40';
+const REFERENCE_NET6 = 'fd99::/64';
+
+/**
+ * IPv6, as test/helpers/flows6.ts builds it: every client address a /128 (`nodad`: no
+ * duplicate address detection to wait for), the client's default route via the gateway's
+ * link-local address, the gateway routing the client ranges to vpn0.
+ */
+export const SITE6: ConnectSite = {
+  family: 6,
+  gatewayAddress: '2001:db8::1',
+  serverAddress: '2001:db8::99',
+  anyAddress: '::',
+  referenceClient: 'fd99::2',
+  referenceNet: REFERENCE_NET6,
+  forwarding: 'net.ipv6.conf.all.forwarding=1',
+  clientLines: (clientAddresses) => [
+    ...[...clientAddresses, 'fd99::2'].map(
+      (address) => `address add ${address}/128 dev vpn0 nodad`,
+    ),
+    'link set vpn0 up',
+    'route add ::/0 via fe80::1 dev vpn0',
+  ],
+  gatewayLines: () => [
+    'address add fe80::1/64 dev vpn0 nodad',
+    'address add 2001:db8::1/64 dev eth0 nodad',
+    'link set vpn0 up',
+    'link set eth0 up',
+    `route add ${CLIENT_RANGE6} dev vpn0`,
+    `route add ${REFERENCE_NET6} dev vpn0`,
+  ],
+  serverLines: () => [
+    'address add 2001:db8::99/64 dev eth0 nodad',
+    'link set eth0 up',
+    `route add ${PUBLIC_RANGE6} via 2001:db8::1`,
+  ],
+};
+
+/**
+ * Client, gateway and server. The client holds `clientAddresses` and the reference address;
+ * the gateway forwards and holds the rules; the server routes the public range back to the
+ * gateway.
  */
 export function createConnectTopology(
   cleanup: Cleanup,
   clientAddresses: readonly string[],
+  site: ConnectSite = SITE4,
 ): ConnectTopology {
   const prefix = uniquePrefix();
   const client = namespace(cleanup, `${prefix}-c`);
@@ -97,43 +192,19 @@ export function createConnectTopology(
       'netns',
       peer.name,
     ]);
+  const batch = (ns: Namespace, lines: readonly string[]) =>
+    ns.exec(['ip', '-batch', '-'], [...lines, ''].join('\n'));
   veth('vpn0', client);
   veth('eth0', server);
-  gateway.exec(
-    ['ip', '-batch', '-'],
-    [
-      `address add ${GATEWAY_CLIENT_SIDE}/16 dev vpn0`,
-      `address add ${REFERENCE_GATEWAY} dev vpn0`,
-      `address add ${GATEWAY_ADDRESS}/24 dev eth0`,
-      'link set vpn0 up',
-      'link set eth0 up',
-      '',
-    ].join('\n'),
-  );
-  gateway.exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-  client.exec(
-    ['ip', '-batch', '-'],
-    [
-      ...clientAddresses.map((address) => `address add ${address}/16 dev vpn0`),
-      `address add ${REFERENCE_CLIENT}/24 dev vpn0`,
-      'link set vpn0 up',
-      `route add default via ${GATEWAY_CLIENT_SIDE}`,
-      '',
-    ].join('\n'),
-  );
-  server.exec(
-    ['ip', '-batch', '-'],
-    [
-      `address add ${SERVER_ADDRESS}/24 dev eth0`,
-      'link set eth0 up',
-      `route add ${PUBLIC_RANGE} via ${GATEWAY_ADDRESS}`,
-      '',
-    ].join('\n'),
-  );
+  batch(gateway, site.gatewayLines());
+  gateway.exec(['sysctl', '-qw', site.forwarding]);
+  batch(client, site.clientLines(clientAddresses));
+  batch(server, site.serverLines());
   return {
     client,
     gateway,
     server,
+    serverAddress: site.serverAddress,
     destroy() {
       for (const ns of [server, gateway, client]) ns.remove();
     },

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { archiveOfSlash16, measureApplyTimes } from './apply-time.js';
 import { Cleanup } from './cleanup.js';
 import { measureConnectCosts } from './connect-cost.js';
+import { measureConnectCosts6 } from './connect6-cost.js';
 import { measureDaemon } from './daemon.js';
 import { idleNodeMiB, measureGeneration } from './generation.js';
 import { formatTable, writeResults, type Metric } from './report.js';
@@ -27,15 +28,13 @@ interface Context {
 
 type Section = (context: Context) => Promise<Metric[]>;
 
+/** At most some 15 000 connects per address: each counts up its own range of local ports. */
+const CONNECT_SETTINGS = { connectsPerAddress: 5000, roundSize: 200, layoutTimeMs: 25_000 };
+
 const SECTIONS: Readonly<Record<string, Section>> = {
   generation: ({ cleanup }) => Promise.resolve(measureGeneration(cleanup, progress)),
-  connect: ({ cleanup }) =>
-    measureConnectCosts(
-      cleanup,
-      // At most some 15 000 connects per address: each counts up its own range of local ports.
-      { connectsPerAddress: 5000, roundSize: 200, layoutTimeMs: 25_000 },
-      progress,
-    ),
+  connect: ({ cleanup }) => measureConnectCosts(cleanup, CONNECT_SETTINGS, progress),
+  connect6: ({ cleanup }) => measureConnectCosts6(cleanup, CONNECT_SETTINGS, progress),
   apply: async (context) => {
     const findings = await measureApplyTimes(context.cleanup, progress);
     context.iptablesArchive = findings.iptablesArchive;

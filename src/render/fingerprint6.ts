@@ -29,15 +29,15 @@ const ADDRESS = String.raw`[0-9a-fA-F:.]+`;
 /**
  * Each rule that decides a client's IPv6 translation, in any of the four forms we render or
  * the kernel prints: ip6tables port blocks (`-s A/128 ... -p tcp -j SNAT --to-source [P]:a-b`)
- * and NETMAP (`-s R -o IF -j NETMAP --to X`), nft port blocks (`ip6 saddr A meta l4proto
- * { tcp, udp } snat [ip6 ]to [P]:a-b`) and prefixes (`ip6 saddr R oifname "IF" snat [ip6 ]prefix
+ * and NETMAP (`-s R -o IF -j NETMAP --to X`), nft port blocks (`ip6 saddr A meta l4proto tcp
+ * snat [ip6 ]to [P]:a-b`, older `{ tcp, udp }`) and prefixes (`ip6 saddr R oifname "IF" snat [ip6 ]prefix
  * to X`).
  */
 const TRANSLATION = new RegExp(
   [
     String.raw`-s (${ADDRESS})/128 (?:-o \S+ )?-p tcp -j SNAT --to-source (\[${ADDRESS}\]:\d+(?:-\d+)?)`,
     String.raw`-s (${ADDRESS}/\d+) -o \S+ -j NETMAP --to (${ADDRESS}/\d+)`,
-    String.raw`ip6 saddr (${ADDRESS}) meta l4proto \{ tcp, udp \} snat (?:ip6 )?to (\[${ADDRESS}\]:\d+(?:-\d+)?)`,
+    String.raw`ip6 saddr (${ADDRESS}) meta l4proto (?:tcp|\{ tcp, udp \}) snat (?:ip6 )?to (\[${ADDRESS}\]:\d+(?:-\d+)?)`,
     String.raw`ip6 saddr (${ADDRESS}/\d+) oifname "[^"]*" snat (?:ip6 )?prefix to (${ADDRESS}/\d+)`,
   ].join('|'),
   'gm',

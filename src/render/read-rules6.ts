@@ -12,8 +12,11 @@ const ADDRESS6 = String.raw`([0-9a-fA-F:.]+)`;
 const CIDR6 = String.raw`([0-9a-fA-F:.]+/\d{1,3})`;
 /** `-A CHAIN -s a/128 -o IF -p tcp|udp -j SNAT --to-source [P]:x[-y]`, maybe with counters. */
 const IPTABLES_RULE = String.raw`^(?:\[\d+:\d+\] )?-A \S+ -s ${ADDRESS6}/128 (?:-o \S+ )?-p (tcp|udp) -j SNAT --to-source \[${ADDRESS6}\]:(\d+)(?:-(\d+))?[ \t\r]*$`;
-/** `ip6 saddr a meta l4proto { tcp, udp } snat [ip6 ]to [P]:x-y` */
-const NFT_RULE = String.raw`^\s*ip6 saddr ${ADDRESS6} meta l4proto \{ tcp, udp \} snat (?:ip6 )?to \[${ADDRESS6}\]:(\d+)(?:-(\d+))?[ \t\r]*$`;
+/**
+ * `ip6 saddr a meta l4proto tcp|udp snat [ip6 ]to [P]:x-y`, or `{ tcp, udp }` as rulesets
+ * rendered before one rule per protocol have it (src/render/nftables6.ts).
+ */
+const NFT_RULE = String.raw`^\s*ip6 saddr ${ADDRESS6} meta l4proto (tcp|udp|\{ tcp, udp \}) snat (?:ip6 )?to \[${ADDRESS6}\]:(\d+)(?:-(\d+))?[ \t\r]*$`;
 /** `-A TNAT -s R -o IF -j NETMAP --to P` and `ip6 saddr R oifname "IF" snat [ip6 ]prefix to P`. */
 const IPTABLES_NETMAP = String.raw`^(?:\[\d+:\d+\] )?-A \S+ -s ${CIDR6} (?:-o \S+ )?-j NETMAP --to ${CIDR6}[ \t\r]*$`;
 const NFT_NETMAP = String.raw`^\s*ip6 saddr ${CIDR6} (?:oifname \S+ )?snat (?:ip6 )?prefix to ${CIDR6}[ \t\r]*$`;
@@ -34,14 +37,14 @@ export function readRules6(text: string): ReadRules6 {
     const iptables = match[1] !== undefined;
     const [clientText = '', proto, publicText = '', first = '', last] = iptables
       ? match.slice(1, 6)
-      : [match[6], 'both', ...match.slice(7, 10)];
+      : [match[6], match[7]?.startsWith('{') ? 'both' : match[7], ...match.slice(8, 11)];
     const client = parseIpv6(clientText);
     const publicAddress = parseIpv6(publicText);
     if (client === undefined || publicAddress === undefined) continue;
     const firstPort = Number(first);
     const lastPort = last === undefined ? firstPort : Number(last);
     const entry = { client, publicAddress, firstPort, lastPort };
-    // nft's one rule covers both protocols: read it as a tcp and a udp rule, which merge.
+    // An old nft rule covers both protocols: read it as a tcp and a udp rule, which merge.
     if (proto === 'tcp' || proto === 'both') collector.add({ ...entry, proto: 'tcp' });
     if (proto === 'udp' || proto === 'both') collector.add({ ...entry, proto: 'udp' });
   }

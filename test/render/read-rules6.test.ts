@@ -23,6 +23,16 @@ describe('reading IPv6 bindings back', () => {
     expect(readPrevious6(renderNftTable6(treeMap6(), options))).toEqual(expected);
   });
 
+  test('from a table ip6 rendered with one `{ tcp, udp }` rule per client (archives before one rule per protocol)', () => {
+    const expected = previousFromMap6(treeMap6());
+    const older = renderNftTable6(treeMap6(), options)
+      .replace(/^.* meta l4proto udp snat .*\n/gm, '')
+      .replace(/ meta l4proto tcp snat /g, ' meta l4proto { tcp, udp } snat ');
+    expect(older).toContain('meta l4proto { tcp, udp } snat ip6 to [2001:db8::1]:');
+    expect(older).not.toContain('meta l4proto udp snat');
+    expect(readPrevious6(older)).toEqual(expected);
+  });
+
   test('prefix mode and eduVPN alone hold no bindings', () => {
     expect(readPrevious6(renderNftTable6(prefixMap6(), options))).toBeUndefined();
     expect(readPrevious6(readFixture('eduvpn3-rules.v6'))).toBeUndefined();
