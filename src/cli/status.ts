@@ -5,28 +5,34 @@ import { processRunner } from '../netfilter/runner.js';
 import type { Command } from './command.js';
 import { EXIT } from './io.js';
 
-function line(label: string, summary: RulesetSummary, reference: RulesetSummary): string {
-  if (summary.source === undefined) return `${label.padEnd(10)} none`;
-  const what = `${summary.clients} clients, ${summary.blockSize} ports each, on ${summary.publicAddresses.map(formatIpv4).join(', ') || '-'}`;
+/** One status line: where a ruleset was read, what it holds, and whether it is the archive's. */
+function summaryLine(
+  label: string,
+  source: string | undefined,
+  what: string,
+  sameAsArchive: boolean | undefined,
+): string {
+  if (source === undefined) return `${label.padEnd(10)} none`;
   const same =
-    summary === reference
+    sameAsArchive === undefined
       ? ''
-      : summary.bindings === reference.bindings
+      : sameAsArchive
         ? ' (same as the archive)'
         : ' (DIFFERS from the archive)';
-  return `${label.padEnd(10)} ${summary.source}: ${what}${same}`;
+  return `${label.padEnd(10)} ${source}: ${what}${same}`;
+}
+
+function line(label: string, summary: RulesetSummary, reference: RulesetSummary): string {
+  const what = `${summary.clients} clients, ${summary.blockSize} ports each, on ${summary.publicAddresses.map(formatIpv4).join(', ') || '-'}`;
+  const same = summary === reference ? undefined : summary.bindings === reference.bindings;
+  return summaryLine(label, summary.source, what, same);
 }
 
 function line6(label: string, summary: Summary6, reference: Summary6): string {
-  if (summary.source === undefined) return `${label.padEnd(10)} none`;
-  const what = `${summary.sources} ${summary.sources > 0 && summary.targets.some((to) => to.includes('/')) ? 'client ranges' : 'clients'} to ${summary.targets.join(', ') || '-'}`;
-  const same =
-    summary === reference
-      ? ''
-      : summary.fingerprint === reference.fingerprint
-        ? ' (same as the archive)'
-        : ' (DIFFERS from the archive)';
-  return `${label.padEnd(10)} ${summary.source}: ${what}${same}`;
+  const ranges = summary.targets.some((to) => to.includes('/'));
+  const what = `${summary.sources} ${ranges ? 'client ranges' : 'clients'} to ${summary.targets.join(', ') || '-'}`;
+  const same = summary === reference ? undefined : summary.fingerprint === reference.fingerprint;
+  return summaryLine(label, summary.source, what, same);
 }
 
 function json6(summary: Summary6): Record<string, unknown> {

@@ -225,17 +225,29 @@ describeKernel.each(['iptables', 'nftables'] as const)('IPv6 in the apply (%s)',
   });
 });
 
+/** A gateway namespace with ALPHA and nat6 port blocks, made before and removed after the block's tests. */
+function alphaSite(backend: 'iptables' | 'nftables'): () => FaultSite {
+  let site: FaultSite | undefined;
+  beforeAll(() => {
+    site = createFaultSite(backend, {}, {}, NAT6);
+    site.sandbox.writeProfiles([ALPHA]);
+  });
+  afterAll(() => {
+    site?.destroy();
+  });
+  return () => {
+    if (!site) throw new Error('the site is made in beforeAll');
+    return site;
+  };
+}
+
 describeKernel.each(['iptables', 'nftables'] as const)(
   'kill -9 while only the IPv6 rules change (%s)',
   (backend) => {
     let site: FaultSite;
-
+    const alpha = alphaSite(backend);
     beforeAll(() => {
-      site = createFaultSite(backend, {}, {}, NAT6);
-      site.sandbox.writeProfiles([ALPHA]);
-    });
-    afterAll(() => {
-      (site as FaultSite | undefined)?.destroy();
+      site = alpha();
     });
 
     test('the IPv6 ruleset the orphan loads is archived by the next apply, both halves', async () => {
@@ -283,13 +295,9 @@ describeKernel.each(['iptables', 'nftables'] as const)(
   "the daemon's change path, trusting what it applied last (%s)",
   (backend) => {
     let site: FaultSite;
-
+    const alpha = alphaSite(backend);
     beforeAll(() => {
-      site = createFaultSite(backend, {}, {}, NAT6);
-      site.sandbox.writeProfiles([ALPHA]);
-    });
-    afterAll(() => {
-      (site as FaultSite | undefined)?.destroy();
+      site = alpha();
     });
 
     test('a change is loaded for both families without reading the kernel back', async () => {
