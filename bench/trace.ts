@@ -5,7 +5,7 @@
  * around the moment and 1 000 real copies of a /16 would be some 15 GB of disk, not a trace.
  */
 import { spawnSync } from 'node:child_process';
-import { linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { decodeArchive, encodeArchive } from '../src/archive/store.js';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -26,7 +26,7 @@ const ASKED = 500;
 /** 2023-11-14T22:13:20Z, then one archive an hour. */
 const FIRST_ACTIVATION = 1_700_000_000;
 const HOUR = 3600;
-const RUNS = 5;
+const RUNS = 9;
 /** Rows of the batch, spread over the lifetimes of the distinct archives around ASKED. */
 const BATCH_ROWS = 10_000;
 /** Rows of the batch also traced one by one, whose answers must be the same. */
@@ -62,6 +62,13 @@ function writeArchives(dir: string, template: string): void {
   for (let index = 0; index < ARCHIVES; index++) {
     if (index < distinctFrom) linkSync(path(distinctFrom), path(index));
     if (index > distinctTo) linkSync(path(distinctTo), path(index));
+  }
+}
+
+/** Removes the binding indexes (issue 15) from the archive directory: a trace parses the text. */
+function removeIndexes(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    if (name.startsWith('.') && name.endsWith('.idx')) rmSync(join(dir, name));
   }
 }
 
@@ -197,33 +204,55 @@ export function measureTrace(
     formatIpv4(last.publicAddress),
     '--json',
   ];
-  const traces = Array.from({ length: RUNS }, () => timeCli(args));
+  // Interleaved, so the machine's drift hits both alike. Without: the indexes removed before
+  // each run (the trace writes them again, as it does for an archive older than indexes).
+  // With: the archives as the store leaves them, each with its index.
+  const traces: { ms: number; stdout: string }[] = [];
+  const unindexed: { ms: number; stdout: string }[] = [];
+  const startups: number[] = [];
+  timeCli(args);
+  for (let run = 0; run < RUNS; run++) {
+    removeIndexes(archiveDir);
+    unindexed.push(timeCli(args));
+    traces.push(timeCli(args));
+    startups.push(timeCli(['--help']).ms);
+  }
   const answer = JSON.parse(traces[0]?.stdout ?? '{}') as {
     status?: string;
     candidates?: { client: string }[];
   };
   const clients = (answer.candidates ?? []).map((candidate) => candidate.client);
-  const right = clients.length === 1 && clients[0] === formatIpv4(last.client);
-  const startup = median(Array.from({ length: RUNS }, () => timeCli(['--help']).ms));
+  const same = unindexed.every((trace) => trace.stdout === traces[0]?.stdout);
+  const right = clients.length === 1 && clients[0] === formatIpv4(last.client) && same;
+  const startup = median(startups);
   const ms = median(traces.map((trace) => trace.ms));
+  const withoutMs = median(unindexed.map((trace) => trace.ms));
   progress(
-    `trace: ${ms.toFixed(0)} ms (${answer.status ?? '?'}: ${clients.join(', ')}); --help ${startup.toFixed(0)} ms`,
+    `trace: ${ms.toFixed(0)} ms with the binding index, ${withoutMs.toFixed(0)} ms without (${(withoutMs / ms).toFixed(2)}x), ${ms < 300 ? 'met' : 'missed'} against 0.3 s (${answer.status ?? '?'}: ${clients.join(', ')}${same ? '' : '; ANSWERS DIFFER'}); --help ${startup.toFixed(0)} ms`,
   );
   const batch = measureBatch(site.configFile, template, site.dir, progress);
+  const verdict = right
+    ? `answered ${clients[0] ?? ''} (${answer.status ?? ''}), as expected, with and without the index`
+    : `WRONG ANSWER: expected ${formatIpv4(last.client)}, got ${clients.join(', ') || 'none'} (${answer.status ?? ''})${same ? '' : '; the answers with and without the index differ'}`;
   return [
     {
       section: SECTION,
-      name: `trace of the last client's port, /16 archive, ${ARCHIVES} archives`,
+      name: `trace of the last client's port, /16 archive, ${ARCHIVES} archives, with the binding index`,
       value: ms,
       unit: 'ms',
-      baseline: { name: 'traceable-nat --help', value: startup },
+      baseline: { name: 'the same trace without the index', value: withoutMs },
       // Issue 15 (issue 8 asked for 1 s).
-      target: atMost(ms, 300, '< 0.3 s'),
-      note:
-        `wall time of the CLI, median of ${RUNS}; ` +
-        (right
-          ? `answered ${clients[0] ?? ''} (${answer.status ?? ''}), as expected`
-          : `WRONG ANSWER: expected ${formatIpv4(last.client)}, got ${clients.join(', ') || 'none'} (${answer.status ?? ''})`),
+      target: right ? atMost(ms, 300, '< 0.3 s') : atMost(Infinity, 300, '< 0.3 s, same answer'),
+      note: `wall time of the CLI, median of ${RUNS} interleaved runs; --help ${startup.toFixed(0)} ms; ${verdict}`,
+    },
+    {
+      section: SECTION,
+      name: `trace of the last client's port, /16 archive, ${ARCHIVES} archives, without the index`,
+      value: withoutMs,
+      unit: 'ms',
+      baseline: { name: 'traceable-nat --help', value: startup },
+      target: atMost(withoutMs, 1000, '< 1 s (issue 8)'),
+      note: `wall time of the CLI, median of ${RUNS}; the trace writes the index it did not find`,
     },
     batch,
   ];

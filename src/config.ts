@@ -9,7 +9,7 @@ import { cidrContains, parseCidr4, parseIpv4 } from './net/ipv4.js';
 import { cidr6Contains, formatCidr6, isIpv4Mapped, parseCidr6, parseIpv6 } from './net/ipv6.js';
 import type { PortBlock } from './mapping/types.js';
 
-export const DEFAULT_CONFIG_FILE = '/etc/traceable-nat/config.yaml';
+export { DEFAULT_CONFIG_FILE } from './config-path.js';
 
 /** How a wrong value is shown in a message: strings quoted, lists and mappings by kind. */
 function shown(value: unknown): string {

@@ -25,11 +25,18 @@ import {
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { constants, gunzipSync, gzipSync } from 'node:zlib';
 import { TnatError } from '../errors.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
+import {
+  bindingIndexName,
+  bindingsOfText,
+  decodeBindingIndex,
+  type ReadForTrace,
+} from './binding-index.js';
 import { renderArchive, sha256, type ArchiveHeader, type Backend } from './header.js';
+import { writeBindingIndex } from './index-file.js';
 import {
   archiveName,
   ipv6SiblingNames,
@@ -102,6 +109,37 @@ export function readArchive(dir: string, entry: ArchiveName): StoredArchive {
     });
   }
   return { entry, path, text: decodeArchive(bytes, path), sha256: sha256(bytes) };
+}
+
+function readIndexQuietly(path: string): Buffer | undefined {
+  try {
+    return readFileSync(path);
+  } catch {
+    // missing or unreadable: the archive is parsed instead
+    return undefined;
+  }
+}
+
+/**
+ * An archive for a trace: read and hashed whole (the archive is the evidence), then its binding
+ * index is used when it names exactly these bytes; else the text is decompressed for parsing.
+ */
+export function readArchiveForTrace(dir: string, entry: ArchiveName): ReadForTrace {
+  const path = join(dir, entry.name);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
+      cause: error,
+    });
+  }
+  const digest = sha256(bytes);
+  const index = readIndexQuietly(join(dir, bindingIndexName(entry.name)));
+  const bindings = index && decodeBindingIndex(index, entry.name, digest);
+  return bindings
+    ? { sha256: digest, bindings }
+    : { sha256: digest, text: decodeArchive(bytes, path) };
 }
 
 /**
@@ -343,6 +381,11 @@ export function prepareArchive(
         activatedAt,
       );
       settled = true;
+      // The rules are active and archived by now; the index only speeds up later traces. The
+      // IPv6 half is read only by IPv6 traces, from its own text.
+      if (kind !== 'ip6tables') {
+        writeBindingIndex(dir, basename(committed.path), digest, bindingsOfText(content));
+      }
       return committed;
     },
     discard() {

@@ -108,8 +108,6 @@ export async function runApply(context: CommandContext, flags: ApplyFlags): Prom
 
 export const applyCommand: Command = {
   name: 'apply',
-  summary: 'load the NAT rules if they differ, write the rules file, archive the new ruleset',
-  usage: '[--dry-run] [--force] [--verbose] [--json]',
   options: {
     'dry-run': { type: 'boolean', short: 'n' },
     force: { type: 'boolean', short: 'f' },

@@ -156,8 +156,6 @@ function ipv6Untraceable(config: Config): boolean {
 
 export const checkCommand: Command = {
   name: 'check',
-  summary: 'validate the configuration and the eduVPN files; exit 0 only if all is well',
-  usage: '',
   options: {},
   run: (context) => Promise.resolve(runChecks(context)),
 };

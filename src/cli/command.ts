@@ -14,11 +14,9 @@ export type OptionValues = Readonly<
   Record<string, string | boolean | (string | boolean)[] | undefined>
 >;
 
+/** What a command's module exports; its name's help text is in commands.ts. */
 export interface Command {
   readonly name: string;
-  readonly summary: string;
-  /** Usage after `traceable-nat <name>`, e.g. `[--json]`. */
-  readonly usage: string;
   readonly options: NonNullable<ParseArgsConfig['options']>;
   /** How many positional arguments it takes. */
   readonly positionals?: { readonly min: number; readonly max: number };

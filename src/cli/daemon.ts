@@ -24,8 +24,6 @@ const timers = {
 
 export const daemonCommand: Command = {
   name: 'daemon',
-  summary: 'watch the eduVPN files and apply on every change (run by systemd)',
-  usage: '',
   options: {},
   async run(context) {
     const { env } = context.io;

@@ -147,9 +147,6 @@ function lookupAt(context: CommandContext, options: OptionValues, client: Addres
 
 export const lookupCommand: Command = {
   name: 'lookup',
-  summary:
-    "a client address's public address and port block, now or (--at) in the archived rulesets",
-  usage: '<client-address> [--at TIME [--archive-dir DIR]...] [--json]',
   options: { json: { type: 'boolean' }, at: { type: 'string' }, 'archive-dir': ARCHIVE_DIR_OPTION },
   positionals: { min: 1, max: 1 },
   run(context, options, positionals) {

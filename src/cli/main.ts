@@ -5,16 +5,16 @@
  */
 import { parseArgs } from 'node:util';
 import { TOOL_VERSION } from '../version.js';
-import { loadConfig } from '../config-file.js';
-import { DEFAULT_CONFIG_FILE, type Config } from '../config.js';
+import { DEFAULT_CONFIG_FILE } from '../config-path.js';
+import type { Config } from '../config.js';
 import { TnatError } from '../errors.js';
 import { reportError } from './report-error.js';
-import type { Command, CommandContext, OptionValues } from './command.js';
+import type { CommandContext, OptionValues } from './command.js';
 import { EXIT, processIo, type CliIo } from './io.js';
-import { findCommand, loadCommands } from './commands.js';
+import { commands, findCommand, type CommandEntry } from './commands.js';
 import { parseGlobalOptions } from './global-options.js';
 
-function usage(commands: readonly Command[]): string {
+function usage(): string {
   const lines = commands.map(
     (command) => `  ${`${command.name} ${command.usage}`.padEnd(52)} ${command.summary}`,
   );
@@ -31,7 +31,9 @@ function usage(commands: readonly Command[]): string {
   ].join('\n');
 }
 
-function contextFor(io: CliIo, configFile: string): CommandContext {
+/** The configuration's reader (zod, yaml) is loaded only for a command that runs. */
+async function contextFor(io: CliIo, configFile: string): Promise<CommandContext> {
+  const { loadConfig } = await import('../config-file.js');
   let loaded: Config | undefined;
   return {
     io,
@@ -41,11 +43,12 @@ function contextFor(io: CliIo, configFile: string): CommandContext {
 }
 
 async function runCommand(
-  command: Command,
+  entry: CommandEntry,
   args: readonly string[],
   io: CliIo,
   globalConfig: string | undefined,
 ): Promise<number> {
+  const command = await entry.load();
   const parsed = parseArgs({
     args: [...args],
     options: {
@@ -59,17 +62,17 @@ async function runCommand(
   const values = parsed.values as OptionValues;
   const positionals = parsed.positionals;
   if (values.help) {
-    io.stdout(`usage: traceable-nat ${command.name} ${command.usage}\n${command.summary}\n`);
+    io.stdout(`usage: traceable-nat ${entry.name} ${entry.usage}\n${entry.summary}\n`);
     return EXIT.ok;
   }
   const { min, max } = command.positionals ?? { min: 0, max: 0 };
   if (positionals.length < min || positionals.length > max) {
-    throw new TnatError('E_USAGE', `usage: traceable-nat ${command.name} ${command.usage}`);
+    throw new TnatError('E_USAGE', `usage: traceable-nat ${entry.name} ${entry.usage}`);
   }
   // After the command wins over before it, as the later option does in most tools.
   const configFile =
     typeof values.config === 'string' ? values.config : (globalConfig ?? DEFAULT_CONFIG_FILE);
-  return command.run(contextFor(io, configFile), values, positionals);
+  return command.run(await contextFor(io, configFile), values, positionals);
 }
 
 /** Runs one command line; returns the exit status. */
@@ -83,10 +86,10 @@ export async function main(args: readonly string[], io: CliIo): Promise<number> 
     const name = global.command;
     if (global.help || name === 'help' || name === undefined) {
       const asked = global.help || name === 'help';
-      (asked ? io.stdout : io.stderr)(usage(await loadCommands()));
+      (asked ? io.stdout : io.stderr)(usage());
       return asked ? EXIT.ok : EXIT.badInput;
     }
-    const command = await findCommand(name);
+    const command = findCommand(name);
     if (!command)
       throw new TnatError('E_USAGE', `unknown command "${name}"; run traceable-nat --help`);
     return await runCommand(command, global.rest, io, global.config);

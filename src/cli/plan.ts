@@ -150,8 +150,6 @@ function ipv6Text(
 
 export const planCommand: Command = {
   name: 'plan',
-  summary: 'show the port blocks an apply would set up (changes nothing)',
-  usage: '[--json]',
   options: { json: { type: 'boolean' } },
   run(context, options) {
     const config = context.config();

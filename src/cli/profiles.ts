@@ -65,8 +65,6 @@ function renderPools(discovery: Discovery): string {
 
 export const profilesCommand: Command = {
   name: 'profiles',
-  summary: 'list the client address pools found in the eduVPN configuration',
-  usage: '[--json]',
   options: { json: { type: 'boolean' } },
   run(context, options) {
     const discovery = discover(context.config());

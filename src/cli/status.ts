@@ -50,8 +50,6 @@ function json(summary: RulesetSummary): Record<string, unknown> {
 
 export const statusCommand: Command = {
   name: 'status',
-  summary: 'what is active now (rules file, newest archive, kernel) and whether they agree',
-  usage: '[--json]',
   options: { json: { type: 'boolean' } },
   async run(context, options) {
     const status = await readActiveStatus(context.config(), processRunner);

@@ -8,8 +8,10 @@ import {
   findPendingArchives,
   listArchives,
   readArchive,
+  readArchiveForTrace,
   readArchiveHeader,
 } from '../archive/store.js';
+import { writeBindingIndex } from '../archive/index-file.js';
 import type { Config } from '../config.js';
 import { isTnatError, TnatError } from '../errors.js';
 import type { ClientPool } from '../eduvpn/pool.js';
@@ -55,6 +57,17 @@ export function archiveDirOf(dir: string, config: Config, nowMs = Date.now()): A
     },
     digest: (entry, text) => digests.get(entry.name) ?? sha256(text),
     readHeader: (entry) => readArchiveHeader(dir, entry),
+    readForTrace: (entry) => {
+      const found = readArchiveForTrace(dir, entry);
+      digests.set(entry.name, found.sha256);
+      return found;
+    },
+    // An archive without a matching index (older than indexes, or its index lost) gets one
+    // when the directory is writable, so the next trace of that time is quick.
+    keepIndex: (entry, bindings) => {
+      const digest = digests.get(entry.name);
+      if (digest !== undefined) writeBindingIndex(dir, entry.name, digest, bindings);
+    },
     anchor: state.head && { ...state.head, pendingSha256: state.pending?.sha256 },
     pending: pending && {
       entry: { name: basename(pending.path), backend: pending.backend, activatedAt: Infinity },

@@ -8,7 +8,6 @@ import { TnatError } from '../errors.js';
 import type { Address } from '../net/address.js';
 import type { Command, OptionValues } from './command.js';
 import { traceAnswerer } from './trace-answer.js';
-import { runTraceBatch } from './trace-batch.js';
 import { parsePort, parseProto } from './trace-query.js';
 import { EXIT_FOR_STATUS, overallStatus, traceJson, traceText } from './trace-report.js';
 import {
@@ -34,10 +33,6 @@ function protoOption(options: OptionValues): 'tcp' | 'udp' | undefined {
 
 export const traceCommand: Command = {
   name: 'trace',
-  summary: "an incident's (time, public address, port) -> the client address and eduVPN user",
-  usage:
-    '--at TIME --port PORT [--address PUBLIC] | --at TIME --address PUBLIC6 [--port PORT] [--proto tcp|udp] [--archive-dir DIR]... [--json]' +
-    ' | --batch FILE|- [--archive-dir DIR]... [--json]',
   options: {
     at: { type: 'string' },
     port: { type: 'string' },
@@ -48,7 +43,10 @@ export const traceCommand: Command = {
     json: { type: 'boolean' },
   },
   run(context, options) {
-    if (options.batch !== undefined) return runTraceBatch(context, options);
+    if (options.batch !== undefined) {
+      // A single trace does not load the feed reader (issue 15: every module is startup time).
+      return import('./trace-batch.js').then((batch) => batch.runTraceBatch(context, options));
+    }
     const time = incidentTimeOf(options, context.io);
     const address = addressOption(options, 'address');
     const port = portOption(options, address);

@@ -61,7 +61,7 @@ function half(
   return {
     ...base,
     publicAddresses: [...addresses].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
-    assignments,
+    assignments: () => assignments,
     netmaps,
     damaged: base.damaged ?? damaged,
     ipv6State: state,
@@ -77,7 +77,7 @@ export function blocksOfClient6(
   archive: LoadedArchive<bigint>,
   client: bigint,
 ): ReadAssignment<bigint>[] {
-  const blocks = archive.assignments.filter((assignment) => assignment.client === client);
+  const blocks = archive.assignments().filter((assignment) => assignment.client === client);
   for (const netmap of archive.netmaps ?? []) {
     const publicAddress = netmapPublic(netmap, client);
     if (publicAddress === undefined) continue;
@@ -97,16 +97,21 @@ export function uses6(archive: LoadedArchive<bigint>, address: bigint): boolean 
 
 const TABLE_IP6 = /^table ip6 \S+ \{/m;
 
+/**
+ * The IPv6 half of an archive whose header (as bindingsOfText keeps it) is `headerText`; its
+ * whole `text` is read only for nftables, whose IPv6 table is in the same file.
+ */
 export function ipv6HalfOf(
   base: Base,
-  text: string,
+  headerText: string,
+  text: () => string,
   source: () => Ipv6Source | undefined,
 ): LoadedArchive<bigint> {
-  const header = parseArchiveHeader(text);
+  const header = parseArchiveHeader(headerText);
   const configured = configuredAddresses6(header?.settings ?? {});
   const { name } = base.entry;
   if (base.entry.backend === 'nftables') {
-    const body = archiveBody(text);
+    const body = archiveBody(text());
     const start = body.search(TABLE_IP6);
     if (start < 0) return half(base, 'not-ours', undefined);
     return half(base, 'ours', undefined, body.slice(start), configured);

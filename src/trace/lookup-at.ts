@@ -55,7 +55,7 @@ export function lookupClientAt(
     return lookupAround(around6, client, at, margin, (archive) => blocksOfClient6(archive, client));
   }
   return lookupAround(around, client, at, margin, (archive) =>
-    archive.assignments.filter((assignment) => assignment.client === client),
+    archive.assignments().filter((assignment) => assignment.client === client),
   );
 }
 

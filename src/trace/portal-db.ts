@@ -6,7 +6,8 @@
  * waits on us longer than one indexed read.
  */
 import { existsSync } from 'node:fs';
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type Database from 'better-sqlite3';
 import {
   answerOf,
   sessionsAt,
@@ -68,6 +69,14 @@ function logRowOf(row: Record<string, unknown>): LogRow {
   };
 }
 
+/**
+ * better-sqlite3, loaded when a database file exists (issue 15: most traces of a node without
+ * the portal, and every `--help`, need not load a native addon). Synchronous: it is CommonJS.
+ */
+function sqlite(): typeof Database {
+  return createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+}
+
 interface OpenDatabase {
   readonly read: DatabaseRead;
   readonly db: Database.Database | undefined;
@@ -78,7 +87,8 @@ function open(path: string): OpenDatabase {
     return { read: { path, schema: undefined, problem: 'does not exist' }, db: undefined };
   let db: Database.Database | undefined;
   try {
-    db = new Database(path, { readonly: true, fileMustExist: true, timeout: 2000 });
+    const Sqlite = sqlite();
+    db = new Sqlite(path, { readonly: true, fileMustExist: true, timeout: 2000 });
     const columns = db
       .prepare("SELECT name FROM pragma_table_info('connection_log')")
       .pluck()

@@ -6,11 +6,16 @@
  * (and for the original script, whose firewall restart came after the file was written), holds
  * both rulesets as possible. Only the few archives around the moment are read.
  */
-import { parseArchiveHeader, archiveBody, rulesetLooksComplete } from '../archive/header.js';
+import {
+  bindingsOfText,
+  type ArchiveBindings,
+  type ReadForTrace,
+} from '../archive/binding-index.js';
+import { parseArchiveHeader } from '../archive/header.js';
 import { findArchiveAt, type ArchiveName } from '../archive/names.js';
 import { parseIpv4 } from '../net/ipv4.js';
 import type { Address } from '../net/address.js';
-import { readAssignments, type Netmap6, type ReadAssignment } from '../render/read-rules.js';
+import type { Netmap6, ReadAssignment } from '../render/read-rules.js';
 import { ipv6HalfOf, type Ipv6Source } from './archive6.js';
 import { buildPortIndex, type PortIndex } from './port-index.js';
 
@@ -30,6 +35,13 @@ export interface ArchiveDir {
   readonly digest: (entry: ArchiveName, text: string) => string;
   /** The start of an archive, enough for its header (the successor's `previous` line). */
   readonly readHeader?: ((entry: ArchiveName) => string) | undefined;
+  /**
+   * Reads an archive through its binding index when the index matches the archive's bytes
+   * (src/archive/binding-index.ts), else its text; in place of `read` when given.
+   */
+  readonly readForTrace?: ((entry: ArchiveName) => ReadForTrace) | undefined;
+  /** Keeps the bindings parsed from an archive's text as its index, where the disk allows. */
+  readonly keepIndex?: ((entry: ArchiveName, bindings: ArchiveBindings) => void) | undefined;
   /** The anchored newest archive of this directory (firewall.stateFile), when known. */
   readonly anchor?:
     | {
@@ -70,7 +82,8 @@ export interface LoadedArchive<A extends Address = number> {
   readonly nextActivatedAt: number | undefined;
   /** The public addresses it uses or was configured with, ascending. */
   readonly publicAddresses: readonly A[];
-  readonly assignments: readonly ReadAssignment<A>[];
+  /** Every binding (made on first call when the archive was read from its index). */
+  readonly assignments: () => readonly ReadAssignment<A>[];
   /** IPv6 prefix mode: client ranges mapped into public prefixes (no per-client rules). */
   readonly netmaps?: readonly Netmap6[] | undefined;
   /** Why this archive cannot be trusted as it is (edited or cut after it was written). */
@@ -115,11 +128,16 @@ function configuredAddresses(settings: Readonly<Record<string, unknown>>): numbe
  * Why an archive's text is not what was archived: the next archive recorded its SHA-256, the
  * state file anchors the newest, and a ruleset that stops before its end was cut.
  */
-function damageOf(dir: ArchiveDir, index: number, text: string): string | undefined {
+function damageOf(
+  dir: ArchiveDir,
+  index: number,
+  bindings: ArchiveBindings,
+  digestOf: () => string,
+): string | undefined {
   const entry = dir.entries[index];
   if (!entry) return undefined;
   const next = dir.entries[index + 1];
-  const digest = dir.digest(entry, text);
+  const digest = digestOf();
   if (next !== undefined) {
     const recorded = parseArchiveHeader((dir.readHeader ?? dir.read)(next))?.previous;
     if (recorded?.name === entry.name && recorded.sha256 !== digest) {
@@ -132,7 +150,7 @@ function damageOf(dir: ArchiveDir, index: number, text: string): string | undefi
   ) {
     return `${entry.name} is not what was archived: the state file anchors it with SHA-256 ${dir.anchor.sha256}, the file now has ${digest} (edited or cut since)`;
   }
-  if (parseArchiveHeader(text) !== undefined && !rulesetLooksComplete(archiveBody(text))) {
+  if (bindings.header !== '' && !bindings.complete) {
     return `${entry.name} stops before the end of its ruleset (cut by a full disk or a copy?)`;
   }
   return undefined;
@@ -141,13 +159,12 @@ function damageOf(dir: ArchiveDir, index: number, text: string): string | undefi
 function summarizeArchive(
   dir: ArchiveDir,
   entry: ArchiveName,
-  text: string,
+  bindings: ArchiveBindings,
   nextActivatedAt: number | undefined,
 ): Omit<LoadedArchive, 'damaged' | 'pending' | 'ipv6'> {
-  const header = parseArchiveHeader(text);
+  const header = parseArchiveHeader(bindings.header);
   let index: PortIndex | undefined;
-  const assignments = readAssignments(archiveBody(text)).assignments;
-  const addresses = new Set(assignments.map((assignment) => assignment.publicAddress));
+  const addresses = new Set(bindings.addresses);
   for (const address of configuredAddresses(header?.settings ?? {})) addresses.add(address);
   return {
     dir: dir.dir,
@@ -156,46 +173,80 @@ function summarizeArchive(
     applyStartedAt: startOf(header?.applyStarted, entry.activatedAt),
     nextActivatedAt,
     publicAddresses: [...addresses].sort((a, b) => a - b),
-    assignments,
-    holding: (port, address) => (index ??= buildPortIndex(assignments)).holding(port, address),
+    assignments: bindings.assignments,
+    holding:
+      bindings.holding ??
+      ((port, address) =>
+        (index ??= buildPortIndex(bindings.assignments())).holding(port, address)),
   };
 }
 
 /** The archive with its IPv6 half, read and checked on first use (one trace in many needs it). */
 function withIpv6(
   archive: Omit<LoadedArchive, 'ipv6'>,
-  text: string,
+  header: string,
+  text: () => string,
   source: () => Ipv6Source | undefined,
 ): LoadedArchive {
   let half: LoadedArchive<bigint> | undefined;
-  return { ...archive, ipv6: () => (half ??= ipv6HalfOf(archive, text, source)) };
+  return { ...archive, ipv6: () => (half ??= ipv6HalfOf(archive, header, text, source)) };
+}
+
+/** An archive's bindings, from its index when one matches, and its text, read when needed. */
+function readBindings(
+  dir: ArchiveDir,
+  entry: ArchiveName,
+): { bindings: ArchiveBindings; text: () => string; digest: () => string } {
+  const found = dir.readForTrace?.(entry);
+  if (found?.bindings) {
+    let text: string | undefined;
+    return {
+      bindings: found.bindings,
+      text: () => (text ??= dir.read(entry)),
+      digest: () => found.sha256,
+    };
+  }
+  const text = found?.text ?? dir.read(entry);
+  const bindings = bindingsOfText(text);
+  dir.keepIndex?.(entry, bindings);
+  return {
+    bindings,
+    text: () => text,
+    digest: () => found?.sha256 ?? dir.digest(entry, text),
+  };
 }
 
 export function loadArchive(dir: ArchiveDir, index: number): LoadedArchive | undefined {
   const entry = dir.entries[index];
   if (!entry) return undefined;
-  const text = dir.read(entry);
+  const { bindings, text, digest } = readBindings(dir, entry);
   const source = () => dir.readIpv6?.(entry);
   const archive = {
-    ...summarizeArchive(dir, entry, text, dir.entries[index + 1]?.activatedAt),
-    damaged: damageOf(dir, index, text),
+    ...summarizeArchive(dir, entry, bindings, dir.entries[index + 1]?.activatedAt),
+    damaged: damageOf(dir, index, bindings, digest),
     pending: false,
   };
-  return withIpv6(archive, text, source);
+  return withIpv6(archive, bindings.header, text, source);
 }
 
 /** The pending archive as a candidate from its apply's start on (see ArchiveDir.pending). */
 function loadPending(dir: ArchiveDir): LoadedArchive | undefined {
   if (dir.pending === undefined) return undefined;
   const { entry, text, ipv6 } = dir.pending;
-  const summary = summarizeArchive(dir, entry, text, undefined);
+  const bindings = bindingsOfText(text);
+  const summary = summarizeArchive(dir, entry, bindings, undefined);
   const archive = {
     ...summary,
     entry: { ...entry, activatedAt: summary.applyStartedAt },
     damaged: undefined,
     pending: true,
   };
-  return withIpv6(archive, text, () => ipv6);
+  return withIpv6(
+    archive,
+    bindings.header,
+    () => text,
+    () => ipv6,
+  );
 }
 
 /**

@@ -211,7 +211,7 @@ function traceAround<A extends Address>(
     address === undefined ? considered : considered.filter((archive) => uses(archive, address));
   const inPlay = archivesInPlay(considered, relevant);
   const matches: BlockMatch[] = relevant.flatMap((archive) =>
-    (archive.holding?.(query.port ?? 0, address) ?? archive.assignments)
+    (archive.holding?.(query.port ?? 0, address) ?? archive.assignments())
       .filter((assignment) => holdsPort(assignment, query))
       .map((assignment) => ({ archive, assignment })),
   );

@@ -165,7 +165,8 @@ describe('prepare and commit', () => {
     const [found] = findPendingArchives(dir);
     expect(found).toMatchObject({ backend: 'iptables', childPid: 4242, sha256: pending.sha256 });
     pending.commit(1700000000);
-    expect(readdirSync(dir)).toEqual(['rules.v4.1700000000']);
+    // With its binding index beside it, hidden (src/archive/binding-index.ts).
+    expect(readdirSync(dir)).toEqual(['.rules.v4.1700000000.idx', 'rules.v4.1700000000']);
     expect(findPendingArchives(dir)).toEqual([]);
   });
 

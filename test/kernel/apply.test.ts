@@ -60,8 +60,13 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
     backend === 'iptables'
       ? net.exec(net.gateway, ['iptables-save', '-c', '-t', 'nat']).replace(/^#.*\n/gm, '')
       : net.exec(net.gateway, ['nft', '-a', 'list', 'table', 'ip', 'traceable_nat']);
+  // Hidden files beside the archives are their binding indexes, no archives.
   const archives = (): string[] =>
-    existsSync(sandbox.archiveDir) ? readdirSync(sandbox.archiveDir).sort() : [];
+    existsSync(sandbox.archiveDir)
+      ? readdirSync(sandbox.archiveDir)
+          .filter((name) => !name.startsWith('.'))
+          .sort()
+      : [];
   const expectTranslated = (probes: readonly Probe[]): void => {
     for (const { local, proto, seen } of probes) {
       const block = lookup(local);
