@@ -3,9 +3,11 @@
 // Node 20 has no compile cache, and loading the ~300 small ES modules of zod, yaml and
 // ip-address one by one costs a `trace` about 100 ms of its start; one file each costs less.
 // The packages with native addons or worker files stay in node_modules, loaded as they are.
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { build } from 'esbuild';
 
+// Chunk names carry content hashes: a chunk of an older build would stay beside the new ones.
+rmSync('dist/bundle', { recursive: true, force: true });
 const { metafile } = await build({
   entryPoints: ['dist/src/cli/main.js'],
   outdir: 'dist/bundle',
@@ -19,6 +21,8 @@ const { metafile } = await build({
   banner: {
     js: "import { createRequire as createRequireForBundle } from 'node:module'; const require = createRequireForBundle(import.meta.url);",
   },
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: 'warning',
   metafile: true,
 });

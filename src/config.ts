@@ -3,7 +3,7 @@
  * every problem reported at once with its key path and line, then frozen and handed around.
  */
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { TnatError, type Where } from './errors.js';
 import { cidrContains, parseCidr4, parseIpv4 } from './net/ipv4.js';
 import { cidr6Contains, formatCidr6, isIpv4Mapped, parseCidr6, parseIpv6 } from './net/ipv6.js';

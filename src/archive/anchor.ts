@@ -13,7 +13,7 @@
  */
 import { mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { TnatError } from '../errors.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
 

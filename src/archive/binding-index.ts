@@ -173,7 +173,8 @@ function unpack(bytes: Buffer): { meta: IndexMeta; columns: Buffer } | undefined
   let payload: Buffer;
   let meta: unknown;
   try {
-    payload = gunzipSync(body);
+    // One output chunk of 1 MiB instead of 16 KiB ones: a /16's columns in one piece.
+    payload = gunzipSync(body, { chunkSize: 1 << 20 });
     const end = payload.indexOf(0x0a);
     meta = JSON.parse(payload.toString('utf8', 0, end < 0 ? 0 : end));
     const columns = payload.subarray(end + 1);

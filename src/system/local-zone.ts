@@ -33,26 +33,39 @@ function offsetAtInstant(format: Intl.DateTimeFormat, unixSeconds: number): numb
   return Math.round((wall - unixSeconds) / 60);
 }
 
-/** The zone named by `tz` (the TZ variable), else the one the process runs in. */
+/**
+ * The zone named by `tz` (the TZ variable), else the one the process runs in. Resolved on first
+ * use: loading the zone data costs a command some 20 ms, and a time given in UTC or as unix
+ * seconds never needs it.
+ */
 export function localZone(tz: string | undefined): LocalZone {
-  const name = validZone(tz) ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
-  const format = new Intl.DateTimeFormat('en-US', {
-    timeZone: name,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: 'numeric',
-    day: 'numeric',
-    hour: 'numeric',
-    minute: 'numeric',
-    second: 'numeric',
-  });
+  let resolved: { readonly name: string; readonly format: Intl.DateTimeFormat } | undefined;
+  const zone = () => {
+    if (resolved) return resolved;
+    const name = validZone(tz) ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+    const format = new Intl.DateTimeFormat('en-US', {
+      timeZone: name,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
+    resolved = { name, format };
+    return resolved;
+  };
   return {
-    name,
+    get name() {
+      return zone().name;
+    },
     offsetAt(time: WallClockTime) {
       // Zones change offset at most twice a year, so the offsets half a day before and after
       // are the only candidates. Both fit in the hour that repeats when summer time ends: the
       // larger offset is its first occurrence. Neither fits in the hour skipped when it
       // starts: the offset before the change reads it as the clock would have shown it.
+      const { format } = zone();
       const wall = wallClockAsUtc(time);
       const before = offsetAtInstant(format, wall - 43200);
       const after = offsetAtInstant(format, wall + 43200);
