@@ -11,6 +11,7 @@ import { broadcastOf, formatIpv4, parseCidr4, parseIpv4 } from '../src/net/ipv4.
 import {
   renderIptablesChains,
   renderLinearChain,
+  ROOT_CHAIN,
   type IptablesNat,
 } from '../src/render/iptables.js';
 import { renderNftTable } from '../src/render/nftables.js';
@@ -57,7 +58,8 @@ export function mapPools(pools: readonly ClientPool[]): PortMap {
   });
 }
 
-export type LayoutKey = 'masquerade' | 'linear' | 'tree' | 'nft';
+export type LayoutKey =
+  'masquerade' | 'linear' | 'tree' | 'nft' | 'tree-no-block' | 'rules-alone' | 'nft-no-block';
 
 export interface ConnectLayout {
   readonly key: LayoutKey;
@@ -65,6 +67,10 @@ export interface ConnectLayout {
   readonly label: string;
   /** The program that loads the text: `iptables`, `iptables-legacy` or `nft`. */
   readonly tool: 'iptables' | 'iptables-legacy' | 'nft';
+  /** A variant that takes the layout apart (issue 13): measured for the /16 only. */
+  readonly variant?: true;
+  /** The variant translates to the client's public address but keeps any port. */
+  readonly anyPort?: true;
   render(map: PortMap): string;
 }
 
@@ -111,6 +117,63 @@ export function nftFloor(family: 'ip' | 'ip6', referenceNet: string, floorSource
 
 const options = { outInterface: OUT_INTERFACE };
 
+/** The rules with `--to-source address:ports` cut to `--to-source address`. */
+function withoutBlocks(text: string): string {
+  return text.replace(/(--to-source [0-9.]+):[0-9-]+/g, '$1');
+}
+
+/**
+ * The tcp and udp rules of the pool's first and last client, as the tree's leaves hold them,
+ * straight in `TNAT`: the block without the walk. Other clients go to MASQUERADE.
+ */
+function firstAndLastAlone(map: PortMap): string {
+  const rows = [...map.assignments()];
+  const ends = [rows[0], rows[rows.length - 1]].map(
+    (row) => `-s ${formatIpv4(row?.client ?? 0)}/32 `,
+  );
+  const tree = renderIptablesChains(map, options);
+  const rules = [...tree.chains.values()]
+    .flat()
+    .filter((rule) => ends.some((end) => rule.includes(end)) && / -p (tcp|udp) /.test(rule))
+    .map((rule) => rule.replace(/^-A \S+/, `-A ${ROOT_CHAIN}`));
+  return natTable({ chains: new Map([[ROOT_CHAIN, rules]]), jump: tree.jump }, REFERENCE_NET);
+}
+
+/**
+ * Issue 13's parts of the cost, for the /16: (c0) the walk down the tree with a SNAT that may
+ * keep the client's port (no block), (c1) the block without the walk, (d0) the map lookup
+ * without the block.
+ */
+function variantLayouts(): ConnectLayout[] {
+  return [
+    {
+      key: 'tree-no-block',
+      label: '(c0) our tree, no port block, iptables',
+      tool: 'iptables',
+      variant: true,
+      anyPort: true,
+      render: (map) => withoutBlocks(natTable(renderIptablesChains(map, options), REFERENCE_NET)),
+    },
+    {
+      key: 'rules-alone',
+      label: "(c1) the two clients' rules alone (block, no tree), iptables",
+      tool: 'iptables',
+      variant: true,
+      render: firstAndLastAlone,
+    },
+    {
+      key: 'nft-no-block',
+      label: '(d0) our nftables map, no port block',
+      tool: 'nft',
+      variant: true,
+      anyPort: true,
+      render: (map) =>
+        nftFloor('ip', REFERENCE_NET) +
+        renderNftTable(map, options).replace('saddr map @clients', 'saddr map @others'),
+    },
+  ];
+}
+
 export function connectLayouts(legacy: boolean): ConnectLayout[] {
   const layouts: ConnectLayout[] = [
     {
@@ -154,5 +217,5 @@ export function connectLayouts(legacy: boolean): ConnectLayout[] {
     tool: 'nft',
     render: (map) => nftFloor('ip', REFERENCE_NET) + renderNftTable(map, options),
   });
-  return layouts;
+  return [...layouts, ...variantLayouts()];
 }
