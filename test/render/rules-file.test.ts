@@ -59,7 +59,7 @@ describe('mergeIntoRulesFile on the eduVPN 3.x default file', () => {
     expect(lines.indexOf(':TNAT - [0:0]')).toBe(
       lines.indexOf(':POSTROUTING ACCEPT [201:14211]') + 1,
     );
-    expect(lines[lines.lastIndexOf('COMMIT') - 1]).toMatch(/^-A TNAT-10\.43\.7\.0\/28 .* -j SNAT/);
+    expect(lines[lines.lastIndexOf('COMMIT') - 1]).toMatch(/^-A TNAT-10\.43\.7\.0\/28 .*-j SNAT/);
   });
 
   test.each([
@@ -82,9 +82,7 @@ describe('mergeIntoRulesFile on the eduVPN 3.x default file', () => {
     expect(again).toBe(mergeIntoRulesFile(eduvpn, tiny, FILE));
     expect(withoutOurs(again)).toBe(eduvpn);
     expect(again).not.toContain('TNAT-10.42.0.0/24');
-    expect(again).toContain(
-      '-A TNAT -s 10.42.0.4/32 -o eth0 -j SNAT --to-source 192.0.2.1\nCOMMIT\n',
-    );
+    expect(again).toContain('-A TNAT -s 10.42.0.4/32 -j SNAT --to-source 192.0.2.1\nCOMMIT\n');
   });
 
   test('keeps CRLF line endings and ends with one', () => {
