@@ -25,9 +25,10 @@ export function buildConnectClient(cleanup: Cleanup): string {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new Error(
         'the connect benchmark compiles its client with cc, and there is no cc: install gcc',
+        { cause: error },
       );
     }
-    const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString('utf8').trim() ?? '';
     throw new Error(`cc -O2 ${SOURCE} failed: ${stderr}`, { cause: error });
   }
   return binary;

@@ -81,6 +81,14 @@ const FIRST_LOCAL_PORT: Readonly<Record<Role, number>> = {
 const LOCAL_PORTS_PER_ROLE = 16000;
 const SERVER_SCRIPT = fileURLToPath(new URL('./connect-server.js', import.meta.url));
 
+/** What the rounds to one destination have measured so far. */
+interface Collected {
+  readonly destination: Destination;
+  readonly micros: Record<Role, number[]>;
+  readonly cycleRatios: Record<'first' | 'last', number[]>;
+  failures: number;
+}
+
 function percentile(values: readonly number[], fraction: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))] ?? Number.NaN;
@@ -162,10 +170,10 @@ export async function measureRounds(
       check(addresses[role], seen.trim());
       for (const destination of settings.destinations) round(role, destination, WARM_UP);
     }
-    const collected = settings.destinations.map((destination) => ({
+    const collected = settings.destinations.map((destination): Collected => ({
       destination,
-      micros: { reference: [], first: [], last: [] } as Record<Role, number[]>,
-      cycleRatios: { first: [], last: [] } as Record<'first' | 'last', number[]>,
+      micros: { reference: [], first: [], last: [] },
+      cycleRatios: { first: [], last: [] },
       failures: 0,
     }));
     const deadline = Date.now() + settings.layoutTimeMs;

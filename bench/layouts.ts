@@ -59,7 +59,14 @@ export function mapPools(pools: readonly ClientPool[]): PortMap {
 }
 
 export type LayoutKey =
-  'masquerade' | 'linear' | 'tree' | 'nft' | 'tree-no-block' | 'rules-alone' | 'nft-no-block';
+  | 'masquerade'
+  | 'linear'
+  | 'tree'
+  | 'nft'
+  | 'tree-before'
+  | 'tree-no-block'
+  | 'rules-alone'
+  | 'nft-no-block';
 
 export interface ConnectLayout {
   readonly key: LayoutKey;
@@ -144,8 +151,51 @@ function firstAndLastAlone(map: PortMap): string {
  * keep the client's port (no block), (c1) the block without the walk, (d0) the map lookup
  * without the block.
  */
+/**
+ * The tree as rendered before issue 13: `-o` on every rule of our chains and each client's tcp
+ * and udp rules side by side, so the same run shows what the change bought.
+ */
+function asBeforeIssue13(text: string): string {
+  const withOif = (line: string) =>
+    line.replace(/^(-A TNAT\S*(?: -s \S+)?)( -[pj] )/, `$1 -o ${OUT_INTERFACE}$2`);
+  const out: string[] = [];
+  let leaf: { chain: string; tcp: string[]; udp: string[] } | undefined;
+  const flush = () => {
+    if (!leaf) return;
+    leaf.tcp.forEach((rule, i) => out.push(rule, leaf?.udp[i] ?? ''));
+    leaf = undefined;
+  };
+  for (const line of text.split('\n')) {
+    const chain = /^-A (TNAT\S*) -s \S+\/32 -p (tcp|udp) -j SNAT /.exec(line);
+    if (chain?.[1] !== undefined) {
+      if (leaf?.chain !== chain[1]) flush();
+      leaf ??= { chain: chain[1], tcp: [], udp: [] };
+      (chain[2] === 'tcp' ? leaf.tcp : leaf.udp).push(withOif(line));
+    } else if (leaf && /^-A TNAT\S* -p tcp -j RETURN$/.test(line)) {
+      continue;
+    } else {
+      if (leaf && /^-A TNAT\S* -p udp -j RETURN$/.test(line)) {
+        const chainName = leaf.chain;
+        flush();
+        out.push(withOif(`-A ${chainName} -p tcp -j RETURN`));
+      } else flush();
+      out.push(withOif(line));
+    }
+  }
+  flush();
+  return out.join('\n');
+}
+
 function variantLayouts(): ConnectLayout[] {
+  const tree = (map: PortMap) => natTable(renderIptablesChains(map, options), REFERENCE_NET);
   return [
+    {
+      key: 'tree-before',
+      label: '(c2) our tree as before issue 13 (-o on every rule, tcp and udp side by side)',
+      tool: 'iptables',
+      variant: true,
+      render: (map) => asBeforeIssue13(tree(map)),
+    },
     {
       key: 'tree-no-block',
       label: '(c0) our tree, no port block, iptables',
