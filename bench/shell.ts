@@ -1,5 +1,6 @@
 /** Running commands (on the host or inside a namespace) and timing them. */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { processRunner, type CommandRunner, type RunOptions } from '../src/netfilter/runner.js';
 
@@ -53,11 +54,20 @@ export interface RecordedCommand {
 export function recordingNamespaceRunner(ns: string, log: RecordedCommand[]): CommandRunner {
   return {
     async run(command, args, options: RunOptions = {}) {
+      // nft loads its transaction from a file the applier removes afterwards: the record holds
+      // the text, replayed from standard input (`-f -`).
+      const file =
+        command === 'nft' && args.includes('-f') ? args[args.indexOf('-f') + 1] : undefined;
+      const fileText = file !== undefined && file !== '-' ? readFileSync(file, 'utf8') : undefined;
+      const recorded =
+        fileText === undefined
+          ? { args, input: options.input ?? '' }
+          : { args: args.map((arg) => (arg === file ? '-' : arg)), input: fileText };
       const start = performance.now();
       try {
         return await processRunner.run('ip', ['netns', 'exec', ns, command, ...args], options);
       } finally {
-        log.push({ command, args, input: options.input ?? '', start, end: performance.now() });
+        log.push({ command, ...recorded, start, end: performance.now() });
       }
     },
   };

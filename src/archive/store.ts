@@ -98,16 +98,20 @@ export function listArchives(dir: string): ArchiveName[] {
   }
 }
 
-export function readArchive(dir: string, entry: ArchiveName): StoredArchive {
-  const path = join(dir, entry.name);
-  let bytes: Buffer;
+/** An archive file's stored bytes; one sentence naming the file when it cannot be read. */
+function readArchiveBytes(path: string): Buffer {
   try {
-    bytes = readFileSync(path);
+    return readFileSync(path);
   } catch (error) {
     throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
       cause: error,
     });
   }
+}
+
+export function readArchive(dir: string, entry: ArchiveName): StoredArchive {
+  const path = join(dir, entry.name);
+  const bytes = readArchiveBytes(path);
   return { entry, path, text: decodeArchive(bytes, path), sha256: sha256(bytes) };
 }
 
@@ -126,14 +130,7 @@ function readIndexQuietly(path: string): Buffer | undefined {
  */
 export function readArchiveForTrace(dir: string, entry: ArchiveName): ReadForTrace {
   const path = join(dir, entry.name);
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (error) {
-    throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
-      cause: error,
-    });
-  }
+  const bytes = readArchiveBytes(path);
   const digest = sha256(bytes);
   const index = readIndexQuietly(join(dir, bindingIndexName(entry.name)));
   const bindings = index && decodeBindingIndex(index, entry.name, digest);

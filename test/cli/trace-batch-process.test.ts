@@ -1,12 +1,13 @@
 /**
  * `trace --batch -` as a real process reading its standard input, and what a `trace` process
- * loads: a module resolve hook (node:module register) logs every module the built CLI imports,
- * and a trace must not import the watcher, the logger, the daemon or the netfilter code.
+ * loads: a module resolve hook (node:module register) logs every module the built CLI imports
+ * (bundle files are read as the compiled modules they hold), and a trace must not import the
+ * watcher, the logger, the daemon or the netfilter code.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { A, createSite, T0, type Site } from './trace-batch-site.js';
 
 const CLI = resolve('bin/traceable-nat');
@@ -88,8 +89,21 @@ describe('what a trace process loads', () => {
       NODE_OPTIONS: `--import ${pathToFileURL(join(site.dir, 'register.mjs')).href}`,
     });
     expect(result.stderr).toBe('');
-    return readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    // bin/ runs the bundle (scripts/bundle.mjs): each bundle file stands for the compiled
+    // modules it holds, as esbuild's metafile lists them.
+    return readFileSync(log, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .flatMap((url) => {
+        const path = url.startsWith('file:') ? relative(process.cwd(), fileURLToPath(url)) : url;
+        const held = bundle.outputs[path]?.inputs;
+        return held ? Object.keys(held).map((input) => `/${input}`) : [url];
+      });
   }
+
+  const bundle = JSON.parse(readFileSync('dist/bundle/meta.json', 'utf8')) as {
+    outputs: Record<string, { inputs: Record<string, unknown> }>;
+  };
 
   const heavy =
     /\/node_modules\/(pino|chokidar|sd-notify)\/|\/dist\/src\/(daemon|netfilter|apply)\//;
