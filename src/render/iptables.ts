@@ -41,6 +41,26 @@ export interface IptablesNat {
   readonly rulesText?: string | undefined;
 }
 
+/**
+ * The canary (kube-proxy's idea, issue 13): an empty-handed chain of one comment rule naming
+ * the SHA-256 of the archive whose ruleset the kernel was last brought to. Nothing jumps to it,
+ * so no packet ever sees it; a flushed nat table loses it with our chains, so "does the kernel
+ * still hold what we applied" is one read of one small chain instead of the whole table. It
+ * lives only in the kernel: never in the rules file or an archive. Not one of "our chains"
+ * (isOurChain) for the ruleset's diffs; the payloads set it.
+ */
+export const CANARY_CHAIN = `${CHAIN_PREFIX}_APPLIED`;
+
+/** The canary's rule for an archive digest (a comment without spaces: no quoting to undo). */
+export function canaryRule(sha256: string): string {
+  return `-A ${CANARY_CHAIN} -m comment --comment sha256:${sha256}`;
+}
+
+/** The archive digest a canary rule names, or undefined for any other line. */
+export function canaryOf(line: string): string | undefined {
+  return /^-A \S+ -m comment --comment "?sha256:([0-9a-f]{64})"?\s*$/.exec(line)?.[1];
+}
+
 export function isOurChain(name: string): boolean {
   return name === CHAIN_PREFIX || name.startsWith(`${CHAIN_PREFIX}-`);
 }

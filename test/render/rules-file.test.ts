@@ -266,3 +266,21 @@ describe('extractNatPart and diffChains', () => {
     });
   });
 });
+
+describe('the kernel canary in a rules file', () => {
+  test('a kernel saved into the file brings TNAT_APPLIED along; the merge drops it', () => {
+    const canary = [
+      ':TNAT_APPLIED - [0:0]',
+      `-A TNAT_APPLIED -m comment --comment sha256:${'c'.repeat(64)}`,
+    ];
+    const saved = mergeIntoRulesFile(eduvpn, tiny, FILE).replace(
+      /\nCOMMIT\n(?![\s\S]*\nCOMMIT\n)/,
+      `\n${canary.join('\n')}\nCOMMIT\n`,
+    );
+    expect(saved).toContain(canary[1]);
+    const merged = mergeIntoRulesFile(saved, tiny, FILE);
+    expect(merged).not.toContain('TNAT_APPLIED');
+    expect(merged).toBe(mergeIntoRulesFile(eduvpn, tiny, FILE));
+    expect([...extractNatPart(saved, FILE).chains.keys()]).not.toContain('TNAT_APPLIED');
+  });
+});
