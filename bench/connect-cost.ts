@@ -17,8 +17,10 @@ import {
   loaderOf,
   measureLayout,
   type ExpectedSource,
+  type MeasuredLayout,
 } from './connect-layout.js';
-import type { ConnectSettings, LayoutTimes, Role } from './connect-rounds.js';
+import { buildConnectClient } from './connect-client-build.js';
+import { DESTINATION_TEXT, type ConnectSettings } from './connect-rounds.js';
 import { connectLayouts, mapPools, wireguardPool, type ConnectLayout } from './layouts.js';
 import { GATEWAY_ADDRESS, REFERENCE_CLIENT, SITE4 } from './netns.js';
 import { atMost, type Metric } from './report.js';
@@ -36,11 +38,13 @@ function expectedSource(layout: ConnectLayout, map: PortMap, address: string): E
   }
   const assignment = map.forward(parseIpv4(address) ?? 0);
   if (!assignment) throw new Error(`${address} is not a client of the layout`);
-  return { address: formatIpv4(assignment.publicAddress), ports: assignment.block };
+  const ports = layout.anyPort ? undefined : assignment.block;
+  return { address: formatIpv4(assignment.publicAddress), ports };
 }
 
-function targetFor(size: string, role: Role, layout: ConnectLayout, ratio: number) {
-  if (size !== '/16' || role !== 'last') return undefined;
+/** Issue 13: the first and the last client of a /16, against the reference. */
+function targetFor(size: string, layout: ConnectLayout, ratio: number) {
+  if (size !== '/16') return undefined;
   if (layout.key === 'nft') return atMost(ratio, 1.05, '<= 1.05x ref');
   if (layout.key === 'tree') return atMost(ratio, 1.1, '<= 1.1x ref');
   return undefined;
@@ -51,10 +55,12 @@ export async function measureConnectCosts(
   settings: ConnectSettings,
   progress: (line: string) => void,
 ): Promise<Metric[]> {
+  const clientBinary = buildConnectClient(cleanup);
   const legacyReason = legacyProblem(cleanup, 'iptables-legacy');
   if (legacyReason) progress(`connect: iptables-legacy skipped: ${legacyReason}`);
   const layouts = connectLayouts(legacyReason === undefined);
-  const metrics: Metric[] = [];
+  // One table per destination: the rows of every layout, in the order measured.
+  const metrics = new Map(settings.destinations.map((each) => [each, [] as Metric[]]));
   for (const size of SIZES) {
     const pool = wireguardPool('bench', size.cidr);
     const map = mapPools([pool]);
@@ -63,8 +69,9 @@ export async function measureConnectCosts(
       first: formatIpv4(pool.first),
       last: formatIpv4(pool.last),
     };
-    let masquerade: LayoutTimes | undefined;
+    let masquerade: MeasuredLayout | undefined;
     for (const layout of layouts) {
+      if (layout.variant && size.label !== '/16') continue;
       const started = Date.now();
       const loaded = {
         label: layout.label,
@@ -72,22 +79,35 @@ export async function measureConnectCosts(
         text: layout.render(map),
         expected: (address: string) => expectedSource(layout, map, address),
       };
-      const times = await measureLayout(cleanup, SITE4, loaded, addresses, settings);
-      masquerade ??= times;
-      const seconds = (Date.now() - started) / 1000;
-      progress(describeTimes(`connect ${size.label} ${layout.label}`, times, seconds));
-      metrics.push(
-        ...layoutMetrics(
-          SECTION,
-          size.label,
-          addresses,
-          layout.label,
-          times,
-          masquerade,
-          (role, ratio) => targetFor(size.label, role, layout, ratio),
-        ),
+      const measured = await measureLayout(
+        cleanup,
+        SITE4,
+        loaded,
+        addresses,
+        settings,
+        clientBinary,
       );
+      masquerade ??= measured;
+      const seconds = (Date.now() - started) / 1000;
+      progress(describeTimes(`connect ${size.label} ${layout.label}`, measured, seconds));
+      for (const destination of settings.destinations) {
+        const times = measured.byDestination[destination];
+        if (!times) continue;
+        metrics
+          .get(destination)
+          ?.push(
+            ...layoutMetrics(
+              `${SECTION}, ${DESTINATION_TEXT[destination]}`,
+              size.label,
+              addresses,
+              layout.label,
+              times,
+              masquerade.byDestination[destination],
+              (_role, ratio) => targetFor(size.label, layout, ratio),
+            ),
+          );
+      }
     }
   }
-  return metrics;
+  return [...metrics.values()].flat();
 }

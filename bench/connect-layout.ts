@@ -8,6 +8,7 @@ import type { Cleanup } from './cleanup.js';
 import {
   measureRounds,
   type ConnectSettings,
+  type Destination,
   type LayoutTimes,
   type Role,
 } from './connect-rounds.js';
@@ -29,7 +30,8 @@ export interface LoadedLayout {
   expected(address: string): ExpectedSource;
 }
 
-export interface MeasuredLayout extends LayoutTimes {
+export interface MeasuredLayout {
+  readonly byDestination: Readonly<Partial<Record<Destination, LayoutTimes>>>;
   readonly loadMs: number;
   readonly ruleLines: number;
 }
@@ -78,12 +80,12 @@ export async function measureLayout(
   layout: LoadedLayout,
   addresses: Readonly<Record<Role, string>>,
   settings: ConnectSettings,
+  clientBinary: string,
 ): Promise<MeasuredLayout> {
   const topology = createConnectTopology(cleanup, [addresses.first, addresses.last], site);
   try {
-    // A reset connection holds its NAT tuple for 10 s by default; see SERVER_PORTS. The
-    // setting is shared by both families (nf_conntrack_proto_tcp).
-    topology.gateway.exec(['sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_timeout_close=1']);
+    // The kernel's defaults stay (a reset or refused connection's entry lives 10 s): the
+    // `closed` destination measures what a real gateway pays for them (see Destination).
     const load = timed(() => topology.gateway.exec(layout.loader, layout.text));
     const check = (address: string, seen: string) => {
       const expected = layout.expected(address);
@@ -93,32 +95,44 @@ export async function measureLayout(
         );
       }
     };
-    const times = await measureRounds(site, topology, addresses, check, settings);
-    return { ...times, loadMs: load.ms, ruleLines: layout.text.split('\n').length };
+    const byDestination = await measureRounds(
+      site,
+      topology,
+      addresses,
+      check,
+      settings,
+      clientBinary,
+    );
+    return { byDestination, loadMs: load.ms, ruleLines: layout.text.split('\n').length };
   } finally {
     topology.destroy();
   }
 }
 
 /** The progress line of one measured layout. */
-export function describeTimes(what: string, times: MeasuredLayout, seconds: number): string {
+export function describeTimes(what: string, measured: MeasuredLayout, seconds: number): string {
+  const parts = Object.entries(measured.byDestination).map(
+    ([destination, times]) =>
+      `${destination}: ref ${times.median.reference.toFixed(1)} µs, ` +
+      `first ${times.median.first.toFixed(1)} (${times.ratio.first.toFixed(2)}x), ` +
+      `last ${times.median.last.toFixed(1)} (${times.ratio.last.toFixed(2)}x), ` +
+      `p90 ${times.p90.reference.toFixed(0)}/${times.p90.first.toFixed(0)}/` +
+      `${times.p90.last.toFixed(0)}, ${times.counts.last} each, ${times.failures} failed`,
+  );
   return (
-    `${what}: ${times.ruleLines} lines loaded in ${(times.loadMs / 1000).toFixed(1)} s; ` +
-    `median ref ${times.median.reference.toFixed(0)} µs, ` +
-    `first ${times.median.first.toFixed(0)} (${times.ratio.first.toFixed(2)}x), ` +
-    `last ${times.median.last.toFixed(0)} (${times.ratio.last.toFixed(2)}x) ` +
-    `(${times.counts.last} connects each, ${times.failures} failed, ${seconds.toFixed(0)} s)`
+    `${what}: ${measured.ruleLines} lines loaded in ${(measured.loadMs / 1000).toFixed(1)} s; ` +
+    `${parts.join('; ')} (${seconds.toFixed(0)} s)`
   );
 }
 
-/** The first and last client's metrics of one layout. */
+/** The first and last client's metrics of one layout and destination. */
 export function layoutMetrics(
   section: string,
   prefix: string,
   addresses: Readonly<Record<Role, string>>,
   layoutLabel: string,
   times: LayoutTimes,
-  masquerade: LayoutTimes,
+  masquerade: LayoutTimes | undefined,
   targetFor: (role: 'first' | 'last', ratio: number) => Target | undefined,
 ): Metric[] {
   return (['first', 'last'] as const).map((role) => {
@@ -130,7 +144,7 @@ export function layoutMetrics(
       unit: 'µs',
       baseline: { name: 'ref', value: times.median.reference },
       ratio,
-      masquerade: { name: '(a)', value: masquerade.median[role] },
+      masquerade: masquerade ? { name: '(a)', value: masquerade.median[role] } : undefined,
       target: targetFor(role, ratio),
       note:
         times.failures > 0

@@ -13,8 +13,10 @@ import {
   loaderOf,
   measureLayout,
   type ExpectedSource,
+  type MeasuredLayout,
 } from './connect-layout.js';
-import type { ConnectSettings, LayoutTimes, Role } from './connect-rounds.js';
+import { buildConnectClient } from './connect-client-build.js';
+import { DESTINATION_TEXT, type ConnectSettings, type Role } from './connect-rounds.js';
 import {
   connectLayouts6,
   mapPool6,
@@ -40,8 +42,8 @@ function expectedSource(layout: ConnectLayout6, map: Map6, address: string): Exp
   return { address: formatIpv6(assignment.publicAddress), ports: assignment.block };
 }
 
-function targetFor(layout: ConnectLayout6, role: 'first' | 'last', ratio: number) {
-  if (role !== 'last') return undefined;
+/** Issue 13: the first and the last client, against the reference. */
+function targetFor(layout: ConnectLayout6, ratio: number) {
   const limits: Partial<Record<ConnectLayout6['key'], Target>> = {
     tree: atMost(ratio, 1.1, '<= 1.1x ref'),
     netmap: atMost(ratio, 1.1, '<= 1.1x ref'),
@@ -56,6 +58,7 @@ export async function measureConnectCosts6(
   settings: ConnectSettings,
   progress: (line: string) => void,
 ): Promise<Metric[]> {
+  const clientBinary = buildConnectClient(cleanup);
   const legacyReason = legacyProblem(cleanup, 'ip6tables-legacy');
   if (legacyReason) progress(`connect6: ip6tables-legacy skipped: ${legacyReason}`);
   const pool = wireguardPool6('bench', '10.42.0.0/16', CLIENT_RANGE6);
@@ -68,8 +71,8 @@ export async function measureConnectCosts6(
     first: twinOf(pool, pool.first),
     last: twinOf(pool, pool.last),
   };
-  const metrics: Metric[] = [];
-  let masquerade: LayoutTimes | undefined;
+  const metrics = new Map(settings.destinations.map((each) => [each, [] as Metric[]]));
+  let masquerade: MeasuredLayout | undefined;
   for (const layout of connectLayouts6(legacyReason === undefined)) {
     const started = Date.now();
     const map = maps[layout.mode ?? 'ports'];
@@ -79,15 +82,27 @@ export async function measureConnectCosts6(
       text: layout.render(map),
       expected: (address: string) => expectedSource(layout, map, address),
     };
-    const times = await measureLayout(cleanup, SITE6, loaded, addresses, settings);
-    masquerade ??= times;
+    const measured = await measureLayout(cleanup, SITE6, loaded, addresses, settings, clientBinary);
+    masquerade ??= measured;
     const seconds = (Date.now() - started) / 1000;
-    progress(describeTimes(`connect6 ${layout.label}`, times, seconds));
-    metrics.push(
-      ...layoutMetrics(SECTION, SIZE, addresses, layout.label, times, masquerade, (role, ratio) =>
-        targetFor(layout, role, ratio),
-      ),
-    );
+    progress(describeTimes(`connect6 ${layout.label}`, measured, seconds));
+    for (const destination of settings.destinations) {
+      const times = measured.byDestination[destination];
+      if (!times) continue;
+      metrics
+        .get(destination)
+        ?.push(
+          ...layoutMetrics(
+            `${SECTION}, ${DESTINATION_TEXT[destination]}`,
+            SIZE,
+            addresses,
+            layout.label,
+            times,
+            masquerade.byDestination[destination],
+            (_role, ratio) => targetFor(layout, ratio),
+          ),
+        );
+    }
   }
-  return metrics;
+  return [...metrics.values()].flat();
 }

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { archiveOfSlash16, measureApplyTimes } from './apply-time.js';
 import { Cleanup } from './cleanup.js';
 import { measureConnectCosts } from './connect-cost.js';
+import type { ConnectSettings } from './connect-rounds.js';
 import { measureConnectCosts6 } from './connect6-cost.js';
 import { measureDaemon } from './daemon.js';
 import { idleNodeMiB, measureGeneration } from './generation.js';
@@ -28,8 +29,17 @@ interface Context {
 
 type Section = (context: Context) => Promise<Metric[]>;
 
-/** At most some 15 000 connects per address: each counts up its own range of local ports. */
-const CONNECT_SETTINGS = { connectsPerAddress: 5000, roundSize: 200, layoutTimeMs: 25_000 };
+/**
+ * Issue 13's independent measurement: 1 500 connects per client and destination, in rounds
+ * of 50 interleaved with the reference. At most some 5 100: each address counts up its own
+ * range of local ports for all destinations.
+ */
+const CONNECT_SETTINGS: ConnectSettings = {
+  connectsPerAddress: 1500,
+  roundSize: 50,
+  layoutTimeMs: 25_000,
+  destinations: ['fresh', 'closed', 'same'],
+};
 
 const SECTIONS: Readonly<Record<string, Section>> = {
   generation: ({ cleanup }) => Promise.resolve(measureGeneration(cleanup, progress)),

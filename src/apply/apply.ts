@@ -25,7 +25,8 @@ import type { Discovery } from '../eduvpn/pool.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import type { CommandRunner } from '../netfilter/runner.js';
-import type { ReadAssignment } from '../render/read-rules.js';
+import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
+import { extractNatPart, type ExtractedNat } from '../render/rules-file.js';
 import {
   fsyncDirectory,
   removeStaleTemporaries,
@@ -33,7 +34,7 @@ import {
 } from '../system/atomic-write.js';
 import type { Clock } from '../system/clock.js';
 import { acquireLock } from '../system/lock.js';
-import { driverFor, type KernelChange, type KernelView } from './drivers.js';
+import { driverFor, type KernelChange, type KernelClaim, type KernelView } from './drivers.js';
 import { forgetSources6 } from '../netfilter/conntrack6.js';
 import { translations6 as readTranslations6 } from '../render/fingerprint6.js';
 import type { Ruleset6Plan } from '../render/ruleset6.js';
@@ -62,6 +63,13 @@ export interface ApplyOptions {
     { readonly plan: RulesetPlan; readonly archive: string | undefined } | undefined;
   /** Who asked, for the lock file and the archive header: `cli`, `daemon`, ... */
   readonly requester?: string;
+  /**
+   * `full`: read the whole kernel back and repair any drift (the daemon's start, reload and
+   * periodic check; `apply --verify`). Otherwise the kernel's canary is read first, and when
+   * it names the newest archive, whose ruleset the rules file still holds, the kernel is taken
+   * to hold that ruleset (iptables; a flushed table loses the canary and is read whole).
+   */
+  readonly kernelCheck?: 'full' | undefined;
 }
 
 export interface ApplyResult {
@@ -75,6 +83,8 @@ export interface ApplyResult {
   /** iptables with nat6: rules.v6 was written. */
   readonly rulesFile6Written: boolean;
   readonly kernel: KernelChange | undefined;
+  /** How the kernel's state was known (see ApplyOptions.kernelCheck). */
+  readonly kernelRead: KernelView['how'];
   /** Clients whose (address, block) changed or who disappeared. */
   readonly changedClients: number;
   /** IPv6 sources (clients, or client ranges in prefix mode) whose translation changed or went. */
@@ -270,7 +280,11 @@ export async function applyRuleset(
       rulesText6: currentText6,
     });
     const driver = driverFor(config, deps.runner);
-    const view = await driver.read(plan, trusted);
+    const kernelClaim =
+      trusted === undefined && options.kernelCheck !== 'full' && archived === currentText
+        ? claimOf(newest, archived, firewall.rulesFile)
+        : undefined;
+    const view = await driver.read(plan, trusted, kernelClaim);
     if (firewall.removalGuard && !force) {
       const problem = removalProblem(
         { held: view.assignments(), anchored: anchor.head },
@@ -357,7 +371,13 @@ export async function applyRuleset(
       ((pid: number) => {
         current.recordChild(pid);
       });
-    const kernel = needKernel ? await driver.apply(plan, force, recordChild) : undefined;
+    // The canary names the archive of what the kernel holds after this apply.
+    const canary = pending?.sha256 ?? newest?.sha256;
+    const kernel = needKernel ? await driver.apply(plan, force, recordChild, canary) : undefined;
+    // Rules right but no canary, or another one (after a boot, or from an older version): set
+    // it alone, so the next apply reads two small chains instead of the whole table.
+    if (!needKernel && view.canary && canary !== undefined && view.canary.sha256 !== canary)
+      await driver.apply(plan, false, undefined, canary);
     const activatedAt = Math.max(Math.floor(deps.clock.now() / 1000), earliest / 1000);
     pending6?.commit(activatedAt);
     pending6 = undefined;
@@ -457,6 +477,7 @@ export async function applyRuleset(
       rulesFileWritten: needFile,
       rulesFile6Written: needFile6,
       kernel,
+      kernelRead: view.how,
       changedClients: changes.changed.length,
       changedClients6: changed6.length,
       conntrackDeleted,
@@ -470,6 +491,22 @@ export async function applyRuleset(
     if (rulesTemporary6 !== undefined) unlinkSync(rulesTemporary6);
     release();
   }
+}
+
+/** The claim that the kernel holds the newest archive's ruleset (see ApplyOptions.kernelCheck). */
+function claimOf(
+  newest: { readonly sha256: string } | undefined,
+  archived: string | undefined,
+  file: string,
+): KernelClaim | undefined {
+  if (newest === undefined || archived === undefined) return undefined;
+  let nat: ExtractedNat | undefined;
+  let held: readonly ReadAssignment[] | undefined;
+  return {
+    sha256: newest.sha256,
+    nat: () => (nat ??= extractNatPart(archived, file)),
+    assignments: () => (held ??= readAssignments(archived).assignments),
+  };
 }
 
 function reasonFor(force: boolean, hasPrevious: boolean, anchorMismatch: string | undefined) {

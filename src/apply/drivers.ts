@@ -8,6 +8,8 @@ import { IptablesKernel } from '../netfilter/iptables.js';
 import {
   buildIptablesPayload,
   buildRemovalPayload,
+  readCanary,
+  readJumps,
   readKernelNat,
   type KernelNat,
 } from '../netfilter/iptables-payload.js';
@@ -17,9 +19,10 @@ import type { PortMap } from '../mapping/types.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { renderNftDelta } from '../render/nftables.js';
 import { fingerprint6, translations6 as readTranslations6 } from '../render/fingerprint6.js';
-import type { IptablesNat } from '../render/iptables.js';
+import { CANARY_CHAIN, type IptablesNat } from '../render/iptables.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
+import type { ExtractedNat } from '../render/rules-file.js';
 import type { RulesetPlan } from './plan.js';
 
 export interface KernelView {
@@ -31,6 +34,24 @@ export interface KernelView {
   assignments(): readonly ReadAssignment[];
   /** The kernel's IPv6 translations, source -> target (src/render/fingerprint6.ts). */
   translations6(): ReadonlyMap<string, string>;
+  /**
+   * The archive digest the kernel's canary names (undefined: none), when the kernel was looked
+   * at; absent when it was trusted or the backend keeps no canary.
+   */
+  readonly canary?: { readonly sha256: string | undefined } | undefined;
+  /** How the kernel was known: read whole, through its canary, or trusted from the last apply. */
+  readonly how: 'full' | 'canary' | 'trusted';
+}
+
+/**
+ * What the kernel holds if its canary names `sha256`: the ruleset of that archive (the rules
+ * file as it was archived). Read from the text only when the canary agrees.
+ */
+export interface KernelClaim {
+  readonly sha256: string;
+  /** Our chains and jump in that ruleset. */
+  nat(): ExtractedNat;
+  assignments(): readonly ReadAssignment[];
 }
 
 export interface KernelChange {
@@ -44,19 +65,24 @@ export interface BackendDriver {
    * the kernel's state without reading it back (the daemon's change path; its periodic check
    * reads the kernel and repairs any drift).
    */
-  read(plan: RulesetPlan, trusted?: RulesetPlan): Promise<KernelView>;
+  read(plan: RulesetPlan, trusted?: RulesetPlan, claim?: KernelClaim): Promise<KernelView>;
   /**
    * Brings the kernel to the plan, both families, as one change: the kernel takes all of it or
    * none of it. `force` rewrites all of our part. `onSpawn` is told the pid of each process
    * that changes the kernel.
    */
-  apply(plan: RulesetPlan, force: boolean, onSpawn?: (pid: number) => void): Promise<KernelChange>;
+  apply(
+    plan: RulesetPlan,
+    force: boolean,
+    onSpawn?: (pid: number) => void,
+    canary?: string,
+  ): Promise<KernelChange>;
 }
 
 const NO_TRANSLATIONS: ReadonlyMap<string, string> = new Map();
 
 /** What a restore must change for a kernel state to hold `desired` (`force`: all of it). */
-function payloadFor(state: KernelNat, desired: IptablesNat, force: boolean) {
+function payloadFor(state: KernelNat, desired: IptablesNat, force: boolean, canary?: string) {
   // Forced: every chain counts as changed, and the jump is placed again.
   const base: KernelNat = force
     ? {
@@ -67,7 +93,7 @@ function payloadFor(state: KernelNat, desired: IptablesNat, force: boolean) {
         jumpFirst: false,
       }
     : state;
-  return buildIptablesPayload(base, desired);
+  return buildIptablesPayload(base, desired, canary);
 }
 
 /** The IPv6 change: to the desired chains, or (nat6 removed) to none of ours at all. */
@@ -91,10 +117,13 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
   let state: KernelNat | undefined;
   let state6: KernelNat | undefined;
   return {
-    async read(plan, trusted) {
+    async read(plan, trusted, claim) {
       let right6 = true;
       let translations6 = (): ReadonlyMap<string, string> => NO_TRANSLATIONS;
       const desired6 = plan.ipv6?.iptables;
+      const kernelHoldsPlan = (held: KernelNat): boolean =>
+        plan.iptables !== undefined &&
+        buildIptablesPayload(held, plan.iptables).payload === undefined;
       if (desired6) {
         const trusted6 = trusted?.ipv6;
         const save6 = trusted6?.iptables ? undefined : await kernel6.saveNat();
@@ -111,16 +140,31 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       }
       if (trusted?.iptables) {
         state = trustedNat(trusted.iptables);
-        const right =
-          plan.iptables !== undefined &&
-          buildIptablesPayload(state, plan.iptables).payload === undefined;
-        return { right, right6, assignments: () => assignmentsOf(trusted.map), translations6 };
+        const right = kernelHoldsPlan(state);
+        return {
+          right,
+          right6,
+          assignments: () => assignmentsOf(trusted.map),
+          translations6,
+          how: 'trusted',
+        };
+      }
+      const claimed = claim && (await readClaimed(kernel, claim));
+      if (claim && claimed) {
+        state = claimed;
+        const right = kernelHoldsPlan(state);
+        return {
+          right,
+          right6,
+          assignments: () => claim.assignments(),
+          translations6,
+          canary: { sha256: claimed.canary },
+          how: 'canary',
+        };
       }
       const save = await kernel.saveNat();
       state = readKernelNat(save);
-      const right =
-        plan.iptables !== undefined &&
-        buildIptablesPayload(state, plan.iptables).payload === undefined;
+      const right = kernelHoldsPlan(state);
       // Read once on demand: the removal guard and the conntrack step both ask.
       let held: readonly ReadAssignment[] | undefined;
       return {
@@ -128,15 +172,17 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
         right6,
         assignments: () => (held ??= readAssignments(save).assignments),
         translations6,
+        canary: { sha256: state.canary },
+        how: 'full',
       };
     },
-    async apply(plan, force, onSpawn) {
+    async apply(plan, force, onSpawn, canary) {
       const desired = plan.iptables;
       if (!desired) throw new Error('iptables driver used with a plan for another backend');
       state ??= readKernelNat(await kernel.saveNat());
       const desired6 = plan.ipv6?.iptables;
       if (desired6 || plan.ipv6Removal) state6 ??= readKernelNat(await kernel6.saveNat());
-      const four = payloadFor(state, desired, force);
+      const four = payloadFor(state, desired, force, canary);
       const six = state6 && payload6For(state6, desired6, force);
       // Two families, two tools, two transactions: both are tested before either is loaded,
       // and IPv4 is put back if IPv6 is refused all the same, so the kernel takes both or none.
@@ -169,6 +215,28 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
   };
 }
 
+/**
+ * The kernel as the claim says, when its canary names the claimed archive: our chains from that
+ * archive's text, POSTROUTING's jumps as the kernel holds them (two small reads). Undefined
+ * when the canary is missing or names another archive: then the whole table is read.
+ */
+async function readClaimed(
+  kernel: IptablesKernel,
+  claim: KernelClaim,
+): Promise<KernelNat | undefined> {
+  const listed = await kernel.listChain(CANARY_CHAIN);
+  const canary = listed === undefined ? undefined : readCanary(listed);
+  if (canary !== claim.sha256) return undefined;
+  const postrouting = await kernel.listChain('POSTROUTING');
+  if (postrouting === undefined) return undefined;
+  return {
+    chains: claim.nat().chains,
+    ...readJumps(postrouting.split('\n')),
+    canary,
+    canaryChain: true,
+  };
+}
+
 /** After IPv6 was refused: the IPv4 chains as they were before this apply loaded its own. */
 async function restoreIpv4(
   kernel: IptablesKernel,
@@ -179,10 +247,11 @@ async function restoreIpv4(
   const back =
     before.chains.size === 0
       ? buildRemovalPayload(trustedNat(loaded))
-      : buildIptablesPayload(trustedNat(loaded), {
-          chains: before.chains,
-          jump: before.jumps[0] ?? loaded.jump,
-        }).payload;
+      : buildIptablesPayload(
+          trustedNat(loaded),
+          { chains: before.chains, jump: before.jumps[0] ?? loaded.jump },
+          before.canary,
+        ).payload;
   if (back === undefined) return;
   try {
     await kernel.load(back);
@@ -273,7 +342,13 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
         table = { chain: undefined, rules: [], clients: held, others: held.length };
         read = true;
         // Our chain as planned: only the elements can differ.
-        return { right: holdsPlan(held, plan.map), right6, assignments: () => held, translations6 };
+        return {
+          right: holdsPlan(held, plan.map),
+          right6,
+          assignments: () => held,
+          translations6,
+          how: 'trusted',
+        };
       }
       const current = await load();
       const held = current?.clients ?? [];
@@ -282,7 +357,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
         chainRight(current, options.outInterface) &&
         current.others === held.length &&
         holdsPlan(held, plan.map);
-      return { right, right6, assignments: () => held, translations6 };
+      return { right, right6, assignments: () => held, translations6, how: 'full' };
     },
     async apply(plan, force, onSpawn) {
       const current = await load();

@@ -14,6 +14,8 @@ import { EXIT } from './io.js';
 export interface ApplyFlags {
   readonly dryRun: boolean;
   readonly force: boolean;
+  /** Read the whole kernel back (not only the canary) and repair any drift. */
+  readonly verify?: boolean;
   readonly verbose: boolean;
   readonly json: boolean;
 }
@@ -71,6 +73,7 @@ function resultJson(result: ApplyResult): Record<string, unknown> {
     archive: result.archive ?? null,
     rulesFileWritten: result.rulesFileWritten,
     kernel: result.kernel?.summary ?? null,
+    kernelRead: result.kernelRead,
     warnings: result.warnings,
     durationMs: result.durationMs,
   };
@@ -96,7 +99,11 @@ export async function runApply(context: CommandContext, flags: ApplyFlags): Prom
   const result = await applyRuleset(
     config,
     { runner: processRunner, clock: systemClock, discover },
-    { force: flags.force, requester: 'traceable-nat apply' },
+    {
+      force: flags.force,
+      requester: 'traceable-nat apply',
+      kernelCheck: flags.verify === true ? 'full' : undefined,
+    },
   );
   // The ruleset stands (exit 0); what failed after it became active is said on stderr.
   for (const warning of result.warnings) context.io.stderr(`traceable-nat: warning: ${warning}\n`);
@@ -111,6 +118,7 @@ export const applyCommand: Command = {
   options: {
     'dry-run': { type: 'boolean', short: 'n' },
     force: { type: 'boolean', short: 'f' },
+    verify: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
     json: { type: 'boolean' },
   },
@@ -118,6 +126,7 @@ export const applyCommand: Command = {
     runApply(context, {
       dryRun: options['dry-run'] === true,
       force: options.force === true,
+      verify: options.verify === true,
       verbose: options.verbose === true,
       json: options.json === true,
     }),

@@ -45,7 +45,7 @@ export const commands: readonly CommandEntry[] = [
   {
     name: 'apply',
     summary: 'load the NAT rules if they differ, write the rules file, archive the new ruleset',
-    usage: '[--dry-run] [--force] [--verbose] [--json]',
+    usage: '[--dry-run] [--force] [--verify] [--verbose] [--json]',
     load: async () => (await import('./apply.js')).applyCommand,
   },
   {

@@ -180,13 +180,14 @@ export class Daemon {
   private async applyOnce(): Promise<void> {
     const { logger, notifier } = this.deps;
     const trigger = this.fullCheck ?? 'change';
-    const trusted = this.fullCheck === undefined ? this.trusted : undefined;
+    const full = this.fullCheck !== undefined;
+    const trusted = full ? undefined : this.trusted;
     this.fullCheck = undefined;
     try {
       const result = await applyRuleset(
         this.config,
         { runner: this.deps.runner, clock: this.deps.clock, discover: this.deps.discover },
-        { requester: 'traceable-nat daemon', trusted },
+        { requester: 'traceable-nat daemon', trusted, kernelCheck: full ? 'full' : undefined },
       );
       this.trusted = { plan: result.plan, archive: result.activeArchive };
       const { map } = result.plan;
@@ -209,6 +210,7 @@ export class Daemon {
         backend: result.plan.backend,
         durationMs: result.durationMs,
         kernel: result.kernel?.summary ?? null,
+        kernelRead: result.kernelRead,
         warnings: result.warnings,
       };
       if (result.outcome === 'applied') logger.info(fields, 'ruleset applied');

@@ -5,7 +5,14 @@
  * POSTROUTING is put first in the same transaction, because inserting it in every payload would
  * duplicate it on every apply. Pure: kernel state in, payload text out.
  */
-import { ROOT_CHAIN, isOurChain, type IptablesNat } from '../render/iptables.js';
+import {
+  CANARY_CHAIN,
+  ROOT_CHAIN,
+  canaryOf,
+  canaryRule,
+  isOurChain,
+  type IptablesNat,
+} from '../render/iptables.js';
 import { diffChains } from '../render/rules-file.js';
 
 export interface KernelNat {
@@ -15,6 +22,28 @@ export interface KernelNat {
   readonly jumps: readonly string[];
   /** Whether the first of those comes before every other SNAT/MASQUERADE rule of POSTROUTING. */
   readonly jumpFirst: boolean;
+  /** The archive digest the canary chain names (render/iptables.ts), when it is there. */
+  readonly canary?: string | undefined;
+  /** Whether the canary chain exists (with any rules): a payload that sets it must not add it. */
+  readonly canaryChain?: boolean | undefined;
+}
+
+/** POSTROUTING's jumps into our root chain, from its rules in iptables-save form, in order. */
+export function readJumps(lines: Iterable<string>): Pick<KernelNat, 'jumps' | 'jumpFirst'> {
+  const jumps: string[] = [];
+  let natRuleSeen = false;
+  let jumpFirst = false;
+  for (const line of lines) {
+    if (!line.startsWith('-A POSTROUTING ')) continue;
+    const target = / -j (\S+)/.exec(line)?.[1];
+    if (target === ROOT_CHAIN) {
+      if (jumps.length === 0) jumpFirst = !natRuleSeen;
+      jumps.push(line);
+    } else if (target === 'SNAT' || target === 'MASQUERADE') {
+      natRuleSeen = true;
+    }
+  }
+  return { jumps, jumpFirst };
 }
 
 /**
@@ -24,31 +53,44 @@ export interface KernelNat {
  */
 export function readKernelNat(saveText: string): KernelNat {
   const chains = new Map<string, string[]>();
-  const jumps: string[] = [];
-  let natRuleSeen = false;
-  let jumpFirst = false;
   const natStart = saveText.indexOf('*nat\n');
-  if (natStart < 0) return { chains, jumps, jumpFirst };
+  if (natStart < 0) return { chains, jumps: [], jumpFirst: false };
   const commit = saveText.indexOf('\nCOMMIT', natStart);
   const natText = saveText.slice(natStart, commit < 0 ? saveText.length : commit);
+  const postrouting: string[] = [];
+  let canary: string | undefined;
+  let canaryChain = false;
   for (const line of natText.split('\n')) {
     if (line.startsWith(`:${ROOT_CHAIN}`)) {
       const name = line.slice(1, line.indexOf(' '));
       if (isOurChain(name)) chains.set(name, []);
+      else if (name === CANARY_CHAIN) canaryChain = true;
     } else if (line.startsWith(`-A ${ROOT_CHAIN}`)) {
       const name = line.slice(3, line.indexOf(' ', 3));
       if (isOurChain(name)) chains.get(name)?.push(line);
+      else if (name === CANARY_CHAIN) canary ??= canaryOf(line);
     } else if (line.startsWith('-A POSTROUTING ')) {
-      const target = / -j (\S+)/.exec(line)?.[1];
-      if (target === ROOT_CHAIN) {
-        if (jumps.length === 0) jumpFirst = !natRuleSeen;
-        jumps.push(line);
-      } else if (target === 'SNAT' || target === 'MASQUERADE') {
-        natRuleSeen = true;
-      }
+      postrouting.push(line);
     }
   }
-  return { chains, jumps, jumpFirst };
+  return { chains, ...readJumps(postrouting), canary, canaryChain };
+}
+
+/**
+ * The canary as `iptables -S <canary chain>` lists it: undefined when the chain is missing or
+ * names no digest (`-N`, then `-A` lines).
+ */
+export function readCanary(listing: string): string | undefined {
+  for (const line of listing.split('\n')) {
+    const canary = canaryOf(line);
+    if (canary !== undefined) return canary;
+  }
+  return undefined;
+}
+
+/** The payload lines that make the canary name `sha256` (declaring the chain flushes it). */
+function canaryLines(sha256: string): string[] {
+  return [`:${CANARY_CHAIN} - [0:0]`, canaryRule(sha256)];
 }
 
 export interface IptablesPayload {
@@ -63,15 +105,30 @@ function specOf(jumpLine: string): string {
   return jumpLine.replace(/^-A POSTROUTING /, '');
 }
 
-export function buildIptablesPayload(kernel: KernelNat, desired: IptablesNat): IptablesPayload {
+/**
+ * The payload that brings `kernel` to `desired`; with `canary`, the canary names that digest
+ * afterwards (set in the same transaction, or alone when nothing else differs).
+ */
+export function buildIptablesPayload(
+  kernel: KernelNat,
+  desired: IptablesNat,
+  canary?: string,
+): IptablesPayload {
   const diff = diffChains(kernel.chains, desired.chains);
   const rewritten = [...diff.added, ...diff.changed];
   const jumpRight =
     kernel.jumps.length === 1 && kernel.jumps[0] === desired.jump && kernel.jumpFirst;
+  const canaryRight = canary === undefined || kernel.canary === canary;
   if (rewritten.length === 0 && diff.removed.length === 0 && jumpRight) {
-    return { payload: undefined, rewritten, removed: diff.removed, jumpRepaired: false };
+    return {
+      payload: canaryRight ? undefined : ['*nat', ...canaryLines(canary), 'COMMIT', ''].join('\n'),
+      rewritten,
+      removed: diff.removed,
+      jumpRepaired: false,
+    };
   }
   const lines = ['*nat'];
+  if (!canaryRight) lines.push(...canaryLines(canary));
   // Declarations first: a chain must exist before a rule jumps to it.
   for (const name of [...rewritten, ...diff.removed]) lines.push(`:${name} - [0:0]`);
   if (!jumpRight) {
@@ -89,8 +146,9 @@ export function buildIptablesPayload(kernel: KernelNat, desired: IptablesNat): I
  * (declared) and deleted. Undefined when the kernel holds nothing of ours.
  */
 export function buildRemovalPayload(kernel: KernelNat): string | undefined {
-  if (kernel.chains.size === 0 && kernel.jumps.length === 0) return undefined;
-  const names = [...kernel.chains.keys()];
+  if (kernel.chains.size === 0 && kernel.jumps.length === 0 && kernel.canaryChain !== true)
+    return undefined;
+  const names = [...kernel.chains.keys(), ...(kernel.canaryChain === true ? [CANARY_CHAIN] : [])];
   return [
     '*nat',
     ...names.map((name) => `:${name} - [0:0]`),

@@ -25,6 +25,18 @@ export class IptablesKernel {
     return result.stdout;
   }
 
+  /**
+   * The rules of one nat chain as `iptables -S` lists them (`-N`/`-P`, then `-A` lines), or
+   * undefined when it cannot be listed (no such chain, or no nat table at all; iptables-nft
+   * may call a missing chain "incompatible"). Milliseconds, where the whole table takes
+   * seconds; a caller falls back to reading the whole table when this says nothing.
+   */
+  async listChain(chain: string): Promise<string | undefined> {
+    const args = ['-w', LOCK_WAIT_SECONDS, '-t', 'nat', '-S', chain];
+    const result = await this.runner.run(this.command, args, { allowFailure: true });
+    return result.exitCode === 0 ? result.stdout : undefined;
+  }
+
   /** Loads the payload atomically (validating it first); the kernel is unchanged on failure. */
   async restore(payload: string, onSpawn?: (pid: number) => void): Promise<void> {
     await this.test(payload);

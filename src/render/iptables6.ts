@@ -2,7 +2,8 @@
  * The IPv6 NAT rules as ip6tables-restore lines, for rules.v6: the same shape as the IPv4 ones
  * (src/render/iptables.ts) so the same merge and the same manual trace work. Port blocks: a
  * 16-way tree of chains by source prefix with the seed's leaf form
- * (`-s fd87:12::4d/128 -o eth0 -p tcp -j SNAT --to-source [2001:db8::1]:65472-65535`).
+ * (`-s fd87:12::4d/128 -p tcp -j SNAT --to-source [2001:db8::1]:65472-65535`), `-o` only on the
+ * POSTROUTING jump and a leaf's tcp rules before its udp rules, as for IPv4 (issue 13).
  * Prefix mode: one NETMAP rule per client range, which keeps the host bits (ip6tables-extensions(8)).
  */
 import { createHash } from 'node:crypto';
@@ -34,7 +35,6 @@ function formatPorts(block: PortBlock): string {
 
 interface Context {
   readonly chains: Map<string, string[]>;
-  readonly out: string;
 }
 
 function leafRules(
@@ -44,28 +44,26 @@ function leafRules(
   scoped: boolean,
 ) {
   const head = `-A ${chain}`;
-  const out = `-o ${context.out}`;
   const rules: string[] = [];
   const first = clients[0]?.publicAddress;
   const shared = clients.every((client) => client.publicAddress === first) ? first : undefined;
-  for (const { client, publicAddress, block } of clients) {
-    if (!block) continue;
-    const target = `-j SNAT --to-source [${formatIpv6(publicAddress)}]:${formatPorts(block)}`;
-    const source = `-s ${formatIpv6(client)}/128`;
-    rules.push(
-      `${head} ${source} ${out} -p tcp ${target}`,
-      `${head} ${source} ${out} -p udp ${target}`,
-    );
+  const blocked = clients.filter((client) => client.block !== undefined);
+  if (blocked.length === 0) return rules;
+  for (const protocol of ['tcp', 'udp']) {
+    for (const { client, publicAddress, block } of blocked) {
+      const ports = block ? formatPorts(block) : '';
+      const target = `-j SNAT --to-source [${formatIpv6(publicAddress)}]:${ports}`;
+      rules.push(`${head} -s ${formatIpv6(client)}/128 -p ${protocol} ${target}`);
+    }
+    // As for IPv4: tcp/udp of a non-client must not get an arbitrary port from the SNAT below.
+    rules.push(`${head} -p ${protocol} -j RETURN`);
   }
-  if (rules.length === 0) return rules;
-  // As for IPv4: tcp/udp of a non-client must not get an arbitrary port from the SNAT below.
-  rules.push(`${head} ${out} -p tcp -j RETURN`, `${head} ${out} -p udp -j RETURN`);
   if (scoped && shared !== undefined) {
-    rules.push(`${head} ${out} -j SNAT --to-source ${formatIpv6(shared)}`);
+    rules.push(`${head} -j SNAT --to-source ${formatIpv6(shared)}`);
   } else {
     for (const { client, publicAddress } of clients) {
       rules.push(
-        `${head} -s ${formatIpv6(client)}/128 ${out} -j SNAT --to-source ${formatIpv6(publicAddress)}`,
+        `${head} -s ${formatIpv6(client)}/128 -j SNAT --to-source ${formatIpv6(publicAddress)}`,
       );
     }
   }
@@ -103,7 +101,7 @@ function renderSubtree(
     const prefix = commonLevel(low, group.at(-1)?.client ?? 0n);
     const network = low & prefixMask6(prefix);
     const child = chainName6(network, prefix);
-    rules.push(`-A ${chain} -s ${formatCidr6({ network, prefix })} -o ${context.out} -j ${child}`);
+    rules.push(`-A ${chain} -s ${formatCidr6({ network, prefix })} -j ${child}`);
     renderSubtree(context, child, group, true);
   }
 }
@@ -122,7 +120,7 @@ function netmapRules(map: Extract<Map6, { mode: 'prefix' }>, out: string): strin
 
 /** Our chains and jump for rules.v6, in the shape the rules-file merge takes. */
 export function renderIp6tablesChains(map: Map6, options: IptablesOptions): IptablesNat {
-  const context: Context = { chains: new Map(), out: options.outInterface };
+  const context: Context = { chains: new Map() };
   if (map.mode === 'prefix') {
     context.chains.set(ROOT_CHAIN, netmapRules(map, options.outInterface));
   } else {

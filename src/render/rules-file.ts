@@ -5,7 +5,7 @@
  */
 import { parseRulesFile } from './rules-file-parse.js';
 import type { RulesLine } from './rules-file-parse.js';
-import { isOurChain, ROOT_CHAIN } from './iptables.js';
+import { CANARY_CHAIN, isOurChain, ROOT_CHAIN } from './iptables.js';
 import type { IptablesNat } from './iptables.js';
 
 export { parseRulesFile, splitRuleWords } from './rules-file-parse.js';
@@ -29,7 +29,10 @@ function isOurJump(line: RulesLine): boolean {
 function isOurLine(line: RulesLine): boolean {
   if (line.table !== 'nat') return false;
   if (line.kind === 'chain' || line.kind === 'rule') {
-    return isOurChain(line.chain ?? '') || isOurJump(line);
+    // A kernel saved into the file (netfilter-persistent save) brings the canary along: it
+    // belongs to the kernel only, so a merge drops it.
+    const chain = line.chain ?? '';
+    return isOurChain(chain) || chain === CANARY_CHAIN || isOurJump(line);
   }
   return false;
 }

@@ -87,7 +87,7 @@ describe('the bundled example', () => {
     expect(first.stdout).toMatch(/^\*nat\n/);
     expect(first.stdout).toContain('-A POSTROUTING -o eth0 -j TNAT\n');
     expect(first.stdout).toContain(
-      ' -s 10.42.0.2/32 -o eth0 -p tcp -j SNAT --to-source 192.0.2.1:65472-65535\n',
+      ' -s 10.42.0.2/32 -p tcp -j SNAT --to-source 192.0.2.1:65472-65535\n',
     );
     expect(() => readFileSync(join(dir, 'rules.v4'))).toThrow();
   });

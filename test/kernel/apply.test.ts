@@ -230,6 +230,68 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
     expectTranslated(await probe(net, ['10.42.1.2', '10.42.2.2']));
   });
 
+  if (backend === 'iptables') {
+    test('the canary names the active archive; a plain apply trusts it, --verify reads all', async () => {
+      const ipt = (...args: string[]) => net.exec(net.gateway, ['iptables', '-t', 'nat', ...args]);
+      const canary = (): string | undefined => {
+        const listed = net.exec(net.gateway, ['iptables', '-t', 'nat', '-S'], '');
+        return /^-A TNAT_APPLIED -m comment --comment "?sha256:([0-9a-f]{64})/m.exec(listed)?.[1];
+      };
+      const head = (): string | undefined => {
+        const state = JSON.parse(readFileSync(sandbox.stateFile, 'utf8')) as {
+          archiveDirs: Record<string, { head?: { sha256: string } }>;
+        };
+        return Object.values(state.archiveDirs)[0]?.head?.sha256;
+      };
+      // A leaf is a chain that holds the SNAT rules themselves (the chains above it only jump).
+      const leafOf = (prefix: string): string =>
+        new RegExp(`^-A (TNAT-\\S+) -s ${prefix.replaceAll('.', '\\.')}\\S* .*-j SNAT`, 'm').exec(
+          net.exec(net.gateway, ['iptables', '-t', 'nat', '-S'], ''),
+        )?.[1] ?? '';
+
+      sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+      applyJson();
+      expect(canary()).toMatch(/^[0-9a-f]{64}$/);
+      expect(canary()).toBe(head());
+      // A change is decided on the canary and the archive, without reading the whole table.
+      sandbox.writeProfiles([BETA, GAMMA]);
+      const changed = applyJson();
+      expect(changed).toMatchObject({ outcome: 'applied', kernelRead: 'canary' });
+      expect(canary()).toBe(head());
+      expectTranslated(await probe(net, ['10.42.1.2', '10.42.2.2']));
+      expect(applyJson()).toMatchObject({ outcome: 'unchanged', kernelRead: 'canary' });
+
+      // The documented limit: a hand-flushed leaf under a canary that still agrees is seen only
+      // by a full read (apply --verify, the daemon's start, reload and periodic check).
+      const archivesBefore = archives();
+      const leaf = leafOf('10.42.2.');
+      expect(leaf).not.toBe('');
+      ipt('-F', leaf);
+      expect(applyJson()).toMatchObject({ outcome: 'unchanged', kernelRead: 'canary' });
+      expect(applyJson('--verify')).toMatchObject({ outcome: 'repaired', kernelRead: 'full' });
+      expect(ipt('-S', leaf)).toMatch(/-j SNAT/);
+
+      // A canary that names another archive is not believed: the table is read and repaired,
+      // and the canary names the active archive again.
+      ipt('-F', leaf);
+      ipt('-F', 'TNAT_APPLIED');
+      ipt('-A', 'TNAT_APPLIED', '-m', 'comment', '--comment', `sha256:${'0'.repeat(64)}`);
+      expect(applyJson()).toMatchObject({ outcome: 'repaired', kernelRead: 'full' });
+      expect(canary()).toBe(head());
+      expect(ipt('-S', leaf)).toMatch(/-j SNAT/);
+
+      // No canary at all (a boot loads the rules file, which never holds it): read whole, and
+      // the canary is set again although the rules themselves are right.
+      ipt('-F', 'TNAT_APPLIED');
+      ipt('-X', 'TNAT_APPLIED');
+      expect(applyJson()).toMatchObject({ outcome: 'unchanged', kernelRead: 'full' });
+      expect(canary()).toBe(head());
+      expect(applyJson()).toMatchObject({ outcome: 'unchanged', kernelRead: 'canary' });
+      expect(archives()).toEqual(archivesBefore);
+      expect(readFileSync(sandbox.rulesFile, 'utf8')).not.toContain('TNAT_APPLIED');
+    });
+  }
+
   test('a second applier waits for the lock, then names who holds it', () => {
     const lockFile = join(sandbox.dir, 'lock');
     writeFileSync(lockFile, JSON.stringify({ pid: process.pid, command: 'test', since: 'now' }));

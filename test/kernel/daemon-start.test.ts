@@ -158,7 +158,7 @@ describeKernel('the first apply decides whether the daemon starts', () => {
     const { daemon, log, notifications, exit } = await startDaemon();
     await notifications.waitFor((line) => line.includes('READY=1'), 20000);
     expect(net.exec(net.gateway, ['ip6tables-save', '-t', 'nat'])).toMatch(
-      / -o eth0 -p tcp -j SNAT --to-source \[2001:db8::1\]:\d+-\d+$/m,
+      /\/128 -p tcp -j SNAT --to-source \[2001:db8::1\]:\d+-\d+$/m,
     );
     expect(messages(log).filter((line) => /^<[0-4]>/.test(line))).toEqual([]);
     daemon.kill('SIGTERM');

@@ -1,4 +1,10 @@
-import { buildIptablesPayload, readKernelNat } from '../../src/netfilter/iptables-payload.js';
+import {
+  buildIptablesPayload,
+  buildRemovalPayload,
+  readCanary,
+  readJumps,
+  readKernelNat,
+} from '../../src/netfilter/iptables-payload.js';
 import type { IptablesNat } from '../../src/render/iptables.js';
 
 const save = (postrouting: string[], ours: string[]) =>
@@ -93,5 +99,97 @@ describe('buildIptablesPayload', () => {
       ].join('\n'),
     );
     expect(result.jumpRepaired).toBe(true);
+  });
+});
+
+describe('the canary (TNAT_APPLIED names the active archive)', () => {
+  const SHA = 'a'.repeat(64);
+  const OTHER = 'b'.repeat(64);
+  const CANARY = [':TNAT_APPLIED - [0:0]', `-A TNAT_APPLIED -m comment --comment sha256:${SHA}`];
+  const withCanary = (lines: string[]) =>
+    save([JUMP, MASQ], [ROOT, LEAF]).replace(/\nCOMMIT\n$/, `\n${lines.join('\n')}\nCOMMIT\n`);
+
+  test('readKernelNat reads it apart from our chains, and an empty canary chain', () => {
+    const kernel = readKernelNat(withCanary(CANARY));
+    expect(kernel.canary).toBe(SHA);
+    expect(kernel.canaryChain).toBe(true);
+    expect([...kernel.chains.keys()]).toEqual(['TNAT', 'TNAT-10.42.0.0/28']);
+    const empty = readKernelNat(withCanary([':TNAT_APPLIED - [0:0]']));
+    expect(empty).toMatchObject({ canary: undefined, canaryChain: true });
+    expect(readKernelNat(save([JUMP, MASQ], [ROOT, LEAF]))).toMatchObject({
+      canary: undefined,
+      canaryChain: false,
+    });
+  });
+
+  test('readCanary reads `iptables -S` output, quoted or not; anything else names nothing', () => {
+    expect(
+      readCanary(`-N TNAT_APPLIED\n-A TNAT_APPLIED -m comment --comment sha256:${SHA}\n`),
+    ).toBe(SHA);
+    expect(readCanary(`-A TNAT_APPLIED -m comment --comment "sha256:${SHA}"`)).toBe(SHA);
+    expect(readCanary('-N TNAT_APPLIED\n')).toBeUndefined();
+    expect(readCanary(`-A TNAT_APPLIED -m comment --comment sha256:${SHA.slice(1)}`)).toBe(
+      undefined,
+    );
+    expect(readCanary(`-A TNAT_APPLIED -j ACCEPT -m comment --comment sha256:${SHA}`)).toBe(
+      undefined,
+    );
+  });
+
+  test('readJumps: only POSTROUTING jumps into our root chain, and whether the first is first', () => {
+    expect(readJumps(['-P POSTROUTING ACCEPT', MASQ, JUMP])).toEqual({
+      jumps: [JUMP],
+      jumpFirst: false,
+    });
+    expect(readJumps([JUMP, MASQ, JUMP])).toEqual({ jumps: [JUMP, JUMP], jumpFirst: true });
+  });
+
+  test('rules right, canary right: no payload; canary wrong or missing: the canary alone', () => {
+    const right = readKernelNat(withCanary(CANARY));
+    expect(buildIptablesPayload(right, desired, SHA).payload).toBeUndefined();
+    // Without a canary to set (no archive yet) nothing is written either.
+    expect(buildIptablesPayload(right, desired).payload).toBeUndefined();
+    const alone = [
+      '*nat',
+      ':TNAT_APPLIED - [0:0]',
+      `-A TNAT_APPLIED -m comment --comment sha256:${OTHER}`,
+      'COMMIT',
+      '',
+    ].join('\n');
+    expect(buildIptablesPayload(right, desired, OTHER).payload).toBe(alone);
+    const none = readKernelNat(save([JUMP, MASQ], [ROOT, LEAF]));
+    expect(buildIptablesPayload(none, desired, OTHER).payload).toBe(alone);
+  });
+
+  test('a changed chain and a new canary go in one transaction', () => {
+    const old = LEAF.replace('65280-65535', '65024-65279');
+    const kernel = readKernelNat(withCanary(CANARY).replace(LEAF, old));
+    expect(buildIptablesPayload(kernel, desired, OTHER).payload).toBe(
+      [
+        '*nat',
+        ':TNAT_APPLIED - [0:0]',
+        `-A TNAT_APPLIED -m comment --comment sha256:${OTHER}`,
+        ':TNAT-10.42.0.0/28 - [0:0]',
+        LEAF,
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('removal deletes the canary chain with ours, and a lone canary chain too', () => {
+    const removal = buildRemovalPayload(readKernelNat(withCanary(CANARY))) ?? '';
+    expect(removal).toContain(':TNAT_APPLIED - [0:0]');
+    expect(removal).toContain('-X TNAT_APPLIED');
+    expect(removal).toContain('-X TNAT\n');
+    const lone = readKernelNat(
+      ['*nat', ':POSTROUTING ACCEPT [0:0]', ...CANARY, 'COMMIT', ''].join('\n'),
+    );
+    expect(buildRemovalPayload(lone)).toBe(
+      ['*nat', ':TNAT_APPLIED - [0:0]', '-X TNAT_APPLIED', 'COMMIT', ''].join('\n'),
+    );
+    expect(buildRemovalPayload(readKernelNat('*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n'))).toBe(
+      undefined,
+    );
   });
 });

@@ -79,7 +79,7 @@ describe('renderIptablesChains', () => {
     );
   });
 
-  test('puts -o on every rule and names chains TNAT[-prefix] within the length limit', () => {
+  test('puts -o on the jump only and names chains TNAT[-prefix] within the length limit', () => {
     const nat = renderIptablesChains(slash16Map(), { outInterface: 'ens18' });
     expect(nat.jump).toBe('-A POSTROUTING -o ens18 -j TNAT');
     const names = [...nat.chains.keys()];
@@ -89,7 +89,8 @@ describe('renderIptablesChains', () => {
         !new RegExp(`^${CHAIN_PREFIX}(-\\d+\\.\\d+\\.\\d+\\.\\d+/\\d+)?$`).test(name),
     );
     const badRules = [...nat.chains].flatMap(([name, rules]) =>
-      rules.filter((rule) => !rule.startsWith(`-A ${name} `) || !rule.includes(' -o ens18 -')),
+      // Our chains are reached through the jump alone; a `-o` in them costs every rule (issue 13).
+      rules.filter((rule) => !rule.startsWith(`-A ${name} `) || rule.includes(' -o ')),
     );
     expect(names.length).toBeGreaterThan(4000);
     expect({ badNames, badRules }).toEqual({ badNames: [], badRules: [] });
@@ -114,7 +115,7 @@ describe('renderIptablesChains', () => {
     const nat = renderIptablesChains(slash16Map(), options);
     const root = nat.chains.get('TNAT') ?? [];
     expect(root).toHaveLength(16);
-    expect(root[0]).toBe('-A TNAT -s 10.42.0.0/20 -o eth0 -j TNAT-10.42.0.0/20');
+    expect(root[0]).toBe('-A TNAT -s 10.42.0.0/20 -j TNAT-10.42.0.0/20');
   });
 });
 
@@ -198,8 +199,17 @@ describe('the packet walk through the rendered chains', () => {
 
     test('costs the linear chain a rule per client and protocol for the last client', () => {
       const linear = loadNatTable(asRules(renderLinearChain(map, options)));
-      const result = walkIptables(linear, { src: '10.42.255.254', proto: 'udp', out: 'eth0' });
-      expect(result).toMatchObject({ action: 'SNAT', rulesPassed: 1 + 2 * clients.length });
+      const udp = walkIptables(linear, { src: '10.42.255.254', proto: 'udp', out: 'eth0' });
+      // The jump, every tcp rule, the tcp RETURN, every udp rule.
+      expect(udp).toMatchObject({ action: 'SNAT', rulesPassed: 2 + 2 * clients.length });
+      const tcp = walkIptables(linear, { src: '10.42.255.254', proto: 'tcp', out: 'eth0' });
+      expect(tcp).toMatchObject({ action: 'SNAT', rulesPassed: 1 + clients.length });
+    });
+
+    test("passes the last client's tcp past the leaf's tcp rules only (issue 13)", () => {
+      const result = walkIptables(tree, { src: '10.42.255.254', proto: 'tcp', out: 'eth0' });
+      // The jump; 16 jumps in TNAT, the /20 and the /24; 15 clients' tcp rules in the /28.
+      expect(result).toMatchObject({ action: 'SNAT', rulesPassed: 1 + 3 * 16 + 15 });
     });
   });
 

@@ -21,33 +21,24 @@ function sortedAssignments(map: PortMap): Assignment[] {
   return [...map.assignments()].sort((a, b) => a.client - b.client);
 }
 
-function leafRules(
-  out: string,
-  chain: string,
-  clients: readonly Assignment[],
-  scoped: boolean,
-): string[] {
+function leafRules(chain: string, clients: readonly Assignment[], scoped: boolean): string[] {
   const rules: string[] = [];
   if (clients.length === 0) return rules;
   const head = `-A ${chain}`;
   const sources = clients.map(({ client }) => `-s ${formatIpv4(client)}/32`);
-  clients.forEach(({ publicAddress, block }, i) => {
-    const target = `-j SNAT --to-source ${formatIpv4(publicAddress)}:${formatPortBlock(block)}`;
-    const source = sources[i] ?? '';
-    rules.push(
-      `${head} ${source} -o ${out} -p tcp ${target}`,
-      `${head} ${source} -o ${out} -p udp ${target}`,
-    );
-  });
-  rules.push(`${head} -o ${out} -p tcp -j RETURN`, `${head} -o ${out} -p udp -j RETURN`);
+  for (const protocol of ['tcp', 'udp']) {
+    clients.forEach(({ publicAddress, block }, i) => {
+      const target = `-j SNAT --to-source ${formatIpv4(publicAddress)}:${formatPortBlock(block)}`;
+      rules.push(`${head} ${sources[i] ?? ''} -p ${protocol} ${target}`);
+    });
+    rules.push(`${head} -p ${protocol} -j RETURN`);
+  }
   const shared = clients[0]?.publicAddress;
   if (scoped && clients.every(({ publicAddress }) => publicAddress === shared)) {
-    rules.push(`${head} -o ${out} -j SNAT --to-source ${formatIpv4(shared ?? 0)}`);
+    rules.push(`${head} -j SNAT --to-source ${formatIpv4(shared ?? 0)}`);
   } else {
     clients.forEach(({ publicAddress }, i) => {
-      rules.push(
-        `${head} ${sources[i] ?? ''} -o ${out} -j SNAT --to-source ${formatIpv4(publicAddress)}`,
-      );
+      rules.push(`${head} ${sources[i] ?? ''} -j SNAT --to-source ${formatIpv4(publicAddress)}`);
     });
   }
   return rules;
@@ -60,7 +51,6 @@ function commonLevel(low: number, high: number): number {
 
 function renderSubtree(
   chains: Map<string, string[]>,
-  out: string,
   chain: string,
   clients: readonly Assignment[],
   scoped: boolean,
@@ -68,7 +58,7 @@ function renderSubtree(
   const first = clients[0]?.client ?? 0;
   const last = clients.at(-1)?.client ?? 0;
   if (clients.length <= LEAF_CLIENTS || first === last) {
-    chains.set(chain, leafRules(out, chain, clients, scoped));
+    chains.set(chain, leafRules(chain, clients, scoped));
     return;
   }
   const rules: string[] = [];
@@ -79,19 +69,19 @@ function renderSubtree(
     const prefix = commonLevel(low, group.at(-1)?.client ?? 0);
     const network = formatIpv4((low & prefixMask(prefix)) >>> 0);
     const child = `${CHAIN_PREFIX}-${network}/${prefix}`;
-    rules.push(`-A ${chain} -s ${network}/${prefix} -o ${out} -j ${child}`);
-    renderSubtree(chains, out, child, group, true);
+    rules.push(`-A ${chain} -s ${network}/${prefix} -j ${child}`);
+    renderSubtree(chains, child, group, true);
   }
 }
 
 export function referenceIptablesChains(map: PortMap, options: IptablesOptions): IptablesNat {
   const chains = new Map<string, string[]>();
-  renderSubtree(chains, options.outInterface, ROOT_CHAIN, sortedAssignments(map), false);
+  renderSubtree(chains, ROOT_CHAIN, sortedAssignments(map), false);
   return { chains, jump: renderJump(options) };
 }
 
 export function referenceLinearChain(map: PortMap, options: IptablesOptions): IptablesNat {
-  const rules = leafRules(options.outInterface, ROOT_CHAIN, sortedAssignments(map), false);
+  const rules = leafRules(ROOT_CHAIN, sortedAssignments(map), false);
   return { chains: new Map([[ROOT_CHAIN, rules]]), jump: renderJump(options) };
 }
 

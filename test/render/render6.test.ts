@@ -13,11 +13,11 @@ describe('IPv6 rendering', () => {
     const text = renderNatTable(renderIp6tablesChains(treeMap6(), options));
     expectGolden('tree6-ip6tables.rules', text);
     expect(text).toContain(
-      '-s fd87:12::2/128 -o eth0 -p tcp -j SNAT --to-source [2001:db8::1]:64512-65535',
+      '-s fd87:12::2/128 -p tcp -j SNAT --to-source [2001:db8::1]:64512-65535',
     );
     // 63 blocks per address: client 64 in hand-out order (the office's third) spills over.
     expect(text).toContain(
-      '-s fd87:13::4/128 -o eth0 -p udp -j SNAT --to-source [2001:db8::2]:64512-65535',
+      '-s fd87:13::4/128 -p udp -j SNAT --to-source [2001:db8::2]:64512-65535',
     );
   });
 
