@@ -67,7 +67,8 @@ export interface ApplyOptions {
    * `full`: read the whole kernel back and repair any drift (the daemon's start, reload and
    * periodic check; `apply --verify`). Otherwise the kernel's canary is read first, and when
    * it names the newest archive, whose ruleset the rules file still holds, the kernel is taken
-   * to hold that ruleset (iptables; a flushed table loses the canary and is read whole).
+   * to hold that ruleset (a flushed table, or one loaded from the rules file at boot, has no
+   * canary and is read whole).
    */
   readonly kernelCheck?: 'full' | undefined;
 }
@@ -504,6 +505,7 @@ function claimOf(
   let held: readonly ReadAssignment[] | undefined;
   return {
     sha256: newest.sha256,
+    text: archived,
     nat: () => (nat ??= extractNatPart(archived, file)),
     assignments: () => (held ??= readAssignments(archived).assignments),
   };

@@ -17,7 +17,7 @@ import { NftKernel } from '../netfilter/nftables.js';
 import type { NftTableView } from '../netfilter/nft-json.js';
 import type { PortMap } from '../mapping/types.js';
 import type { CommandRunner } from '../netfilter/runner.js';
-import { renderNftDelta } from '../render/nftables.js';
+import { nftChainText, renderNftCanary, renderNftDelta } from '../render/nftables.js';
 import { fingerprint6, translations6 as readTranslations6 } from '../render/fingerprint6.js';
 import { CANARY_CHAIN, type IptablesNat } from '../render/iptables.js';
 import { isTnatError, TnatError } from '../errors.js';
@@ -49,6 +49,8 @@ export interface KernelView {
  */
 export interface KernelClaim {
   readonly sha256: string;
+  /** That archive's ruleset (the rules file's text). */
+  readonly text: string;
   /** Our chains and jump in that ruleset. */
   nat(): ExtractedNat;
   assignments(): readonly ReadAssignment[];
@@ -314,11 +316,17 @@ function holdsPlan(held: readonly ReadAssignment[], map: PortMap): boolean {
 function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
   const kernel = new NftKernel(runner, config.firewall.nftTable);
   const options = { outInterface: config.nat.outInterface, table: config.firewall.nftTable };
+  /** Our table as last read (whole, or through its canary); undefined: not there. */
   let table: NftTableView | undefined;
   let read = false;
+  /** `table` came from the canary and the archive, not from the kernel's elements. */
+  let claimed = false;
   let right6 = true;
   const load = async () => {
-    if (!read) table = await kernel.readTable();
+    if (!read) {
+      table = await kernel.readTable();
+      claimed = false;
+    }
     read = true;
     return table;
   };
@@ -333,13 +341,52 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
     let held6: ReadonlyMap<string, string> | undefined;
     return () => (held6 ??= readTranslations6(listed ?? ''));
   };
+  const rightFor = (current: NftTableView | undefined, plan: RulesetPlan): boolean =>
+    current !== undefined &&
+    chainRight(current, options.outInterface) &&
+    current.othersMatch &&
+    holdsPlan(current.clients, plan.map);
+  /** One transaction from what is known of the table to the plan, canary included. */
+  const change = async (
+    plan: RulesetPlan,
+    force: boolean,
+    onSpawn: ((pid: number) => void) | undefined,
+    canary: string | undefined,
+  ): Promise<KernelChange> => {
+    const current = await load();
+    // A delta of the clients map carries the others map along: when the two disagree (an
+    // element deleted from one by hand), only a whole table puts both right.
+    const whole =
+      force ||
+      current === undefined ||
+      !current.othersMatch ||
+      (current.chain !== undefined && !chainRight(current, options.outInterface));
+    // The whole file holds both tables; otherwise the IPv4 delta, and the table ip6 (which
+    // replaces itself whole) when it is not as planned: one transaction either way.
+    const six = right6 ? '' : (plan.ipv6?.fileText ?? removeTable6(options.table));
+    const marked = (held: readonly string[]) =>
+      canary === undefined ? '' : renderNftCanary(options.table, held, canary);
+    const transaction = whole
+      ? plan.fileText + (plan.ipv6 ? '' : six) + marked([])
+      : renderNftDelta(current.clients, plan.map, options) + six + marked(current.canaries);
+    if (transaction !== '') await kernel.load(transaction, onSpawn);
+    read = false;
+    return {
+      summary: {
+        wholeTable: whole,
+        transactionLines: transaction.split('\n').length - 1,
+        ...(plan.ipv6 && { table6Replaced: whole || !right6 }),
+      },
+    };
+  };
   return {
-    async read(plan, trusted) {
+    async read(plan, trusted, claim) {
       read = false;
+      claimed = false;
       const translations6 = await readSide6(plan, trusted);
       if (trusted) {
         const held = assignmentsOf(trusted.map);
-        table = { chain: undefined, rules: [], clients: held, others: held.length };
+        table = { chain: undefined, rules: [], clients: held, othersMatch: true, canaries: [] };
         read = true;
         // Our chain as planned: only the elements can differ.
         return {
@@ -350,37 +397,71 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
           how: 'trusted',
         };
       }
+      const fromCanary = claim && (await readClaimedTable(kernel, claim, plan, options));
+      if (claim && fromCanary) {
+        table = fromCanary;
+        read = true;
+        claimed = true;
+        return {
+          right: rightFor(fromCanary, plan),
+          right6,
+          assignments: () => fromCanary.clients,
+          translations6,
+          canary: { sha256: claim.sha256 },
+          how: 'canary',
+        };
+      }
       const current = await load();
-      const held = current?.clients ?? [];
-      const right =
-        current !== undefined &&
-        chainRight(current, options.outInterface) &&
-        current.others === held.length &&
-        holdsPlan(held, plan.map);
-      return { right, right6, assignments: () => held, translations6, how: 'full' };
-    },
-    async apply(plan, force, onSpawn) {
-      const current = await load();
-      const whole =
-        force ||
-        current === undefined ||
-        (current.chain !== undefined && !chainRight(current, options.outInterface));
-      // The whole file holds both tables; otherwise the IPv4 delta, and the table ip6 (which
-      // replaces itself whole) when it is not as planned: one transaction either way.
-      const six = right6 ? '' : (plan.ipv6?.fileText ?? removeTable6(options.table));
-      const transaction = whole
-        ? plan.fileText + (plan.ipv6 ? '' : six)
-        : renderNftDelta(current.clients, plan.map, options) + six;
-      if (transaction !== '') await kernel.load(transaction, onSpawn);
-      read = false;
       return {
-        summary: {
-          wholeTable: whole,
-          transactionLines: transaction.split('\n').length - 1,
-          ...(plan.ipv6 && { table6Replaced: whole || !right6 }),
-        },
+        right: rightFor(current, plan),
+        right6,
+        assignments: () => current?.clients ?? [],
+        translations6,
+        canary: { sha256: current?.canaries.length === 1 ? current.canaries[0] : undefined },
+        how: 'full',
       };
     },
+    async apply(plan, force, onSpawn, canary) {
+      try {
+        return await change(plan, force, onSpawn, canary);
+      } catch (error) {
+        // nft refused a change built on the canary's word (an element deleted by hand, say):
+        // nothing was loaded, so read the table whole and build it again, once.
+        if (!claimed) throw error;
+        read = false;
+        return await change(plan, force, onSpawn, canary);
+      }
+    },
+  };
+}
+
+/**
+ * Our table as the claim says, when its one canary names the claimed archive: the maps from
+ * that archive's text, the chain's hook as the kernel lists it. Undefined (read the table
+ * whole) when the canary is missing or names another archive, or when the archived chain is
+ * not the planned one (another `nat.outInterface`: the table is replaced whole then anyway).
+ */
+async function readClaimedTable(
+  kernel: NftKernel,
+  claim: KernelClaim,
+  plan: RulesetPlan,
+  { table, outInterface }: { readonly table: string; readonly outInterface: string },
+): Promise<NftTableView | undefined> {
+  const listed = await kernel.readChains();
+  if (listed.canaries.length !== 1 || listed.canaries[0] !== claim.sha256) return undefined;
+  const chainText = nftChainText(claim.text, table);
+  if (chainText === undefined || chainText !== nftChainText(plan.fileText, table)) return undefined;
+  const clients = claim.assignments();
+  // The rules are the archived chain's, which is the planned chain's text.
+  return {
+    chain: listed.chain,
+    rules: [
+      { outInterface, l4protoOp: '==', snatMap: '@clients' },
+      { outInterface, l4protoOp: '!=', snatMap: '@others' },
+    ],
+    clients,
+    othersMatch: true,
+    canaries: listed.canaries,
   };
 }
 

@@ -4,6 +4,7 @@
  * concatenated intervals dominates, and it needs no guessing at line wrapping.
  */
 import { parseIpv4 } from '../net/ipv4.js';
+import { nftCanaryOf } from '../render/nftables.js';
 import type { ReadAssignment } from '../render/read-rules.js';
 
 export interface NftRuleView {
@@ -15,14 +16,30 @@ export interface NftRuleView {
   readonly snatMap: string | undefined;
 }
 
+export interface NftChainView {
+  readonly priority: number;
+  readonly hook: string;
+  readonly type: string;
+}
+
 export interface NftTableView {
-  readonly chain:
-    { readonly priority: number; readonly hook: string; readonly type: string } | undefined;
+  readonly chain: NftChainView | undefined;
   readonly rules: readonly NftRuleView[];
   /** The `clients` map's elements as bindings. */
   readonly clients: readonly ReadAssignment[];
-  /** How many elements the `others` map holds. */
-  readonly others: number;
+  /**
+   * The `others` map gives each client of `clients` its public address and holds nothing else
+   * (an element deleted from one map by hand breaks this; a delta of `clients` assumes it).
+   */
+  readonly othersMatch: boolean;
+  /** The archive digests our canary chains name (src/render/nftables.ts), normally one. */
+  readonly canaries: readonly string[];
+}
+
+/** Our table's chains as `nft -j list chains ip` gives them: no rules, no map elements. */
+export interface NftChainsView {
+  readonly chain: NftChainView | undefined;
+  readonly canaries: readonly string[];
 }
 
 type Json = unknown;
@@ -76,7 +93,8 @@ export function parseNftTableJson(text: string): NftTableView {
   let chain: NftTableView['chain'];
   const rules: NftRuleView[] = [];
   const clients: ReadAssignment[] = [];
-  let others = 0;
+  const others = new Map<number, number>();
+  const canaries: string[] = [];
   for (const object of Array.isArray(objects) ? objects : []) {
     const map = field(object, 'map');
     const elements = field(map, 'elem');
@@ -86,19 +104,52 @@ export function parseNftTableJson(text: string): NftTableView {
         if (assignment) clients.push(assignment);
       }
     } else if (field(map, 'name') === 'others' && Array.isArray(elements)) {
-      others = elements.length;
+      for (const element of elements) {
+        const [key, data] = Array.isArray(element) ? (element as [Json, Json]) : [];
+        const client = typeof key === 'string' ? parseIpv4(key) : undefined;
+        const publicAddress = typeof data === 'string' ? parseIpv4(data) : undefined;
+        // An element not understood matches no client.
+        others.set(client ?? -1, publicAddress ?? -1);
+      }
     }
     const chainJson = field(object, 'chain');
-    if (field(chainJson, 'name') === 'postrouting') {
-      chain = {
-        priority: Number(field(chainJson, 'prio')),
-        hook: String(field(chainJson, 'hook')),
-        type: String(field(chainJson, 'type')),
-      };
-    }
+    if (field(chainJson, 'name') === 'postrouting') chain = chainOf(chainJson);
+    const canary = canaryOf(chainJson);
+    if (canary !== undefined) canaries.push(canary);
     const rule = field(object, 'rule');
     if (rule !== undefined && field(rule, 'chain') === 'postrouting') rules.push(ruleOf(rule));
   }
   clients.sort((a, b) => a.client - b.client);
-  return { chain, rules, clients, others };
+  const othersMatch =
+    others.size === clients.length &&
+    clients.every(({ client, publicAddress }) => others.get(client) === publicAddress);
+  return { chain, rules, clients, othersMatch, canaries };
+}
+
+function chainOf(chainJson: Json): NftChainView {
+  return {
+    priority: Number(field(chainJson, 'prio')),
+    hook: String(field(chainJson, 'hook')),
+    type: String(field(chainJson, 'type')),
+  };
+}
+
+function canaryOf(chainJson: Json): string | undefined {
+  const name = field(chainJson, 'name');
+  return typeof name === 'string' ? nftCanaryOf(name) : undefined;
+}
+
+/** `nft -j list chains ip`: the chains of every `ip` table; `table` picks ours. */
+export function parseNftChainsJson(text: string, table: string): NftChainsView {
+  const objects = field(JSON.parse(text) as Json, 'nftables');
+  let chain: NftChainView | undefined;
+  const canaries: string[] = [];
+  for (const object of Array.isArray(objects) ? objects : []) {
+    const chainJson = field(object, 'chain');
+    if (field(chainJson, 'table') !== table) continue;
+    if (field(chainJson, 'name') === 'postrouting') chain = chainOf(chainJson);
+    const canary = canaryOf(chainJson);
+    if (canary !== undefined) canaries.push(canary);
+  }
+  return { chain, canaries };
 }

@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import { CommandError } from '../errors.js';
 import { withFailingLine } from './failing-line.js';
 import type { CommandRunner } from './runner.js';
-import { parseNftTableJson, type NftTableView } from './nft-json.js';
+import {
+  parseNftChainsJson,
+  parseNftTableJson,
+  type NftChainsView,
+  type NftTableView,
+} from './nft-json.js';
 
 export class NftKernel {
   constructor(
@@ -17,6 +22,16 @@ export class NftKernel {
   async readTable(): Promise<NftTableView | undefined> {
     const text = await this.listTable(['-j']);
     return text === undefined ? undefined : parseNftTableJson(text);
+  }
+
+  /**
+   * Our table's chains without their rules or any map element (`nft -j list chains ip`, some
+   * 10 ms whatever the table holds): enough to read the canary.
+   */
+  async readChains(): Promise<NftChainsView> {
+    const args = ['-j', 'list', 'chains', 'ip'];
+    const result = await this.runner.run('nft', args);
+    return parseNftChainsJson(result.stdout, this.table);
   }
 
   /** Our `table ip6` as `nft list table ip6 <table>` prints it, or undefined when there is none. */

@@ -157,6 +157,41 @@ export function renderNftTable(map: PortMap, options: NftOptions): string {
   return writer.finish();
 }
 
+/**
+ * The nftables canary (see CANARY_CHAIN in iptables.ts): an empty chain `applied_<sha256>` in
+ * our table, named after the archive whose ruleset the kernel was last brought to. No hook, so
+ * no packet sees it; `nft list chains` lists it in some 10 ms where `nft list table` takes
+ * seconds for a /16, and a table loaded from the rules file (a boot) has none.
+ */
+export const NFT_CANARY_PREFIX = 'applied_';
+
+/** The archive digest a chain name carries, or undefined when it is not a canary. */
+export function nftCanaryOf(chain: string): string | undefined {
+  const digest = chain.startsWith(NFT_CANARY_PREFIX) ? chain.slice(NFT_CANARY_PREFIX.length) : '';
+  return /^[0-9a-f]{64}$/.test(digest) ? digest : undefined;
+}
+
+/** Transaction lines that leave `sha256` the only canary in our table (empty if it already is). */
+export function renderNftCanary(table: string, held: readonly string[], sha256: string): string {
+  if (held.length === 1 && held[0] === sha256) return '';
+  const chain = (digest: string) => `chain ip ${table} ${NFT_CANARY_PREFIX}${digest}`;
+  const gone = held
+    .filter((digest) => digest !== sha256)
+    .map((digest) => `delete ${chain(digest)}\n`);
+  return gone.join('') + (held.includes(sha256) ? '' : `add ${chain(sha256)}\n`);
+}
+
+/**
+ * The text of our `table ip`'s chain as renderNftTable wrote it, or undefined: two rulesets
+ * whose chains are the same text differ at most in their maps' elements.
+ */
+export function nftChainText(text: string, table: string): string | undefined {
+  const start = text.indexOf(`\ntable ip ${table} {\n`);
+  const open = start < 0 ? -1 : text.indexOf('\n\tchain postrouting {\n', start);
+  const close = open < 0 ? -1 : text.indexOf('\n\t}\n', open);
+  return close < 0 ? undefined : text.slice(open, close);
+}
+
 function elementCommand(verb: string, table: string, map: string, elements: readonly string[]) {
   if (elements.length === 0) return [];
   return [

@@ -1,4 +1,9 @@
-import { renderNftDelta, renderNftTable } from '../../src/render/nftables.js';
+import {
+  nftChainText,
+  renderNftCanary,
+  renderNftDelta,
+  renderNftTable,
+} from '../../src/render/nftables.js';
 import { readAssignments } from '../../src/render/read-rules.js';
 import { arrayPortMap, ip } from '../helpers/port-map.js';
 import { expectGolden } from './golden.js';
@@ -127,5 +132,32 @@ describe('renderNftDelta', () => {
     expect(renderNftDelta(treeMap(), treeMap(), options)).toBe('');
     const readBack = readAssignments(renderNftTable(treeMap(), options)).assignments;
     expect(renderNftDelta(readBack, treeMap(), options)).toBe('');
+  });
+});
+
+describe('the nftables canary', () => {
+  const a = 'a'.repeat(64);
+  const b = 'b'.repeat(64);
+
+  test('replaces the canaries the table holds by the one named', () => {
+    expect(renderNftCanary('tn', [], a)).toBe(`add chain ip tn applied_${a}\n`);
+    expect(renderNftCanary('tn', [b], a)).toBe(
+      `delete chain ip tn applied_${b}\nadd chain ip tn applied_${a}\n`,
+    );
+    expect(renderNftCanary('tn', [a, b], a)).toBe(`delete chain ip tn applied_${b}\n`);
+    expect(renderNftCanary('tn', [a], a)).toBe('');
+  });
+
+  test("the chain's text is the same for other elements, different for another interface", () => {
+    const table = renderNftTable(treeMap(), options);
+    const chain = nftChainText(table, 'traceable_nat');
+    expect(chain).toContain('snat ip to ip saddr map @clients');
+    expect(chain).toContain('snat ip to ip saddr map @others');
+    expect(chain).not.toContain('elements');
+    expect(nftChainText(renderNftTable(tinyMap(), options), 'traceable_nat')).toBe(chain);
+    expect(
+      nftChainText(renderNftTable(treeMap(), { outInterface: 'eth1' }), 'traceable_nat'),
+    ).not.toBe(chain);
+    expect(nftChainText(table, 'other')).toBeUndefined();
   });
 });
