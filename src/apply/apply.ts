@@ -25,8 +25,10 @@ import type { Discovery } from '../eduvpn/pool.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import type { CommandRunner } from '../netfilter/runner.js';
-import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
-import { extractNatPart, type ExtractedNat } from '../render/rules-file.js';
+import { readAssignments, type ReadAssignment, type ReadRules } from '../render/read-rules.js';
+import { previousFromAssignments } from '../mapping/map.js';
+import type { PreviousAssignments } from '../mapping/types.js';
+import { extractNatPart, prepareMergeAndExtract, type ExtractedNat } from '../render/rules-file.js';
 import {
   fsyncDirectory,
   removeStaleTemporaries,
@@ -273,17 +275,28 @@ export async function applyRuleset(
       claim.archive === newest?.path
         ? claim.plan
         : undefined;
+    // The rules file is the newest archive's ruleset (the usual case): its bindings are read
+    // once, for the clients' stability and for the claim on the kernel.
+    const archivedRules =
+      trusted === undefined && archived !== undefined && archived === currentText
+        ? readAssignments(archived)
+        : undefined;
+    // iptables: the same one parse of it gives the merge template and our part as it holds it.
+    const merged =
+      archivedRules && firewall.backend === 'iptables'
+        ? prepareMergeAndExtract(archived ?? '', firewall.rulesFile)
+        : undefined;
     const plan = planRuleset(config, discovery, {
       rulesText: currentText,
       archiveBody: archived,
-      previous: trusted && previousFromMap(trusted.map),
-      mergeTemplate: trusted?.mergeTemplate,
+      previous: trusted ? previousFromMap(trusted.map) : archivedRules && previousOf(archivedRules),
+      mergeTemplate: trusted?.mergeTemplate ?? merged?.template,
       rulesText6: currentText6,
     });
     const driver = driverFor(config, deps.runner);
     const kernelClaim =
-      trusted === undefined && options.kernelCheck !== 'full' && archived === currentText
-        ? claimOf(newest, archived, firewall.rulesFile)
+      archivedRules && options.kernelCheck !== 'full'
+        ? claimOf(newest, archived, archivedRules, merged?.ours, firewall.rulesFile)
         : undefined;
     const view = await driver.read(plan, trusted, kernelClaim);
     if (firewall.removalGuard && !force) {
@@ -498,17 +511,25 @@ export async function applyRuleset(
 function claimOf(
   newest: { readonly sha256: string } | undefined,
   archived: string | undefined,
+  rules: ReadRules,
+  ours: ExtractedNat | undefined,
   file: string,
 ): KernelClaim | undefined {
   if (newest === undefined || archived === undefined) return undefined;
-  let nat: ExtractedNat | undefined;
-  let held: readonly ReadAssignment[] | undefined;
+  let nat = ours;
   return {
     sha256: newest.sha256,
     text: archived,
     nat: () => (nat ??= extractNatPart(archived, file)),
-    assignments: () => (held ??= readAssignments(archived).assignments),
+    assignments: () => rules.assignments,
   };
+}
+
+/** A ruleset's bindings as the mapping's stability input; undefined when it has none. */
+function previousOf(rules: ReadRules): PreviousAssignments | undefined {
+  return rules.assignments.length > 0
+    ? previousFromAssignments(rules.blockSize, rules.assignments)
+    : undefined;
 }
 
 function reasonFor(force: boolean, hasPrevious: boolean, anchorMismatch: string | undefined) {

@@ -5,6 +5,8 @@ import {
   extractNatPart,
   mergeIntoRulesFile,
   parseRulesFile,
+  prepareMerge,
+  prepareMergeAndExtract,
 } from '../../src/render/rules-file.js';
 import { walkIptables } from '../helpers/packet-walk.js';
 import { arrayPortMap, ip } from '../helpers/port-map.js';
@@ -234,6 +236,16 @@ describe('extractNatPart and diffChains', () => {
       '[7:420] -A TNAT ',
     );
     expect([...extractNatPart(counted).chains]).toEqual([...tiny.chains]);
+  });
+
+  test('from one parse, the same template and part as prepareMerge and extractNatPart', () => {
+    for (const text of [mergeIntoRulesFile(eduvpn, tree, FILE), eduvpn, '']) {
+      const { template, ours } = prepareMergeAndExtract(text, FILE);
+      expect(ours).toEqual(extractNatPart(text, FILE));
+      for (const next of [tiny, tree])
+        expect(template.render(next)).toBe(prepareMerge(text, FILE).render(next));
+    }
+    expect(() => prepareMergeAndExtract('*nat\n-A\n', FILE)).toThrow(TnatError);
   });
 
   test('find nothing in a file without our part', () => {
