@@ -186,10 +186,13 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       if (desired6 || plan.ipv6Removal) state6 ??= readKernelNat(await kernel6.saveNat());
       const four = payloadFor(state, desired, force, canary);
       const six = state6 && payload6For(state6, desired6, force);
-      // Two families, two tools, two transactions: both are tested before either is loaded,
+      // One restore is one transaction: all of it or none of it, so it needs no test run. Two
+      // families are two tools and two transactions: both are tested before either is loaded,
       // and IPv4 is put back if IPv6 is refused all the same, so the kernel takes both or none.
-      if (four.payload !== undefined) await kernel.test(four.payload);
-      if (six?.payload !== undefined) await kernel6.test(six.payload);
+      if (four.payload !== undefined && six?.payload !== undefined) {
+        await kernel.test(four.payload);
+        await kernel6.test(six.payload);
+      }
       if (four.payload !== undefined) await kernel.load(four.payload, onSpawn);
       if (six?.payload !== undefined) {
         try {

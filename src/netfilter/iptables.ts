@@ -37,18 +37,16 @@ export class IptablesKernel {
     return result.exitCode === 0 ? result.stdout : undefined;
   }
 
-  /** Loads the payload atomically (validating it first); the kernel is unchanged on failure. */
-  async restore(payload: string, onSpawn?: (pid: number) => void): Promise<void> {
-    await this.test(payload);
-    await this.load(payload, onSpawn);
-  }
-
   /** `--test`: whether the kernel would take the payload; changes nothing. */
   async test(payload: string): Promise<void> {
     await this.run(payload, ['--test']);
   }
 
-  /** Loads the payload in one transaction (all of it or none of it). */
+  /**
+   * Loads the payload in one transaction, all of it or none of it: iptables-restore commits a
+   * table at its COMMIT line (iptables-nft as one netlink batch, iptables-legacy as one table
+   * replacement), and input that ends before it commits nothing.
+   */
   async load(payload: string, onSpawn?: (pid: number) => void): Promise<void> {
     await this.run(payload, [], onSpawn);
   }

@@ -59,27 +59,23 @@ export class NftKernel {
   }
 
   /**
-   * Checks the transaction with `nft -c`, then loads it; the kernel is unchanged on failure.
-   * From a file written whole before nft starts, never from a pipe: nft commits whatever it
-   * read when its input ends, so an applier killed while writing a pipe at a line boundary
-   * would leave a cut transaction committed (a `delete table` without the table that follows).
+   * Loads the transaction with `nft -f`: one netlink batch, which the kernel takes whole or
+   * not at all, so the kernel is unchanged on failure (a check with `nft -c` first would only
+   * parse and send it twice). From a file written whole before nft starts, never from a pipe:
+   * nft commits whatever it read when its input ends, so an applier killed while writing a
+   * pipe at a line boundary would leave a cut transaction committed (a `delete table` without
+   * the table that follows).
    */
   async load(transaction: string, onSpawn?: (pid: number) => void): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'traceable-nat-'));
     const file = join(dir, 'transaction.nft');
     try {
       writeFileSync(file, transaction, { mode: 0o600 });
-      for (const check of [true, false]) {
-        try {
-          await this.runner.run('nft', check ? ['-c', '-f', file] : ['-f', file], {
-            onSpawn: check ? undefined : onSpawn,
-          });
-        } catch (error) {
-          if (error instanceof CommandError)
-            throw withFailingLine(error, transaction, 'nft transaction');
-          throw error;
-        }
-      }
+      await this.runner.run('nft', ['-f', file], { onSpawn });
+    } catch (error) {
+      if (error instanceof CommandError)
+        throw withFailingLine(error, transaction, 'nft transaction');
+      throw error;
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
