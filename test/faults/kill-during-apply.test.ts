@@ -107,6 +107,8 @@ describeKernel.each(['iptables', 'nftables'] as const)(
       const next = site.cli(['apply', '--json']);
       expect(next.status).toBe(0);
       expect(next.stderr).toMatch(/warning: an interrupted apply .* is now archived as/);
+      // The rules file was not yet the pending ruleset's: the kernel is read whole, not trusted.
+      expect(JSON.parse(next.stdout)).toMatchObject({ kernelRead: 'full' });
       expect(alive(childPid)).toBe(false);
       expect(site.leftovers()).toEqual([]);
       const archives = site.archives();
@@ -126,6 +128,18 @@ describeKernel.each(['iptables', 'nftables'] as const)(
       expect(window.status).not.toBe('found');
       expect(site.cli(['check']).status).toBe(0);
       expect(site.cli(['apply', '--verbose']).stdout).toMatch(/^unchanged/);
+      // The orphaned load set the kernel's canary to the pending archive's digest, which the
+      // archive kept when it was named: the next apply may trust it, and finds all as it is.
+      const trusted = site.cli(['apply', '--json']);
+      expect(JSON.parse(trusted.stdout)).toMatchObject({
+        outcome: 'unchanged',
+        kernelRead: 'canary',
+      });
+      const verified = site.cli(['apply', '--verify', '--json']);
+      expect(JSON.parse(verified.stdout)).toMatchObject({
+        outcome: 'unchanged',
+        kernelRead: 'full',
+      });
     });
 
     test('a load killed before it reached the kernel is dropped, and nothing claims activation', async () => {
