@@ -6,7 +6,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
+import { basename } from 'node:path';
 import { applyRuleset, type ApplyResult } from '../src/apply/apply.js';
+import { parseArchiveName } from '../src/archive/names.js';
 import { loadConfig } from '../src/config-file.js';
 import { discoverPools } from '../src/eduvpn/discover.js';
 import { systemClock } from '../src/system/clock.js';
@@ -24,6 +26,8 @@ export const SLASH16: Profile = { id: 'bench', range: '10.42.0.0/16' };
 /** A /30 holds exactly one client: network+2. */
 export const ONE_CLIENT: Profile = { id: 'one', range: '10.43.0.0/30' };
 const EXTRA_POOL: Profile = { id: 'extra', range: '10.43.1.0/24' };
+/** The small site the same change is measured against: a cost that grows with the change. */
+const SLASH24: Profile = { id: 'small', range: '10.42.0.0/24' };
 /** Enough public addresses for the /16 and what the changes add, at 64 ports per client. */
 export const PUBLIC_ADDRESSES = publicAddressesFor(65533 + 1 + 253);
 
@@ -130,9 +134,11 @@ class ApplyBench {
    * the next second; real profile changes are not that close together, so neither are ours.
    */
   private async waitForNextArchiveSecond(result: ApplyResult): Promise<void> {
-    const seconds = /\.(\d+)$/.exec(result.archive?.path ?? '')?.[1];
-    if (seconds === undefined) return;
-    const wait = (Number(seconds) + 1) * 1000 + 20 - Date.now();
+    // The archive's name, compressed or not (a pattern for plain names alone missed every
+    // .gz archive, so each apply here waited inside its own timing instead).
+    const name = parseArchiveName(basename(result.archive?.path ?? ''));
+    if (name === undefined) return;
+    const wait = (name.activatedAt + 1) * 1000 + 20 - Date.now();
     if (wait > 0) await sleep(wait);
   }
 }
@@ -155,8 +161,17 @@ export async function measureApplyTimes(
   const metrics: Metric[] = [];
   let iptablesArchive: string | undefined;
   for (const backend of ['iptables', 'nftables'] as const) {
-    const bench = new ApplyBench(cleanup, backend);
     const bare = bareName(backend);
+    // The same one-client change with only a /24 installed: what the change itself costs.
+    const small = new ApplyBench(cleanup, backend);
+    await small.step([SLASH24], false);
+    const smallChange = await small.step([SLASH24, ONE_CLIENT], false);
+    const smallActive = smallChange.activeMs ?? Number.NaN;
+    progress(
+      `apply ${backend}: one client added with a /24 installed: active after ${smallActive.toFixed(0)} ms`,
+    );
+
+    const bench = new ApplyBench(cleanup, backend);
     const scratch = await bench.step([SLASH16]);
     if (backend === 'iptables' && scratch.result.archive) {
       iptablesArchive = scratch.result.archive.path;
@@ -175,11 +190,12 @@ export async function measureApplyTimes(
       `apply ${backend}: /16 from scratch ${scratch.totalMs.toFixed(0)} ms (${bare} ${scratch.bareMs.toFixed(0)} ms)`,
     );
 
-    const changes: { name: string; profiles: Profile[]; check?: string }[] = [
+    const changes: { name: string; profiles: Profile[]; check?: string; onSmall?: true }[] = [
       {
         name: 'one client added (new /30 profile)',
         profiles: [SLASH16, ONE_CLIENT],
         check: '10.43.0.2',
+        onSmall: true,
       },
       {
         name: 'one /24 pool added',
@@ -206,6 +222,17 @@ export async function measureApplyTimes(
       progress(
         `apply ${backend}: ${change.name}: active after ${active.toFixed(0)} ms, returned after ${step.totalMs.toFixed(0)} ms (${bare} ${step.bareMs.toFixed(0)} ms)`,
       );
+      if (change.onSmall) {
+        metrics.push({
+          section: SECTION,
+          name: `${backend}: ${change.name}, against the same change on a /24`,
+          value: active,
+          unit: 'ms',
+          baseline: { name: 'the same change with a /24 installed', value: smallActive },
+          target: atMost(active / smallActive, 2, '<= 2x the /24 change'),
+          note: `with a /24 installed: ${breakdown(smallChange)}`,
+        });
+      }
     }
 
     const before = bench.listing();
