@@ -34,41 +34,36 @@ interface Entry {
   readonly publicAddress: number;
   readonly first: number;
   readonly last: number;
-  /** `client : public address`, the element of `others` and the start of one of `clients`. */
-  readonly pair: string;
 }
 
 function isPortMap(source: AssignmentSource): source is PortMap {
   return 'assignments' in source && typeof source.assignments === 'function';
 }
 
+/** Ascending by client. No text yet: only the elements that change are ever written. */
 function entriesOf(source: AssignmentSource): Entry[] {
   const list = isPortMap(source) ? source.assignments() : source;
-  const publicTexts = new Map<number, string>();
   const entries: Entry[] = [];
+  let sorted = true;
   for (const item of list) {
     const { client, publicAddress } = item;
     const [first, last] =
       'block' in item ? [item.block.first, item.block.last] : [item.firstPort, item.lastPort];
-    let publicText = publicTexts.get(publicAddress);
-    if (publicText === undefined) {
-      publicText = formatIpv4(publicAddress);
-      publicTexts.set(publicAddress, publicText);
-    }
-    const pair = `${formatIpv4(client)} : ${publicText}`;
-    entries.push({ client, publicAddress, first, last, pair });
+    sorted &&= entries.length === 0 || (entries.at(-1)?.client ?? 0) < client;
+    entries.push({ client, publicAddress, first, last });
   }
-  return entries.sort((a, b) => a.client - b.client);
+  return sorted ? entries : entries.sort((a, b) => a.client - b.client);
+}
+
+/** `client : public address`, the element of `others` and the start of one of `clients`. */
+function pairOf(entry: Entry): string {
+  return `${formatIpv4(entry.client)} : ${formatIpv4(entry.publicAddress)}`;
 }
 
 function clientElement(entry: Entry): string {
   // Always a range: nft 1.0.6 refuses a single port as the value of an interval map
   // ("Invalid argument"), though `nft list` prints a one-port range that way.
-  return `${entry.pair} . ${entry.first}-${entry.last}`;
-}
-
-function otherElement(entry: Entry): string {
-  return entry.pair;
+  return `${pairOf(entry)} . ${entry.first}-${entry.last}`;
 }
 
 const TAB = 9;
@@ -212,31 +207,41 @@ export function renderNftDelta(
   options: NftOptions,
 ): string {
   const table = options.table ?? DEFAULT_NFT_TABLE;
-  const old = new Map(entriesOf(before).map((entry) => [entry.client, entry]));
-  const current = entriesOf(after);
+  const was = entriesOf(before);
+  const now = entriesOf(after);
   const clientsGone: Entry[] = [];
   const clientsNew: Entry[] = [];
   const othersGone: Entry[] = [];
   const othersNew: Entry[] = [];
-  for (const entry of current) {
-    const was = old.get(entry.client);
-    old.delete(entry.client);
+  // Both ascending by client: one merge walk.
+  let i = 0;
+  let j = 0;
+  while (i < was.length || j < now.length) {
+    const old = was[i];
+    const entry = now[j];
+    if (entry === undefined || (old !== undefined && old.client < entry.client)) {
+      if (old) {
+        clientsGone.push(old);
+        othersGone.push(old);
+      }
+      i++;
+      continue;
+    }
+    const same = old?.client === entry.client ? old : undefined;
+    if (same) i++;
+    j++;
     if (
-      was?.first !== entry.first ||
-      was.last !== entry.last ||
-      was.publicAddress !== entry.publicAddress
+      same?.first !== entry.first ||
+      same.last !== entry.last ||
+      same.publicAddress !== entry.publicAddress
     ) {
-      if (was) clientsGone.push(was);
+      if (same) clientsGone.push(same);
       clientsNew.push(entry);
     }
-    if (was?.publicAddress !== entry.publicAddress) {
-      if (was) othersGone.push(was);
+    if (same?.publicAddress !== entry.publicAddress) {
+      if (same) othersGone.push(same);
       othersNew.push(entry);
     }
-  }
-  for (const was of old.values()) {
-    clientsGone.push(was);
-    othersGone.push(was);
   }
   const byClient = (a: Entry, b: Entry) => a.client - b.client;
   const address = (entry: Entry) => formatIpv4(entry.client);
@@ -244,7 +249,7 @@ export function renderNftDelta(
     ...elementCommand('delete', table, 'clients', clientsGone.sort(byClient).map(address)),
     ...elementCommand('delete', table, 'others', othersGone.sort(byClient).map(address)),
     ...elementCommand('add', table, 'clients', clientsNew.map(clientElement)),
-    ...elementCommand('add', table, 'others', othersNew.map(otherElement)),
+    ...elementCommand('add', table, 'others', othersNew.map(pairOf)),
   ];
   if (lines.length === 0) return '';
   return [`# traceable-nat: changed clients of table ip ${table}`, ...lines].join('\n') + '\n';

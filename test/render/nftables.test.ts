@@ -4,6 +4,7 @@ import {
   renderNftDelta,
   renderNftTable,
 } from '../../src/render/nftables.js';
+import { formatIpv4 } from '../../src/net/ipv4.js';
 import { readAssignments } from '../../src/render/read-rules.js';
 import { arrayPortMap, ip } from '../helpers/port-map.js';
 import { expectGolden } from './golden.js';
@@ -160,4 +161,95 @@ describe('the nftables canary', () => {
     ).not.toBe(chain);
     expect(nftChainText(table, 'other')).toBeUndefined();
   });
+});
+
+describe('renderNftDelta on random changes', () => {
+  /** A small deterministic generator (mulberry32), so a failure can be replayed by its seed. */
+  function random(seed: number) {
+    let state = seed;
+    return (below: number) => {
+      state = (state + 0x6d2b79f5) | 0;
+      let t = Math.imul(state ^ (state >>> 15), 1 | state);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) % below;
+    };
+  }
+  interface Row {
+    client: number;
+    publicAddress: number;
+    firstPort: number;
+    lastPort: number;
+  }
+  const site = (next: (below: number) => number): Row[] => {
+    const rows: Row[] = [];
+    for (let client = ip('10.42.0.2'); client < ip('10.42.0.2') + 300; client++) {
+      if (next(4) === 0) continue;
+      const first = 1024 + next(8) * 64;
+      rows.push({
+        client,
+        publicAddress: ip('192.0.2.1') + next(3),
+        firstPort: first,
+        lastPort: first + 63,
+      });
+    }
+    return rows;
+  };
+  /** The two maps after the delta's commands, run against the maps as `before` left them. */
+  const afterDelta = (before: readonly Row[], delta: string) => {
+    const clients = new Map(
+      before.map((row) => [row.client, `${row.publicAddress}.${row.firstPort}-${row.lastPort}`]),
+    );
+    const others = new Map(before.map((row) => [row.client, `${row.publicAddress}`]));
+    const commands = delta.matchAll(/^(add|delete) element ip tn (clients|others) \{\n([^}]*)\}/gm);
+    for (const [, verb, map, body] of commands) {
+      const target = map === 'clients' ? clients : others;
+      for (const line of (body ?? '').split('\n').filter(Boolean)) {
+        const [key, value] = line.trim().replace(/,$/, '').split(' : ');
+        const client = ip(key ?? '');
+        if (verb === 'delete') {
+          // nft refuses to delete what is not there: so must the model.
+          expect(target.has(client)).toBe(true);
+          target.delete(client);
+        } else {
+          expect(target.has(client)).toBe(false);
+          const [address, ports] = (value ?? '').split(' . ');
+          target.set(client, `${ip(address ?? '')}${ports === undefined ? '' : `.${ports}`}`);
+        }
+      }
+    }
+    return { clients, others };
+  };
+
+  test.each([1, 2, 3, 4, 5, 6, 7, 8])(
+    'seed %i: the delta turns before into after, touching only what changed',
+    (seed) => {
+      const next = random(seed);
+      const before = site(next);
+      const after = site(next);
+      const delta = renderNftDelta(before, after, { ...options, table: 'tn' });
+      const result = afterDelta(before, delta);
+      expect(result.clients).toEqual(
+        new Map(
+          after.map((row) => [row.client, `${row.publicAddress}.${row.firstPort}-${row.lastPort}`]),
+        ),
+      );
+      expect(result.others).toEqual(
+        new Map(after.map((row) => [row.client, `${row.publicAddress}`])),
+      );
+      const unchanged = after.filter((row) =>
+        before.some(
+          (old) =>
+            old.client === row.client &&
+            old.publicAddress === row.publicAddress &&
+            old.firstPort === row.firstPort,
+        ),
+      );
+      for (const row of unchanged.slice(0, 20))
+        expect(delta).not.toContain(`\t${formatIpv4(row.client)} :`);
+      // Unsorted input gives the same text.
+      expect(
+        renderNftDelta([...before].reverse(), [...after].reverse(), { ...options, table: 'tn' }),
+      ).toBe(delta);
+    },
+  );
 });
