@@ -1,0 +1,160 @@
+/**
+ * The apply's decisions for iptables without root: applyRuleset over a user-space nat table
+ * that parses every payload (test/helpers/fake-nat-table.ts), real files in a sandbox, and a
+ * clock that never waits. What the real tools do is tested in test/kernel and test/faults.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
+import { discover } from '../../src/cli/discovery.js';
+import { loadConfig } from '../../src/config-file.js';
+import { isTnatError } from '../../src/errors.js';
+import { extractNatPart } from '../../src/render/rules-file.js';
+import type { Clock } from '../../src/system/clock.js';
+import { FakeNatTable } from '../helpers/fake-nat-table.js';
+import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
+import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
+
+let sandbox: Sandbox;
+let table: FakeNatTable;
+let now: number;
+const clock: Clock = {
+  now: () => now,
+  sleep: (ms) => {
+    now += ms;
+    return Promise.resolve();
+  },
+};
+
+beforeEach(() => {
+  sandbox = createSandbox('iptables');
+  sandbox.writeProfiles([ALPHA, BETA]);
+  sandbox.writeConfig({ firewall: { removalGuard: false } });
+  table = new FakeNatTable();
+  now = Date.parse('2026-12-05T12:00:00Z');
+});
+
+afterEach(() => {
+  sandbox.remove();
+});
+
+async function apply(kernelCheck?: 'full'): Promise<ApplyResult> {
+  const result = await applyRuleset(
+    loadConfig(sandbox.configFile),
+    { runner: table, clock, discover },
+    { kernelCheck },
+  );
+  now += 2000; // the next apply in a later archive second
+  return result;
+}
+
+/** Our chains and jump in a text: the rules file, an archive, or the table's save. */
+function ours(text: string) {
+  const { chains, jump } = extractNatPart(text);
+  return { jump, chains: [...chains] };
+}
+
+function archives(): string[] {
+  return readdirSync(sandbox.archiveDir).filter((name) => !name.startsWith('.'));
+}
+
+function headSha(): string | undefined {
+  const state = JSON.parse(readFileSync(sandbox.stateFile, 'utf8')) as {
+    archiveDirs: Record<string, { head?: { sha256: string } }>;
+  };
+  return Object.values(state.archiveDirs)[0]?.head?.sha256;
+}
+
+function canary(): string | undefined {
+  return /^-A TNAT_APPLIED -m comment --comment sha256:([0-9a-f]{64})$/m.exec(table.save())?.[1];
+}
+
+const restores = () => table.calls.filter((call) => call.startsWith('iptables-restore'));
+const saves = () => table.calls.filter((call) => call.startsWith('iptables-save'));
+
+test('the first apply loads our chains and sets the canary to the archive it writes', async () => {
+  const result = await apply();
+  expect(result).toMatchObject({ outcome: 'applied', kernelRead: 'full' });
+  expect(ours(table.save())).toEqual(ours(readFileSync(sandbox.rulesFile, 'utf8')));
+  expect(ours(table.save()).chains.length).toBeGreaterThan(3);
+  expect(canary()).toBe(headSha());
+  expect(archives()).toHaveLength(1);
+  // One transaction, no test run before it.
+  expect(restores()).toEqual(['iptables-restore --noflush -w 10']);
+});
+
+test('unchanged: decided on the canary, without a save of the table or any load', async () => {
+  await apply();
+  table.calls.length = 0;
+  expect(await apply()).toMatchObject({ outcome: 'unchanged', kernelRead: 'canary' });
+  expect(saves()).toEqual([]);
+  expect(restores()).toEqual([]);
+  expect(archives()).toHaveLength(1);
+});
+
+test('a change through the canary rewrites only what differs, and the canary follows', async () => {
+  await apply();
+  const before = ours(table.save());
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  table.calls.length = 0;
+  const result = await apply();
+  expect(result).toMatchObject({ outcome: 'applied', kernelRead: 'canary' });
+  expect(saves()).toEqual([]);
+  expect(ours(table.save())).toEqual(ours(readFileSync(sandbox.rulesFile, 'utf8')));
+  expect(canary()).toBe(headSha());
+  expect(archives()).toHaveLength(2);
+  // Alpha's and beta's leaves (their SNAT rules) are as they were; a chain above them gained
+  // the jump to gamma's subtree.
+  const after = new Map(ours(table.save()).chains);
+  const leaves = before.chains.filter(([, rules]) =>
+    rules.some((rule) => rule.includes('-j SNAT')),
+  );
+  expect(leaves.length).toBeGreaterThan(2);
+  for (const [name, rules] of leaves) expect(after.get(name)).toEqual(rules);
+  expect(result.kernel?.summary.chainsRewritten).toBeLessThan(after.size);
+});
+
+test('a hand-flushed chain: unseen through the canary, repaired by a full read', async () => {
+  await apply();
+  const leaf =
+    ours(table.save()).chains.find(([, rules]) =>
+      rules.some((rule) => rule.includes('-j SNAT')),
+    )?.[0] ?? '';
+  table.load(`*nat\n:${leaf} - [0:0]\nCOMMIT\n`);
+  expect(await apply()).toMatchObject({ outcome: 'unchanged', kernelRead: 'canary' });
+  expect(await apply('full')).toMatchObject({ outcome: 'repaired', kernelRead: 'full' });
+  expect(ours(table.save())).toEqual(ours(readFileSync(sandbox.rulesFile, 'utf8')));
+  expect(archives()).toHaveLength(1);
+});
+
+test('no canary (a boot): a full read, then the canary alone is set', async () => {
+  await apply();
+  table.load('*nat\n:TNAT_APPLIED - [0:0]\n-X TNAT_APPLIED\nCOMMIT\n');
+  expect(canary()).toBeUndefined();
+  table.calls.length = 0;
+  expect(await apply()).toMatchObject({ outcome: 'unchanged', kernelRead: 'full' });
+  expect(canary()).toBe(headSha());
+  expect(restores()).toHaveLength(1);
+  expect(await apply()).toMatchObject({ outcome: 'unchanged', kernelRead: 'canary' });
+});
+
+test('a payload the table refuses leaves the table, the rules file and the archives as they were', async () => {
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  await apply();
+  // Someone jumps to gamma's top chain from a chain of their own: removing it is refused.
+  const gamma = ours(table.save()).chains.find(([name]) => name.startsWith('TNAT-10.42.2.'))?.[0];
+  expect(gamma).toBeDefined();
+  table.load(`*nat\n:MINE - [0:0]\n-A MINE -j ${gamma ?? ''}\nCOMMIT\n`);
+  const tableBefore = table.save();
+  const fileBefore = readFileSync(sandbox.rulesFile, 'utf8');
+  const archivesBefore = archives();
+  sandbox.writeProfiles([ALPHA, BETA]);
+  const error = await apply().then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(isTnatError(error) && error.code).toBe('E_COMMAND');
+  expect((error as Error).message).toMatch(/line \d+/);
+  expect(table.save()).toBe(tableBefore);
+  expect(readFileSync(sandbox.rulesFile, 'utf8')).toBe(fileBefore);
+  expect(archives()).toEqual(archivesBefore);
+});
