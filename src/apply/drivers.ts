@@ -118,8 +118,11 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
   const kernel6 = new IptablesKernel(runner, config.firewall.iptables, 6);
   let state: KernelNat | undefined;
   let state6: KernelNat | undefined;
+  /** `state` came from the canary and the archive, not from reading the table. */
+  let claimed = false;
   return {
     async read(plan, trusted, claim) {
+      claimed = false;
       let right6 = true;
       let translations6 = (): ReadonlyMap<string, string> => NO_TRANSLATIONS;
       const desired6 = plan.ipv6?.iptables;
@@ -151,16 +154,17 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
           how: 'trusted',
         };
       }
-      const claimed = claim && (await readClaimed(kernel, claim));
-      if (claim && claimed) {
-        state = claimed;
+      const fromCanary = claim && (await readClaimed(kernel, claim));
+      if (claim && fromCanary) {
+        state = fromCanary;
+        claimed = true;
         const right = kernelHoldsPlan(state);
         return {
           right,
           right6,
           assignments: () => claim.assignments(),
           translations6,
-          canary: { sha256: claimed.canary },
+          canary: { sha256: fromCanary.canary },
           how: 'canary',
         };
       }
@@ -184,21 +188,39 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       state ??= readKernelNat(await kernel.saveNat());
       const desired6 = plan.ipv6?.iptables;
       if (desired6 || plan.ipv6Removal) state6 ??= readKernelNat(await kernel6.saveNat());
-      const four = payloadFor(state, desired, force, canary);
+      let before = state;
+      let four = payloadFor(before, desired, force, canary);
       const six = state6 && payload6For(state6, desired6, force);
+      /**
+       * Runs `step` on the IPv4 payload. One built on the canary's word that the kernel
+       * refuses (one of our chains deleted by hand, say) changed nothing: the table is read
+       * whole, the payload built again, and `step` run once more.
+       */
+      const onFour = async (step: (payload: string) => Promise<void>) => {
+        if (four.payload === undefined) return;
+        try {
+          await step(four.payload);
+        } catch (error) {
+          if (!claimed) throw error;
+          claimed = false;
+          before = readKernelNat(await kernel.saveNat());
+          four = payloadFor(before, desired, force, canary);
+          if (four.payload !== undefined) await step(four.payload);
+        }
+      };
       // One restore is one transaction: all of it or none of it, so it needs no test run. Two
       // families are two tools and two transactions: both are tested before either is loaded,
       // and IPv4 is put back if IPv6 is refused all the same, so the kernel takes both or none.
       if (four.payload !== undefined && six?.payload !== undefined) {
-        await kernel.test(four.payload);
+        await onFour((payload) => kernel.test(payload));
         await kernel6.test(six.payload);
       }
-      if (four.payload !== undefined) await kernel.load(four.payload, onSpawn);
+      await onFour((payload) => kernel.load(payload, onSpawn));
       if (six?.payload !== undefined) {
         try {
           await kernel6.load(six.payload, onSpawn);
         } catch (error) {
-          if (four.payload !== undefined) await restoreIpv4(kernel, state, desired, error);
+          if (four.payload !== undefined) await restoreIpv4(kernel, before, desired, error);
           throw error;
         }
       }

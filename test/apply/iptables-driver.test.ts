@@ -37,11 +37,11 @@ afterEach(() => {
   sandbox.remove();
 });
 
-async function apply(kernelCheck?: 'full'): Promise<ApplyResult> {
+async function apply(kernelCheck?: 'full', force = false): Promise<ApplyResult> {
   const result = await applyRuleset(
     loadConfig(sandbox.configFile),
     { runner: table, clock, discover },
-    { kernelCheck },
+    { kernelCheck, force },
   );
   now += 2000; // the next apply in a later archive second
   return result;
@@ -66,6 +66,21 @@ function headSha(): string | undefined {
 
 function canary(): string | undefined {
   return /^-A TNAT_APPLIED -m comment --comment sha256:([0-9a-f]{64})$/m.exec(table.save())?.[1];
+}
+
+/** Our chains and POSTROUTING's jump deleted by hand; the canary is left as it is. */
+function deleteOurChains(): void {
+  const names = ours(table.save()).chains.map(([name]) => name);
+  table.load(
+    [
+      '*nat',
+      ':POSTROUTING ACCEPT [0:0]',
+      ...names.map((name) => `:${name} - [0:0]`),
+      ...names.map((name) => `-X ${name}`),
+      'COMMIT',
+      '',
+    ].join('\n'),
+  );
 }
 
 const restores = () => table.calls.filter((call) => call.startsWith('iptables-restore'));
@@ -137,6 +152,19 @@ test('no canary (a boot): a full read, then the canary alone is set', async () =
   expect(await apply()).toMatchObject({ outcome: 'unchanged', kernelRead: 'canary' });
 });
 
+test('our chains deleted by hand under a canary that still agrees: the refused payload is rebuilt from a full read', async () => {
+  await apply();
+  deleteOurChains();
+  expect(canary()).toBe(headSha());
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  table.calls.length = 0;
+  expect(await apply()).toMatchObject({ outcome: 'applied', kernelRead: 'canary' });
+  expect(saves()).toHaveLength(1);
+  expect(restores()).toHaveLength(2);
+  expect(ours(table.save())).toEqual(ours(readFileSync(sandbox.rulesFile, 'utf8')));
+  expect(canary()).toBe(headSha());
+});
+
 test('a payload the table refuses leaves the table, the rules file and the archives as they were', async () => {
   sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
   await apply();
@@ -157,4 +185,49 @@ test('a payload the table refuses leaves the table, the rules file and the archi
   expect(table.save()).toBe(tableBefore);
   expect(readFileSync(sandbox.rulesFile, 'utf8')).toBe(fileBefore);
   expect(archives()).toEqual(archivesBefore);
+});
+
+describe('the removal guard (a half-written or emptied eduVPN file)', () => {
+  beforeEach(() => {
+    sandbox.writeConfig();
+  });
+
+  const refusal = () =>
+    apply().then(
+      () => 'applied',
+      (caught: unknown) => (isTnatError(caught) ? `${caught.code}: ${caught.message}` : 'other'),
+    );
+
+  test('more than half of the active clients, or every client of a protocol: refused, nothing changed', async () => {
+    sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+    await apply();
+    const tableBefore = table.save();
+    const archivesBefore = archives();
+    sandbox.writeProfiles([ALPHA]);
+    expect(await refusal()).toMatch(
+      /^E_SOURCE: this apply would remove 503 of the 756 active clients/,
+    );
+    // Beta is the only OpenVPN profile: losing it alone is less than half, still refused.
+    sandbox.writeProfiles([ALPHA, GAMMA]);
+    expect(await refusal()).toMatch(/^E_SOURCE: this apply would remove all 250 OpenVPN clients/);
+    expect(table.save()).toBe(tableBefore);
+    expect(archives()).toEqual(archivesBefore);
+    // Meant: --force goes through.
+    expect(await apply(undefined, true)).toMatchObject({ outcome: 'applied' });
+    expect(ours(table.save())).toEqual(ours(readFileSync(sandbox.rulesFile, 'utf8')));
+  });
+
+  test('a flushed table does not hide a removal: the newest archive says what was active', async () => {
+    sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+    await apply();
+    deleteOurChains();
+    expect(ours(table.save()).chains).toEqual([]);
+    sandbox.writeProfiles([GAMMA]);
+    expect(await refusal()).toMatch(
+      /^E_SOURCE: this apply would remove 503 of the 756 active clients/,
+    );
+    // The same profiles as before: a repair, not a removal.
+    sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+    expect(await apply()).toMatchObject({ outcome: 'repaired' });
+  });
 });

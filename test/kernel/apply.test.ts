@@ -271,6 +271,19 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
       expect(applyJson('--verify')).toMatchObject({ outcome: 'repaired', kernelRead: 'full' });
       expect(ipt('-S', leaf)).toMatch(/-j SNAT/);
 
+      // Our chains deleted by hand, the canary left: the payload built on its word is refused
+      // (it jumps to chains that are gone), so the apply reads the table and loads it whole.
+      const listed = net.exec(net.gateway, ['iptables', '-t', 'nat', '-S'], '');
+      const jump = /^-A POSTROUTING (.*-j TNAT)$/m.exec(listed)?.[1] ?? '';
+      const ours = [...listed.matchAll(/^-N (TNAT(?:-\S+)?)$/gm)].map((match) => match[1] ?? '');
+      expect(ours.length).toBeGreaterThan(3);
+      ipt('-D', 'POSTROUTING', ...jump.split(' '));
+      for (const chain of ours) ipt('-F', chain);
+      for (const chain of ours) ipt('-X', chain);
+      expect(canary()).toBe(head());
+      expect(applyJson()).toMatchObject({ outcome: 'repaired', kernelRead: 'canary' });
+      expectTranslated(await probe(net, ['10.42.1.2', '10.42.2.2']));
+
       // A canary that names another archive is not believed: the table is read and repaired,
       // and the canary names the active archive again.
       ipt('-F', leaf);
