@@ -26,9 +26,7 @@ import { isTnatError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { readAssignments, type ReadAssignment, type ReadRules } from '../render/read-rules.js';
-import { previousFromAssignments } from '../mapping/map.js';
-import type { PreviousAssignments } from '../mapping/types.js';
-import { extractNatPart, prepareMergeAndExtract, type ExtractedNat } from '../render/rules-file.js';
+import { prepareMergeAndExtract, type MergeTemplate } from '../render/rules-file.js';
 import {
   fsyncDirectory,
   removeStaleTemporaries,
@@ -43,7 +41,7 @@ import type { Ruleset6Plan } from '../render/ruleset6.js';
 import { formatCidr6, formatIpv6 } from '../net/ipv6.js';
 import { clientsByProtocol, removalProblem } from './guard.js';
 import { clientsByProtocolOf, resolvePendingArchives } from './pending.js';
-import { ourPartOf, planRuleset, previousFromMap, type RulesetPlan } from './plan.js';
+import { ourPartOf, planRuleset, previousFromMap, previousOf, type RulesetPlan } from './plan.js';
 import { TOOL_VERSION } from '../version.js';
 
 export interface ApplyDeps {
@@ -275,29 +273,21 @@ export async function applyRuleset(
       claim.archive === newest?.path
         ? claim.plan
         : undefined;
-    // The rules file is the newest archive's ruleset (the usual case): its bindings are read
-    // once, for the clients' stability and for the claim on the kernel.
-    const archivedRules =
-      trusted === undefined && archived !== undefined && archived === currentText
-        ? readAssignments(archived)
-        : undefined;
-    // iptables: the same one parse of it gives the merge template and our part as it holds it.
-    const merged =
-      archivedRules && firewall.backend === 'iptables'
-        ? prepareMergeAndExtract(archived ?? '', firewall.rulesFile)
+    // The rules file is the newest archive's ruleset (the usual case): it is read once, for
+    // the clients' stability, the merge template and the claim on the kernel.
+    const active =
+      trusted === undefined && newest && archived !== undefined && archived === currentText
+        ? readActive(newest.sha256, archived, firewall)
         : undefined;
     const plan = planRuleset(config, discovery, {
       rulesText: currentText,
       archiveBody: archived,
-      previous: trusted ? previousFromMap(trusted.map) : archivedRules && previousOf(archivedRules),
-      mergeTemplate: trusted?.mergeTemplate ?? merged?.template,
+      previous: trusted ? previousFromMap(trusted.map) : active && previousOf(active.rules),
+      mergeTemplate: trusted?.mergeTemplate ?? active?.template,
       rulesText6: currentText6,
     });
     const driver = driverFor(config, deps.runner);
-    const kernelClaim =
-      archivedRules && options.kernelCheck !== 'full'
-        ? claimOf(newest, archived, archivedRules, merged?.ours, firewall.rulesFile)
-        : undefined;
+    const kernelClaim = options.kernelCheck === 'full' ? undefined : active?.claim;
     const view = await driver.read(plan, trusted, kernelClaim);
     if (firewall.removalGuard && !force) {
       const problem = removalProblem(
@@ -507,29 +497,25 @@ export async function applyRuleset(
   }
 }
 
-/** The claim that the kernel holds the newest archive's ruleset (see ApplyOptions.kernelCheck). */
-function claimOf(
-  newest: { readonly sha256: string } | undefined,
-  archived: string | undefined,
-  rules: ReadRules,
-  ours: ExtractedNat | undefined,
-  file: string,
-): KernelClaim | undefined {
-  if (newest === undefined || archived === undefined) return undefined;
-  let nat = ours;
+/**
+ * What the newest archive's ruleset, which the rules file still is, says: its bindings, its
+ * merge template (iptables), and the claim that the kernel holds it (see
+ * ApplyOptions.kernelCheck). One parse of the text for each.
+ */
+function readActive(
+  sha256: string,
+  text: string,
+  firewall: Config['firewall'],
+): { rules: ReadRules; template: MergeTemplate | undefined; claim: KernelClaim } {
+  const rules = readAssignments(text);
+  // iptables: one parse gives the merge template and our part as the file holds it.
+  const merged =
+    firewall.backend === 'iptables' ? prepareMergeAndExtract(text, firewall.rulesFile) : undefined;
   return {
-    sha256: newest.sha256,
-    text: archived,
-    nat: () => (nat ??= extractNatPart(archived, file)),
-    assignments: () => rules.assignments,
+    rules,
+    template: merged?.template,
+    claim: { sha256, text, nat: merged?.ours, assignments: rules.assignments },
   };
-}
-
-/** A ruleset's bindings as the mapping's stability input; undefined when it has none. */
-function previousOf(rules: ReadRules): PreviousAssignments | undefined {
-  return rules.assignments.length > 0
-    ? previousFromAssignments(rules.blockSize, rules.assignments)
-    : undefined;
 }
 
 function reasonFor(force: boolean, hasPrevious: boolean, anchorMismatch: string | undefined) {

@@ -51,9 +51,9 @@ export interface KernelClaim {
   readonly sha256: string;
   /** That archive's ruleset (the rules file's text). */
   readonly text: string;
-  /** Our chains and jump in that ruleset. */
-  nat(): ExtractedNat;
-  assignments(): readonly ReadAssignment[];
+  /** Our chains and jump in that ruleset (iptables). */
+  readonly nat: ExtractedNat | undefined;
+  readonly assignments: readonly ReadAssignment[];
 }
 
 export interface KernelChange {
@@ -162,7 +162,7 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
         return {
           right,
           right6,
-          assignments: () => claim.assignments(),
+          assignments: () => claim.assignments,
           translations6,
           canary: { sha256: fromCanary.canary },
           how: 'canary',
@@ -251,13 +251,14 @@ async function readClaimed(
   kernel: IptablesKernel,
   claim: KernelClaim,
 ): Promise<KernelNat | undefined> {
+  if (claim.nat === undefined) return undefined;
   const listed = await kernel.listChain(CANARY_CHAIN);
   const canary = listed === undefined ? undefined : readCanary(listed);
   if (canary !== claim.sha256) return undefined;
   const postrouting = await kernel.listChain('POSTROUTING');
   if (postrouting === undefined) return undefined;
   return {
-    chains: claim.nat().chains,
+    chains: claim.nat.chains,
     ...readJumps(postrouting.split('\n')),
     canary,
     canaryChain: true,
@@ -476,7 +477,7 @@ async function readClaimedTable(
   if (listed.canaries.length !== 1 || listed.canaries[0] !== claim.sha256) return undefined;
   const chainText = nftChainText(claim.text, table);
   if (chainText === undefined || chainText !== nftChainText(plan.fileText, table)) return undefined;
-  const clients = claim.assignments();
+  const clients = claim.assignments;
   // The rules are the archived chain's, which is the planned chain's text.
   return {
     chain: listed.chain,

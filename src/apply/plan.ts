@@ -11,7 +11,7 @@ import type { NatSettings, PortMap, PreviousAssignments } from '../mapping/types
 import { parseIpv4 } from '../net/ipv4.js';
 import { renderIptablesChains, type IptablesNat } from '../render/iptables.js';
 import { renderNftTable } from '../render/nftables.js';
-import { readAssignments } from '../render/read-rules.js';
+import { readAssignments, type ReadRules } from '../render/read-rules.js';
 import {
   canonicalNat,
   extractNatPart,
@@ -56,13 +56,18 @@ export function natSettings(config: Config): NatSettings {
   };
 }
 
-/** The assignments a ruleset text holds, as the mapping's stability input. */
+/** A ruleset's bindings as the mapping's stability input; undefined when it has none. */
+export function previousOf(read: ReadRules): PreviousAssignments | undefined {
+  return read.assignments.length > 0
+    ? previousFromAssignments(read.blockSize, read.assignments)
+    : undefined;
+}
+
+/** The assignments the first of the ruleset texts that has any holds. */
 function previousFrom(...texts: (string | undefined)[]): PreviousAssignments | undefined {
   for (const text of texts) {
-    if (text === undefined) continue;
-    const read = readAssignments(text);
-    if (read.assignments.length > 0)
-      return previousFromAssignments(read.blockSize, read.assignments);
+    const previous = text === undefined ? undefined : previousOf(readAssignments(text));
+    if (previous) return previous;
   }
   return undefined;
 }

@@ -114,7 +114,7 @@ export function parseNftTableJson(text: string): NftTableView {
     }
     const chainJson = field(object, 'chain');
     if (field(chainJson, 'name') === 'postrouting') chain = chainOf(chainJson);
-    const canary = canaryOf(chainJson);
+    const canary = canaryOfChain(chainJson);
     if (canary !== undefined) canaries.push(canary);
     const rule = field(object, 'rule');
     if (rule !== undefined && field(rule, 'chain') === 'postrouting') rules.push(ruleOf(rule));
@@ -134,7 +134,7 @@ function chainOf(chainJson: Json): NftChainView {
   };
 }
 
-function canaryOf(chainJson: Json): string | undefined {
+function canaryOfChain(chainJson: Json): string | undefined {
   const name = field(chainJson, 'name');
   return typeof name === 'string' ? nftCanaryOf(name) : undefined;
 }
@@ -148,7 +148,7 @@ export function parseNftChainsJson(text: string, table: string): NftChainsView {
     const chainJson = field(object, 'chain');
     if (field(chainJson, 'table') !== table) continue;
     if (field(chainJson, 'name') === 'postrouting') chain = chainOf(chainJson);
-    const canary = canaryOf(chainJson);
+    const canary = canaryOfChain(chainJson);
     if (canary !== undefined) canaries.push(canary);
   }
   return { chain, canaries };
