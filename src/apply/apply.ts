@@ -15,17 +15,24 @@ import { anchorProblem, readDirState, updateDirState } from '../archive/anchor.j
 import { archiveBody, parseArchiveHeader } from '../archive/header.js';
 import { archiveName, type ArchiveName } from '../archive/names.js';
 import {
+  indexedAssignments,
   listArchives,
   newestArchive,
   prepareArchive,
   readIpv6Half,
   type PendingArchive,
+  type StoredArchive,
 } from '../archive/store.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import type { CommandRunner } from '../netfilter/runner.js';
-import { readAssignments, type ReadAssignment, type ReadRules } from '../render/read-rules.js';
+import {
+  mostCommonSize,
+  readAssignments,
+  type ReadAssignment,
+  type ReadRules,
+} from '../render/read-rules.js';
 import { prepareMergeAndExtract, type MergeTemplate } from '../render/rules-file.js';
 import {
   fsyncDirectory,
@@ -277,7 +284,7 @@ export async function applyRuleset(
     // the clients' stability, the merge template and the claim on the kernel.
     const active =
       trusted === undefined && newest && archived !== undefined && archived === currentText
-        ? readActive(newest.sha256, archived, firewall)
+        ? readActive(newest, archived, firewall)
         : undefined;
     const plan = planRuleset(config, discovery, {
       rulesText: currentText,
@@ -500,14 +507,24 @@ export async function applyRuleset(
 /**
  * What the newest archive's ruleset, which the rules file still is, says: its bindings, its
  * merge template (iptables), and the claim that the kernel holds it (see
- * ApplyOptions.kernelCheck). One parse of the text for each.
+ * ApplyOptions.kernelCheck). The bindings come from the archive's binding index when it names
+ * these archive bytes (a /16: some 30 ms, where parsing the text takes 150 ms), else from
+ * the text; the template and our part from one parse of the text.
  */
 function readActive(
-  sha256: string,
+  newest: StoredArchive,
   text: string,
   firewall: Config['firewall'],
 ): { rules: ReadRules; template: MergeTemplate | undefined; claim: KernelClaim } {
-  const rules = readAssignments(text);
+  const { sha256 } = newest;
+  const indexed = indexedAssignments(firewall.archiveDir, newest.entry, sha256);
+  const rules: ReadRules = indexed
+    ? {
+        format: firewall.backend === 'nftables' ? 'nft' : 'iptables',
+        blockSize: mostCommonSize(indexed),
+        assignments: indexed,
+      }
+    : readAssignments(text);
   // iptables: one parse gives the merge template and our part as the file holds it.
   const merged =
     firewall.backend === 'iptables' ? prepareMergeAndExtract(text, firewall.rulesFile) : undefined;

@@ -37,6 +37,7 @@ import {
 } from './binding-index.js';
 import { renderArchive, sha256, type ArchiveHeader, type Backend } from './header.js';
 import { writeBindingIndex } from './index-file.js';
+import type { ReadAssignment } from '../render/read-rules.js';
 import {
   archiveName,
   ipv6SiblingNames,
@@ -137,6 +138,21 @@ export function readArchiveForTrace(dir: string, entry: ArchiveName): ReadForTra
   return bindings
     ? { sha256: digest, bindings }
     : { sha256: digest, text: decodeArchive(bytes, path) };
+}
+
+/**
+ * The bindings of archive `entry` from its binding index, when the index names exactly the
+ * archive bytes whose SHA-256 is `sha256` (already read and hashed by the caller); undefined
+ * when there is no such index (parse the archive's text instead). The same list, in the same
+ * order, as readAssignments of the archive's body: the index was made from it.
+ */
+export function indexedAssignments(
+  dir: string,
+  entry: ArchiveName,
+  sha256: string,
+): readonly ReadAssignment[] | undefined {
+  const index = readIndexQuietly(join(dir, bindingIndexName(entry.name)));
+  return index && decodeBindingIndex(index, entry.name, sha256)?.assignments();
 }
 
 /**

@@ -3,7 +3,8 @@
  * that parses every payload (test/helpers/fake-nat-table.ts), real files in a sandbox, and a
  * clock that never waits. What the real tools do is tested in test/kernel and test/faults.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
 import { discover } from '../../src/cli/discovery.js';
 import { loadConfig } from '../../src/config-file.js';
@@ -11,7 +12,7 @@ import { isTnatError } from '../../src/errors.js';
 import { extractNatPart } from '../../src/render/rules-file.js';
 import type { Clock } from '../../src/system/clock.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
-import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
+import { ALPHA, BETA, DELTA, GAMMA } from '../helpers/profiles.js';
 import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
 
 let sandbox: Sandbox;
@@ -185,6 +186,55 @@ test('a payload the table refuses leaves the table, the rules file and the archi
   expect(table.save()).toBe(tableBefore);
   expect(readFileSync(sandbox.rulesFile, 'utf8')).toBe(fileBefore);
   expect(archives()).toEqual(archivesBefore);
+});
+
+/** The binding index beside the newest archive (written after each activation). */
+function newestIndex(): string {
+  const newest = archives().sort().at(-1) ?? '';
+  return join(sandbox.archiveDir, `.${newest}.idx`);
+}
+
+/**
+ * Alpha removed, then delta added: beta and gamma keep the blocks the first apply gave them,
+ * and delta takes the lowest free one. The active bindings come from the newest archive's
+ * index; `spoil` changes that index before the last apply.
+ */
+async function keptBlocks(spoil: () => void): Promise<string> {
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  await apply();
+  sandbox.writeProfiles([BETA, GAMMA]);
+  await apply();
+  spoil();
+  sandbox.writeProfiles([BETA, GAMMA, DELTA]);
+  expect(await apply()).toMatchObject({ outcome: 'applied', kernelRead: 'canary' });
+  expect(ours(table.save())).toEqual(ours(readFileSync(sandbox.rulesFile, 'utf8')));
+  return readFileSync(sandbox.rulesFile, 'utf8');
+}
+
+test("the active bindings: the same from the newest archive's index as from its text, and an index of other bytes is not used", async () => {
+  const withIndex = await keptBlocks(() => {
+    expect(existsSync(newestIndex())).toBe(true);
+  });
+  const fresh = () => {
+    sandbox.remove();
+    sandbox = createSandbox('iptables');
+    sandbox.writeConfig({ firewall: { removalGuard: false } });
+    table = new FakeNatTable();
+  };
+  fresh();
+  const withoutIndex = await keptBlocks(() => {
+    unlinkSync(newestIndex());
+  });
+  expect(withoutIndex).toBe(withIndex);
+  fresh();
+  // The first archive's index under the newest archive's name: it names other bytes.
+  const stale = await keptBlocks(() => {
+    const first = archives().sort()[0] ?? '';
+    copyFileSync(join(sandbox.archiveDir, `.${first}.idx`), newestIndex());
+  });
+  expect(stale).toBe(withIndex);
+  // Delta's block is one alpha left free, not one after gamma's: the blocks were kept.
+  expect(withIndex).toMatch(/-s 10\.42\.3\.2\/32 -p tcp -j SNAT --to-source \S+:65472-65535$/m);
 });
 
 describe('the removal guard (a half-written or emptied eduVPN file)', () => {
