@@ -48,7 +48,14 @@ import type { Ruleset6Plan } from '../render/ruleset6.js';
 import { formatCidr6, formatIpv6 } from '../net/ipv6.js';
 import { clientsByProtocol, removalProblem } from './guard.js';
 import { clientsByProtocolOf, resolvePendingArchives } from './pending.js';
-import { ourPartOf, planRuleset, previousFromMap, previousOf, type RulesetPlan } from './plan.js';
+import {
+  bindingsOfPlan,
+  ourPartOf,
+  planRuleset,
+  previousFromMap,
+  previousOf,
+  type RulesetPlan,
+} from './plan.js';
 import { TOOL_VERSION } from '../version.js';
 
 export interface ApplyDeps {
@@ -392,7 +399,12 @@ export async function applyRuleset(
     const activatedAt = Math.max(Math.floor(deps.clock.now() / 1000), earliest / 1000);
     pending6?.commit(activatedAt);
     pending6 = undefined;
-    const archive = pending?.commit(activatedAt);
+    // With no client of ours, the body's bindings may be the original script's rules, so
+    // they are read from the text.
+    const archive = pending?.commit(
+      activatedAt,
+      plan.map.clientCount > 0 ? () => bindingsOfPlan(plan.map) : undefined,
+    );
     pending = undefined;
     const warnings: string[] = recovered
       .filter((resolution) => resolution.outcome === 'archived')

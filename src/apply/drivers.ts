@@ -23,7 +23,7 @@ import { CANARY_CHAIN, type IptablesNat } from '../render/iptables.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
 import type { ExtractedNat } from '../render/rules-file.js';
-import type { RulesetPlan } from './plan.js';
+import { bindingsOfPlan, type RulesetPlan } from './plan.js';
 
 export interface KernelView {
   /** The kernel holds exactly the planned IPv4 ruleset. */
@@ -149,7 +149,7 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
         return {
           right,
           right6,
-          assignments: () => assignmentsOf(trusted.map),
+          assignments: () => bindingsOfPlan(trusted.map),
           translations6,
           how: 'trusted',
         };
@@ -312,16 +312,6 @@ function chainRight(table: NftTableView, outInterface: string): boolean {
   );
 }
 
-function assignmentsOf(map: PortMap): ReadAssignment[] {
-  return [...map.assignments()].map((assignment) => ({
-    client: assignment.client,
-    publicAddress: assignment.publicAddress,
-    firstPort: assignment.block.first,
-    lastPort: assignment.block.last,
-    proto: 'both' as const,
-  }));
-}
-
 function holdsPlan(held: readonly ReadAssignment[], map: PortMap): boolean {
   if (held.length !== map.clientCount) return false;
   let index = 0;
@@ -411,7 +401,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
       claimed = false;
       const translations6 = await readSide6(plan, trusted);
       if (trusted) {
-        const held = assignmentsOf(trusted.map);
+        const held = bindingsOfPlan(trusted.map);
         table = { chain: undefined, rules: [], clients: held, othersMatch: true, canaries: [] };
         read = true;
         // Our chain as planned: only the elements can differ.

@@ -11,7 +11,7 @@ import type { NatSettings, PortMap, PreviousAssignments } from '../mapping/types
 import { parseIpv4 } from '../net/ipv4.js';
 import { renderIptablesChains, type IptablesNat } from '../render/iptables.js';
 import { renderNftTable } from '../render/nftables.js';
-import { readAssignments, type ReadRules } from '../render/read-rules.js';
+import { readAssignments, type ReadAssignment, type ReadRules } from '../render/read-rules.js';
 import {
   canonicalNat,
   extractNatPart,
@@ -101,6 +101,21 @@ export function previousFromMap(map: PortMap): PreviousAssignments {
     firstPort: assignment.block.first,
   }));
   return previousFromAssignments(map.blockSize, bindings);
+}
+
+/**
+ * A plan's bindings as readAssignments reads them back from its rules (ascending by client,
+ * one binding for tcp and udp alike), without parsing the text: what the kernel holds once
+ * the plan is loaded, and what its archive's binding index lists.
+ */
+export function bindingsOfPlan(map: PortMap): ReadAssignment[] {
+  return [...map.assignments()].map((assignment) => ({
+    client: assignment.client,
+    publicAddress: assignment.publicAddress,
+    firstPort: assignment.block.first,
+    lastPort: assignment.block.last,
+    proto: 'both' as const,
+  }));
 }
 
 /** rules.v6 without our part, when it has one (see RulesetPlan.ipv6Removal). */

@@ -48,8 +48,15 @@ const END_OF_HEADER = '# end of traceable-nat header\n';
 /** parseArchiveHeader reads no further than this many lines. */
 const HEADER_LINES = 20;
 
-/** What a trace reads from an archive's text (what its index holds). */
-export function bindingsOfText(text: string): ArchiveBindings {
+/**
+ * What a trace reads from an archive's text (what its index holds). `known`: the bindings
+ * readAssignments would read from the body, when the caller has them without parsing it (the
+ * plan it rendered the body from).
+ */
+export function bindingsOfText(
+  text: string,
+  known?: () => readonly ReadAssignment[],
+): ArchiveBindings {
   const end = text.indexOf(END_OF_HEADER);
   let header = '';
   // Whatever parseArchiveHeader reads of the text, so it reads the same from the index.
@@ -60,7 +67,7 @@ export function bindingsOfText(text: string): ArchiveBindings {
         : text.slice(0, end + END_OF_HEADER.length);
   }
   const body = archiveBody(text);
-  const { assignments } = readAssignments(body);
+  const assignments = known?.() ?? readAssignments(body).assignments;
   return {
     header,
     complete: rulesetLooksComplete(body),

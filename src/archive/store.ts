@@ -340,8 +340,14 @@ export interface PendingArchive {
   readonly sha256: string;
   /** Remembers which child process is changing the kernel (see FoundPending.childPid). */
   recordChild(pid: number): void;
-  /** Gives the archive its final name; returns its path and SHA-256. */
-  commit(activatedAt: number): { path: string; sha256: string };
+  /**
+   * Gives the archive its final name; returns its path and SHA-256. `bindings`: the body's
+   * bindings, when the caller knows them without parsing it (for the binding index).
+   */
+  commit(
+    activatedAt: number,
+    bindings?: () => readonly ReadAssignment[],
+  ): { path: string; sha256: string };
   /** The kernel did not take it: nothing claims activation. */
   discard(): void;
 }
@@ -386,7 +392,7 @@ export function prepareArchive(
         // Only an aid for a later recovery (it waits for this child); the apply goes on.
       }
     },
-    commit(activatedAt) {
+    commit(activatedAt, bindings) {
       const committed = commitPending(
         dir,
         backend,
@@ -397,7 +403,7 @@ export function prepareArchive(
       // The rules are active and archived by now; the index only speeds up later traces. The
       // IPv6 half is read only by IPv6 traces, from its own text.
       if (kind !== 'ip6tables') {
-        writeBindingIndex(dir, basename(committed.path), digest, bindingsOfText(content));
+        writeBindingIndex(dir, basename(committed.path), digest, bindingsOfText(content, bindings));
       }
       return committed;
     },
