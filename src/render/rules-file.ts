@@ -5,7 +5,7 @@
  */
 import { parseRulesFile } from './rules-file-parse.js';
 import type { ParsedTable, RulesFile, RulesLine } from './rules-file-parse.js';
-import { CANARY_CHAIN, isOurChain, ROOT_CHAIN } from './iptables.js';
+import { CANARY_CHAIN, CHAIN_PREFIX, isOurChain, ROOT_CHAIN } from './iptables.js';
 import type { IptablesNat } from './iptables.js';
 
 export { parseRulesFile, splitRuleWords } from './rules-file-parse.js';
@@ -117,15 +117,108 @@ export function prepareMerge(current: string | undefined, file: string): MergeTe
 }
 
 /**
- * prepareMerge and extractNatPart of the same text from one parse (a /16 rules file takes some
- * 190 ms to parse): the template, and our part as the file holds it now.
+ * prepareMerge and extractNatPart of the same text: the template, and our part as the file
+ * holds it now. Our chains are most of a big file (a /16: 130 000 lines, 190 ms to parse
+ * whole), and the merge drops them anyway: one scan takes their lines out of the `*nat` table
+ * as they were written (`:TNAT... - [0:0]`, `-A TNAT... `), and only the rest is parsed. A
+ * rest that still holds a line of ours in another form (packet counters, `--append`) is
+ * parsed whole instead, so both ways give the same template and part.
  */
 export function prepareMergeAndExtract(
   current: string,
   file: string,
 ): { readonly template: MergeTemplate; readonly ours: ExtractedNat } {
+  const split = splitOurLines(current);
+  const rest = split && parseQuietly(split.rest, file);
+  if (split && rest) {
+    const restNat = rest.tables.get('nat');
+    const left = natPartOf(restNat);
+    const stray =
+      left.chains.size > 0 ||
+      (restNat?.chains.has(CANARY_CHAIN) ?? false) ||
+      (restNat?.rules.some((rule) => rule.chain === CANARY_CHAIN) ?? false);
+    if (!stray) {
+      return { template: templateOf(rest), ours: { chains: split.chains, jump: left.jump } };
+    }
+  }
   const parsed = parseRulesFile(current, file);
   return { template: templateOf(parsed), ours: natPartOf(parsed.tables.get('nat')) };
+}
+
+/** The parse, or undefined when it fails: the full parse then names the line. */
+function parseQuietly(text: string, file: string): RulesFile | undefined {
+  try {
+    return parseRulesFile(text, file);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Our chains' declaration and rule lines, taken out of the `*nat` table of `text` (see
+ * prepareMergeAndExtract): the chains in declaration order with their rules, and the text
+ * without those lines. Undefined when a rule line names a chain of ours that its table never
+ * declared (the full parse says what that means).
+ */
+function splitOurLines(text: string): { chains: Map<string, string[]>; rest: string } | undefined {
+  const chains = new Map<string, string[]>();
+  const restParts: string[] = [];
+  let restFrom = 0;
+  let inNat = false;
+  let start = 0;
+  while (start < text.length) {
+    const newline = text.indexOf('\n', start);
+    const end = newline < 0 ? text.length : newline + 1;
+    const first = text.charCodeAt(start);
+    if (first === 42 /* * */) {
+      inNat = text.startsWith('*nat', start) && text.slice(start + 4, end).trim() === '';
+    } else if (first === 67 /* C */ && /^COMMIT\r?\n?$/.test(text.slice(start, end))) {
+      inNat = false;
+    } else if (inNat && (first === 58 /* : */ || first === 45) /* - */) {
+      const ours = ourLine(text, start, end);
+      if (ours !== undefined) {
+        if (ours.rule === undefined) {
+          chains.set(ours.chain, []);
+        } else {
+          const rules = chains.get(ours.chain);
+          if (rules === undefined) return undefined;
+          rules.push(ours.rule);
+        }
+        restParts.push(text.slice(restFrom, start));
+        restFrom = end;
+      }
+    }
+    start = end;
+  }
+  restParts.push(text.slice(restFrom));
+  return { chains, rest: restParts.join('') };
+}
+
+/**
+ * The line from `start` to `end` (its line ending included) when it is one of our chains'
+ * declarations (`:NAME - [0:0]`, no rule) or rules (`-A NAME ...`, its text without the line
+ * ending), as our renderer writes them; undefined for any other line.
+ */
+function ourLine(
+  text: string,
+  start: number,
+  end: number,
+): { chain: string; rule: string | undefined } | undefined {
+  const declaration = text.charCodeAt(start) === 58;
+  const nameStart = start + (declaration ? 1 : 3);
+  if (!declaration && !text.startsWith('-A ', start)) return undefined;
+  if (!text.startsWith(CHAIN_PREFIX, nameStart)) return undefined;
+  const nameEnd = text.indexOf(' ', nameStart);
+  if (nameEnd < 0 || nameEnd >= end) return undefined;
+  const chain = text.slice(nameStart, nameEnd);
+  if (!isOurChain(chain)) return undefined;
+  let lineEnd = end;
+  if (text.charCodeAt(lineEnd - 1) === 10) lineEnd--;
+  if (text.charCodeAt(lineEnd - 1) === 13) lineEnd--;
+  if (declaration) {
+    return text.slice(nameEnd, lineEnd) === ' - [0:0]' ? { chain, rule: undefined } : undefined;
+  }
+  return { chain, rule: text.slice(start, lineEnd) };
 }
 
 function templateOf(parsed: RulesFile): MergeTemplate {

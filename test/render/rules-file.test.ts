@@ -248,6 +248,56 @@ describe('extractNatPart and diffChains', () => {
     expect(() => prepareMergeAndExtract('*nat\n-A\n', FILE)).toThrow(TnatError);
   });
 
+  test('the scan that takes our lines out agrees with the full parse, whatever else the file holds', () => {
+    const merged = mergeIntoRulesFile(eduvpn, tree, FILE);
+    const lines = merged.split('\n');
+    const ourRule = lines.findIndex((line) => line.startsWith('-A TNAT-'));
+    const ourDeclaration = lines.findIndex((line) => line.startsWith(':TNAT-'));
+    // The COMMIT that closes *nat.
+    const commit = lines.indexOf('COMMIT', lines.indexOf('*nat'));
+    const edit = (change: (copy: string[]) => void) => {
+      const copy = [...lines];
+      change(copy);
+      return copy.join('\n');
+    };
+    const variants = {
+      merged,
+      crlf: merged.replaceAll('\n', '\r\n'),
+      noFinalNewline: merged.trimEnd(),
+      counted: merged.replace(/^-A TNAT-/m, '[3:180] -A TNAT-'),
+      longForm: merged.replace(/^-A TNAT-/m, '--append TNAT-'),
+      countedDeclaration: merged.replace(/^(:TNAT-\S+) - \[0:0\]$/m, '$1 - [5:300]'),
+      undeclared: edit((copy) => copy.splice(ourDeclaration, 1)),
+      canarySaved: merged.replace('*nat\n', '*nat\n:TNAT_APPLIED - [0:0]\n'),
+      canaryRule: edit((copy) =>
+        copy.splice(commit, 0, '-A TNAT_APPLIED -m comment --comment sha256:00'),
+      ),
+      afterCommit: edit((copy) => copy.splice(commit + 1, 0, copy[ourRule] ?? '')),
+      inFilter: `*filter\n:TNAT-x - [0:0]\n-A TNAT-x -j ACCEPT\nCOMMIT\n${merged}`,
+      badLine: edit((copy) => copy.splice(ourRule + 2, 0, 'this is no rule')),
+      eduvpnOnly: eduvpn,
+      empty: '',
+    };
+    const outcome = (
+      run: () => { template: { render: (n: typeof tree) => string }; ours: unknown },
+    ) => {
+      try {
+        const { template, ours } = run();
+        return { ours, renders: [tiny, tree].map((next) => template.render(next)) };
+      } catch (error) {
+        return { error: String(error), where: (error as TnatError).where };
+      }
+    };
+    for (const [name, text] of Object.entries(variants)) {
+      const fast = outcome(() => prepareMergeAndExtract(text, FILE));
+      const full = outcome(() => ({
+        template: prepareMerge(text, FILE),
+        ours: extractNatPart(text, FILE),
+      }));
+      expect({ name, ...fast }).toEqual({ name, ...full });
+    }
+  });
+
   test('find nothing in a file without our part', () => {
     expect(extractNatPart(eduvpn)).toEqual({ chains: new Map(), jump: undefined });
     expect(extractNatPart('')).toEqual({ chains: new Map(), jump: undefined });
