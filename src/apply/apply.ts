@@ -302,7 +302,11 @@ export async function applyRuleset(
     });
     const driver = driverFor(config, deps.runner);
     const kernelClaim = options.kernelCheck === 'full' ? undefined : active?.claim;
-    const view = await driver.read(plan, trusted, kernelClaim);
+    const view = await driver.read(
+      plan,
+      trusted && { plan: trusted, canary: newest?.sha256 },
+      kernelClaim,
+    );
     if (firewall.removalGuard && !force) {
       const problem = removalProblem(
         { held: view.assignments(), anchored: anchor.head },

@@ -61,13 +61,23 @@ export interface KernelChange {
   readonly summary: Readonly<Record<string, number | boolean>>;
 }
 
+/** The plan this process applied last, taken as what the kernel holds (see BackendDriver.read). */
+export interface TrustedKernel {
+  readonly plan: RulesetPlan;
+  /**
+   * The archive digest that apply will have set as the canary (the newest archive's): most
+   * likely still there, but the kernel is not read to know.
+   */
+  readonly canary: string | undefined;
+}
+
 export interface BackendDriver {
   /**
    * What the kernel holds. With `trusted`, the plan that this process applied last is taken as
    * the kernel's state without reading it back (the daemon's change path; its periodic check
    * reads the kernel and repairs any drift).
    */
-  read(plan: RulesetPlan, trusted?: RulesetPlan, claim?: KernelClaim): Promise<KernelView>;
+  read(plan: RulesetPlan, trusted?: TrustedKernel, claim?: KernelClaim): Promise<KernelView>;
   /**
    * Brings the kernel to the plan, both families, as one change: the kernel takes all of it or
    * none of it. `force` rewrites all of our part. `onSpawn` is told the pid of each process
@@ -121,7 +131,8 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
   /** `state` came from the canary and the archive, not from reading the table. */
   let claimed = false;
   return {
-    async read(plan, trusted, claim) {
+    async read(plan, known, claim) {
+      const trusted = known?.plan;
       claimed = false;
       let right6 = true;
       let translations6 = (): ReadonlyMap<string, string> => NO_TRANSLATIONS;
@@ -337,11 +348,14 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
   let read = false;
   /** `table` came from the canary and the archive, not from the kernel's elements. */
   let claimed = false;
+  /** Canaries that may or may not be in the kernel (trusted: it was not read). */
+  let unsureCanaries: readonly string[] = [];
   let right6 = true;
   const load = async () => {
     if (!read) {
       table = await kernel.readTable();
       claimed = false;
+      unsureCanaries = [];
     }
     read = true;
     return table;
@@ -381,7 +395,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
     // replaces itself whole) when it is not as planned: one transaction either way.
     const six = right6 ? '' : (plan.ipv6?.fileText ?? removeTable6(options.table));
     const marked = (held: readonly string[]) =>
-      canary === undefined ? '' : renderNftCanary(options.table, held, canary);
+      canary === undefined ? '' : renderNftCanary(options.table, held, canary, unsureCanaries);
     const transaction = whole
       ? plan.fileText + (plan.ipv6 ? '' : six) + marked([])
       : renderNftDelta(current.clients, plan.map, options) + six + marked(current.canaries);
@@ -396,13 +410,17 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
     };
   };
   return {
-    async read(plan, trusted, claim) {
+    async read(plan, known, claim) {
+      const trusted = known?.plan;
       read = false;
       claimed = false;
+      unsureCanaries = [];
       const translations6 = await readSide6(plan, trusted);
       if (trusted) {
         const held = bindingsOfPlan(trusted.map);
         table = { chain: undefined, rules: [], clients: held, othersMatch: true, canaries: [] };
+        // The canary this process set last is most likely there: it goes whether it is or not.
+        unsureCanaries = known.canary === undefined ? [] : [known.canary];
         read = true;
         // Our chain as planned: only the elements can differ.
         return {

@@ -166,14 +166,30 @@ export function nftCanaryOf(chain: string): string | undefined {
   return /^[0-9a-f]{64}$/.test(digest) ? digest : undefined;
 }
 
-/** Transaction lines that leave `sha256` the only canary in our table (empty if it already is). */
-export function renderNftCanary(table: string, held: readonly string[], sha256: string): string {
-  if (held.length === 1 && held[0] === sha256) return '';
+/**
+ * Transaction lines that leave `sha256` the only canary in our table (empty if it already is).
+ * `held`: the canaries the table holds; `unsure`: ones it may hold (not read): each is added
+ * before it is deleted, as nft refuses to delete a chain that is not there and takes an `add`
+ * of one that is.
+ */
+export function renderNftCanary(
+  table: string,
+  held: readonly string[],
+  sha256: string,
+  unsure: readonly string[] = [],
+): string {
+  if (held.length === 1 && held[0] === sha256 && unsure.every((digest) => digest === sha256))
+    return '';
   const chain = (digest: string) => `chain ip ${table} ${NFT_CANARY_PREFIX}${digest}`;
   const gone = held
     .filter((digest) => digest !== sha256)
     .map((digest) => `delete ${chain(digest)}\n`);
-  return gone.join('') + (held.includes(sha256) ? '' : `add ${chain(sha256)}\n`);
+  const maybeGone = unsure
+    .filter((digest) => digest !== sha256 && !held.includes(digest))
+    .map((digest) => `add ${chain(digest)}\ndelete ${chain(digest)}\n`);
+  return (
+    gone.join('') + maybeGone.join('') + (held.includes(sha256) ? '' : `add ${chain(sha256)}\n`)
+  );
 }
 
 /**

@@ -10,28 +10,21 @@ import { discover } from '../../src/cli/discovery.js';
 import { loadConfig } from '../../src/config-file.js';
 import { isTnatError } from '../../src/errors.js';
 import { extractNatPart } from '../../src/render/rules-file.js';
-import type { Clock } from '../../src/system/clock.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { ALPHA, BETA, DELTA, GAMMA } from '../helpers/profiles.js';
 import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
+import { SteppingClock } from '../helpers/stepping-clock.js';
 
 let sandbox: Sandbox;
 let table: FakeNatTable;
-let now: number;
-const clock: Clock = {
-  now: () => now,
-  sleep: (ms) => {
-    now += ms;
-    return Promise.resolve();
-  },
-};
+let clock: SteppingClock;
 
 beforeEach(() => {
   sandbox = createSandbox('iptables');
   sandbox.writeProfiles([ALPHA, BETA]);
   sandbox.writeConfig({ firewall: { removalGuard: false } });
   table = new FakeNatTable();
-  now = Date.parse('2026-12-05T12:00:00Z');
+  clock = new SteppingClock(Date.parse('2026-12-05T12:00:00Z'));
 });
 
 afterEach(() => {
@@ -44,7 +37,7 @@ async function apply(kernelCheck?: 'full', force = false): Promise<ApplyResult> 
     { runner: table, clock, discover },
     { kernelCheck, force },
   );
-  now += 2000; // the next apply in a later archive second
+  clock.ms += 2000; // the next apply in a later archive second
   return result;
 }
 
@@ -230,6 +223,8 @@ test("the active bindings: the same from the newest archive's index as from its 
   // The first archive's index under the newest archive's name: it names other bytes.
   const stale = await keptBlocks(() => {
     const first = archives().sort()[0] ?? '';
+    // Indexes are read-only (0440): replaced, not written over, as a non-root user must.
+    unlinkSync(newestIndex());
     copyFileSync(join(sandbox.archiveDir, `.${first}.idx`), newestIndex());
   });
   expect(stale).toBe(withIndex);

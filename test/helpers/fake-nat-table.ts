@@ -8,7 +8,8 @@
  * (test/kernel, test/faults) stay the judges of the real tools.
  */
 import { CommandError } from '../../src/errors.js';
-import type { CommandRunner, RunOptions, RunResult } from '../../src/netfilter/runner.js';
+import type { RunOptions, RunResult } from '../../src/netfilter/runner.js';
+import { FakeRunner } from './fake-runner.js';
 
 const BUILTIN = ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'];
 /** Targets that are no chain (enough for our rules and eduVPN's). */
@@ -24,10 +25,8 @@ function targetOf(spec: string): string | undefined {
   return / -[jg] (\S+)/.exec(` ${spec}`)?.[1];
 }
 
-export class FakeNatTable implements CommandRunner {
+export class FakeNatTable extends FakeRunner {
   private chains: Chains = new Map(BUILTIN.map((name) => [name, []]));
-  /** Every command run, as `command arg ...`. */
-  readonly calls: string[] = [];
 
   /** Loads text as `iptables-restore --noflush` would (for a test's setup or hand edits). */
   load(payload: string): void {
@@ -45,16 +44,7 @@ export class FakeNatTable implements CommandRunner {
     return lines.join('\n');
   }
 
-  run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-    this.calls.push([command, ...args].join(' '));
-    try {
-      return Promise.resolve(this.answer(command, args, options));
-    } catch (error) {
-      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-    }
-  }
-
-  private answer(command: string, args: readonly string[], options: RunOptions): RunResult {
+  protected answer(command: string, args: readonly string[], options: RunOptions): RunResult {
     const ok = (stdout = ''): RunResult => ({ stdout, stderr: '', exitCode: 0 });
     if (command === 'iptables-save') return ok(this.save());
     if (command === 'conntrack') return ok();

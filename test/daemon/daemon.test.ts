@@ -1,0 +1,511 @@
+/**
+ * The daemon's promises without root, in-process: the Daemon over the user-space nat table
+ * (test/helpers/fake-nat-table.ts) and real files in a sandbox, with time, the file watch and
+ * systemd under the test's hand. Time moves only when the test advances it, and every run a
+ * timer starts has finished before the next timer fires (an apply over the fake table and
+ * synchronous files needs no more than one turn of the event loop). The real program under
+ * real signals, iptables and inotify is tested in test/kernel/daemon*.test.ts.
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config-file.js';
+import { discover } from '../../src/cli/discovery.js';
+import { Daemon } from '../../src/daemon/daemon.js';
+import { createLogger } from '../../src/daemon/logger.js';
+import type { Notifier } from '../../src/daemon/notify.js';
+import type { SourceWatcher } from '../../src/daemon/watch.js';
+import { isTnatError } from '../../src/errors.js';
+import type { CommandRunner } from '../../src/netfilter/runner.js';
+import { extractNatPart } from '../../src/render/rules-file.js';
+import type { Clock } from '../../src/system/clock.js';
+import { FakeNatTable } from '../helpers/fake-nat-table.js';
+import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
+import { createSandbox, renderPortalConfig, type Sandbox } from '../helpers/sandbox.js';
+
+const SETTLE_MS = 1000;
+const VERIFY_MS = 30_000;
+
+/** Lets every promise settle that the callbacks run so far started. */
+const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+interface Timer {
+  at: number;
+  readonly every: number | undefined;
+  readonly callback: () => void;
+}
+
+/**
+ * One clock for the applies (archive names) and the daemon's timers. An apply's sleep moves
+ * the clock at once; `advance` fires the timers that come due, in order.
+ */
+class ManualTime implements Clock {
+  private current = Date.parse('2026-12-05T12:00:00Z');
+  private nextId = 1;
+  private readonly due = new Map<number, Timer>();
+
+  now(): number {
+    return this.current;
+  }
+
+  sleep(ms: number): Promise<void> {
+    this.current += ms;
+    return Promise.resolve();
+  }
+
+  /** Timers not cleared yet. */
+  get pending(): number {
+    return this.due.size;
+  }
+
+  readonly timers = {
+    setTimeout: (callback: () => void, ms: number): unknown => this.add(callback, ms, undefined),
+    setInterval: (callback: () => void, ms: number): unknown => this.add(callback, ms, ms),
+    clearTimeout: (handle: unknown) => {
+      this.due.delete(handle as number);
+    },
+    clearInterval: (handle: unknown) => {
+      this.due.delete(handle as number);
+    },
+  };
+
+  async advance(ms: number): Promise<void> {
+    const until = this.current + ms;
+    for (;;) {
+      const [id, timer] =
+        [...this.due].filter(([, t]) => t.at <= until).sort((a, b) => a[1].at - b[1].at)[0] ?? [];
+      if (id === undefined || timer === undefined) break;
+      this.current = Math.max(this.current, timer.at);
+      if (timer.every === undefined) this.due.delete(id);
+      else timer.at += timer.every;
+      timer.callback();
+      await flush();
+    }
+    this.current = Math.max(this.current, until);
+  }
+
+  private add(callback: () => void, ms: number, every: number | undefined): number {
+    const id = this.nextId++;
+    this.due.set(id, { at: this.current + ms, every, callback });
+    return id;
+  }
+}
+
+/** A watch on the paths it was given that the test fires by hand. */
+interface HandWatch {
+  readonly paths: readonly string[];
+  readonly change: (path: string) => void;
+  readonly fail: (error: unknown) => void;
+  closed: boolean;
+}
+
+/** What systemd would receive, one string per sd_notify call. */
+function recordingNotifier(watchdogIntervalMs?: number): Notifier & { readonly sent: string[] } {
+  const sent: string[] = [];
+  return {
+    sent,
+    ready: (status) => {
+      sent.push(`READY=1\nSTATUS=${status}`);
+    },
+    reloading: () => {
+      sent.push('RELOADING=1');
+    },
+    stopping: () => {
+      sent.push('STOPPING=1');
+    },
+    status: (text) => {
+      sent.push(`STATUS=${text}`);
+    },
+    watchdog: () => {
+      sent.push('WATCHDOG=1');
+    },
+    watchdogIntervalMs,
+  };
+}
+
+interface LogEvent {
+  /** The syslog priority of the journal prefix: 3 error, 4 warning, 6 info, 7 debug. */
+  readonly priority: number;
+  readonly msg: string;
+  readonly trigger?: string;
+  readonly outcome?: string;
+  readonly code?: string;
+  readonly error?: string;
+  readonly kernelRead?: string;
+}
+
+let sandbox: Sandbox;
+let table: FakeNatTable;
+let time: ManualTime;
+let watches: HandWatch[];
+let notifier: ReturnType<typeof recordingNotifier>;
+let lines: string[];
+let daemon: Daemon;
+
+/** config.yaml as the sandbox writes it, with the daemon's timings and `change` applied. */
+function writeConfig(change: (config: Record<string, unknown>) => void = () => undefined): void {
+  sandbox.writeConfig();
+  const config = JSON.parse(readFileSync(sandbox.configFile, 'utf8')) as Record<string, unknown>;
+  config.daemon = { settleMs: SETTLE_MS, verifyIntervalMs: VERIFY_MS };
+  change(config);
+  writeFileSync(sandbox.configFile, JSON.stringify(config, null, 2));
+}
+
+function newDaemon(runner: CommandRunner = table, watchdogIntervalMs?: number): Daemon {
+  notifier = recordingNotifier(watchdogIntervalMs);
+  return new Daemon({
+    configFile: sandbox.configFile,
+    loadConfig,
+    discover,
+    watch: (paths, onChange, onError): SourceWatcher => {
+      const watch: HandWatch = { paths, change: onChange, fail: onError, closed: false };
+      watches.push(watch);
+      return {
+        close: () => {
+          watch.closed = true;
+          return Promise.resolve();
+        },
+      };
+    },
+    runner,
+    clock: time,
+    timers: time.timers,
+    // As under systemd: journal priority prefixes, and every apply logged (debug).
+    logger: createLogger({ JOURNAL_STREAM: '8:1' }, (text) => lines.push(text), 'debug'),
+    notifier,
+  });
+}
+
+beforeEach(() => {
+  sandbox = createSandbox('iptables');
+  sandbox.writeProfiles([ALPHA, BETA]);
+  writeConfig();
+  table = new FakeNatTable();
+  time = new ManualTime();
+  watches = [];
+  lines = [];
+  daemon = newDaemon();
+});
+
+afterEach(async () => {
+  await daemon.stop();
+  sandbox.remove();
+});
+
+function events(): LogEvent[] {
+  return lines.map((line) => {
+    const match = /^<(\d)>(\{.*\})\n$/s.exec(line);
+    if (!match?.[2]) throw new Error(`not a journal line: ${line}`);
+    return { priority: Number(match[1]), ...(JSON.parse(match[2]) as Omit<LogEvent, 'priority'>) };
+  });
+}
+
+/** One event per apply the daemon ran (verified, applied, repaired or failed). */
+const applies = () =>
+  events().filter((event) => event.outcome !== undefined || event.msg.startsWith('apply failed'));
+const errors = () => events().filter((event) => event.priority <= 3);
+const archives = () => readdirSync(sandbox.archiveDir).filter((name) => !name.startsWith('.'));
+const kernelLoads = () =>
+  table.calls.filter((call) => call.startsWith('iptables-restore') && !call.includes('--test'));
+const watching = () => watches.filter((watch) => !watch.closed);
+
+/** An eduVPN file changed: what the watch reports. */
+function changed(): void {
+  for (const watch of watching()) watch.change(sandbox.portalConfig);
+}
+
+/** Our chains and jump: in the table's save, or in the rules file. */
+function ours(text: string) {
+  const { chains, jump } = extractNatPart(text);
+  return { jump, chains: [...chains] };
+}
+
+/** The portal configuration as it is on disk now. */
+function portalText(): string {
+  return readFileSync(sandbox.portalConfig, 'utf8');
+}
+
+const rulesFile = () => readFileSync(sandbox.rulesFile, 'utf8');
+
+test('start: one full apply, then READY=1 with a status naming what is active and its archive', async () => {
+  await daemon.start();
+
+  expect(applies()).toMatchObject([{ trigger: 'start', outcome: 'applied', kernelRead: 'full' }]);
+  expect(archives()).toHaveLength(1);
+  expect(ours(table.save())).toEqual(ours(rulesFile()));
+  const status = `503 clients on 192.0.2.1, 64 ports each (iptables); archive ${join(sandbox.archiveDir, archives()[0] ?? '')}`;
+  expect(notifier.sent).toEqual([`STATUS=${status}`, `READY=1\nSTATUS=${status}`]);
+  expect(daemon.status()).toBe(status);
+  // Every eduVPN path is watched, from before the first apply on.
+  expect(watching()).toHaveLength(1);
+  expect(watching()[0]?.paths).toContain(sandbox.portalConfig);
+  expect(
+    events()
+      .filter((event) => event.priority === 6)
+      .map((event) => event.msg),
+  ).toEqual(['daemon starting', 'ruleset applied', 'daemon ready']);
+});
+
+test('a burst of changes within the settle time, half-written files among them, gives one apply of the last version', async () => {
+  await daemon.start();
+  const complete = renderPortalConfig([ALPHA, BETA, GAMMA]);
+  for (let i = 0; i < 10; i++) {
+    // Written in two steps, as a slow writer would: each half is reported.
+    writeFileSync(sandbox.portalConfig, complete.slice(0, complete.length / 2));
+    changed();
+    await time.advance(SETTLE_MS / 4);
+    writeFileSync(sandbox.portalConfig, complete);
+    changed();
+    await time.advance(SETTLE_MS / 4);
+  }
+  expect(applies()).toHaveLength(1);
+
+  await time.advance(SETTLE_MS);
+  await time.advance(SETTLE_MS * 5);
+  expect(applies()).toMatchObject([
+    { trigger: 'start' },
+    { trigger: 'change', outcome: 'applied' },
+  ]);
+  expect(errors()).toEqual([]);
+  expect(archives()).toHaveLength(2);
+  expect(table.save()).toContain('-s 10.42.2.2/32');
+  expect(daemon.status()).toMatch(/^756 clients on 192\.0\.2\.1/);
+});
+
+test('a change that makes no difference: no kernel load, no read of the table, no archive, the rules file as it was', async () => {
+  await daemon.start();
+  const fileBefore = rulesFile();
+  const archivesBefore = archives();
+  table.calls.length = 0;
+  // The same profiles, written again in another layout.
+  const layout = portalText().replace(/\n {8}/g, '\n  ');
+  expect(layout).not.toBe(portalText());
+  writeFileSync(sandbox.portalConfig, layout);
+  changed();
+  await time.advance(SETTLE_MS);
+
+  expect(applies().at(-1)).toMatchObject({ trigger: 'change', outcome: 'unchanged' });
+  // Not even a read: a change trusts the ruleset this daemon applied last.
+  expect(table.calls).toEqual([]);
+  expect(archives()).toEqual(archivesBefore);
+  expect(rulesFile()).toBe(fileBefore);
+});
+
+test('a profile file cut mid-write: one error, the rules stay, the daemon goes on and applies the repaired file', async () => {
+  await daemon.start();
+  const tableBefore = table.save();
+  const archivesBefore = archives();
+  const text = portalText();
+  writeFileSync(sandbox.portalConfig, text.slice(0, text.length / 2));
+  changed();
+  await time.advance(SETTLE_MS);
+
+  expect(errors()).toMatchObject([
+    { msg: 'apply failed, the active rules stay', trigger: 'change', code: 'E_SOURCE' },
+  ]);
+  expect(errors()[0]?.error).toContain(sandbox.portalConfig);
+  expect(table.save()).toBe(tableBefore);
+  expect(archives()).toEqual(archivesBefore);
+  expect(notifier.sent.at(-1)).toMatch(/^STATUS=503 clients on .*; last error: .*config\.php/);
+
+  // The periodic check meets the same error: not logged again.
+  await time.advance(VERIFY_MS);
+  expect(applies().at(-1)).toMatchObject({ msg: 'apply failed, the active rules stay' });
+  expect(errors()).toHaveLength(1);
+
+  // Still listening: the repaired file is applied, and the error is gone from the status.
+  writeFileSync(sandbox.portalConfig, renderPortalConfig([ALPHA, BETA, GAMMA]));
+  changed();
+  await time.advance(SETTLE_MS);
+  expect(applies().at(-1)).toMatchObject({ trigger: 'change', outcome: 'applied' });
+  expect(table.save()).toContain('-s 10.42.2.2/32');
+  expect(notifier.sent.at(-1)).not.toContain('last error');
+});
+
+test('a hand-made drift: unseen by a change (which trusts the last apply), repaired by the periodic check', async () => {
+  await daemon.start();
+  const leaf =
+    ours(table.save()).chains.find(([, rules]) =>
+      rules.some((rule) => rule.includes('SNAT')),
+    )?.[0] ?? '';
+  table.load(`*nat\n:${leaf} - [0:0]\nCOMMIT\n`);
+  const drifted = table.save();
+  expect(ours(drifted)).not.toEqual(ours(rulesFile()));
+
+  changed();
+  await time.advance(SETTLE_MS);
+  expect(applies().at(-1)).toMatchObject({ trigger: 'change', outcome: 'unchanged' });
+  expect(table.save()).toBe(drifted);
+
+  await time.advance(VERIFY_MS);
+  expect(applies().at(-1)).toMatchObject({
+    priority: 4,
+    msg: 'kernel had drifted, ruleset loaded again',
+    trigger: 'verify',
+    outcome: 'repaired',
+    kernelRead: 'full',
+  });
+  expect(ours(table.save())).toEqual(ours(rulesFile()));
+  expect(archives()).toHaveLength(1);
+});
+
+test('a periodic check that falls in a settle does not cut it short: one full apply after the quiet time', async () => {
+  await daemon.start();
+  await time.advance(VERIFY_MS - SETTLE_MS / 2);
+  const complete = renderPortalConfig([ALPHA, BETA, GAMMA]);
+  writeFileSync(sandbox.portalConfig, complete.slice(0, complete.length / 2));
+  changed();
+  await time.advance(SETTLE_MS / 2);
+  expect(applies()).toHaveLength(1);
+
+  writeFileSync(sandbox.portalConfig, complete);
+  changed();
+  await time.advance(SETTLE_MS);
+  expect(applies()).toMatchObject([
+    { trigger: 'start' },
+    { trigger: 'verify', outcome: 'applied', kernelRead: 'full' },
+  ]);
+  expect(errors()).toEqual([]);
+});
+
+test('reload reads the configuration again: new addresses applied, the new paths watched', async () => {
+  await daemon.start();
+  const movedPortal = join(sandbox.dir, 'portal.php');
+  writeFileSync(movedPortal, renderPortalConfig([ALPHA, BETA, GAMMA]));
+  writeConfig((config) => {
+    Object.assign(config.nat as object, { publicAddresses: ['192.0.2.7'] });
+    Object.assign(config.eduvpn as object, { portalConfig: movedPortal });
+  });
+  notifier.sent.length = 0;
+
+  await daemon.reload();
+  expect(applies().at(-1)).toMatchObject({ trigger: 'reload', outcome: 'applied' });
+  expect(table.save()).toMatch(/-s 10\.42\.2\.2\/32 -p tcp -j SNAT --to-source 192\.0\.2\.7:/);
+  expect(table.save()).not.toContain('192.0.2.1');
+  expect(notifier.sent[0]).toBe('RELOADING=1');
+  expect(notifier.sent.at(-1)).toMatch(
+    /^READY=1\nSTATUS=756 clients on 192\.0\.2\.7, 64 ports each/,
+  );
+  expect(watching()).toHaveLength(1);
+  expect(watching()[0]?.paths).toContain(movedPortal);
+  expect(watches[0]?.closed).toBe(true);
+});
+
+test('reload with an invalid configuration keeps the previous one and says why', async () => {
+  await daemon.start();
+  const tableBefore = table.save();
+  writeConfig((config) => {
+    Object.assign(config.nat as object, { bogus: 1, publicAddresses: ['192.0.2.7'] });
+  });
+
+  await daemon.reload();
+  expect(errors()).toMatchObject([{ msg: 'configuration rejected, keeping the previous one' }]);
+  expect(notifier.sent.at(-1)).toMatch(
+    /^READY=1\nSTATUS=503 clients on 192\.0\.2\.1.*; last error: configuration not reloaded: /s,
+  );
+  expect(applies().at(-1)).toMatchObject({ trigger: 'reload', outcome: 'unchanged' });
+  expect(table.save()).toBe(tableBefore);
+  // The watch of the previous configuration goes on.
+  expect(watches).toHaveLength(1);
+  expect(watching()).toHaveLength(1);
+});
+
+test('stop: STOPPING=1, the rules stay in place, nothing watched or timed any more', async () => {
+  daemon = newDaemon(table, 10_000);
+  await daemon.start();
+  await time.advance(25_000);
+  expect(notifier.sent.filter((message) => message === 'WATCHDOG=1')).toHaveLength(2);
+  const tableBefore = table.save();
+  table.calls.length = 0;
+
+  await daemon.stop();
+  expect(notifier.sent.at(-1)).toBe('STOPPING=1');
+  expect(table.save()).toBe(tableBefore);
+  expect(kernelLoads()).toEqual([]);
+  expect(watching()).toEqual([]);
+  expect(time.pending).toBe(0);
+  // A change reported late is not applied.
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  watches[0]?.change(sandbox.portalConfig);
+  await time.advance(VERIFY_MS * 2);
+  expect(table.calls).toEqual([]);
+});
+
+test('stop during an apply waits for it to finish: the rules, the archive and the rules file are all there', async () => {
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let holding = false;
+  /** Holds the kernel load of a change until the test releases it. */
+  const slowLoad: CommandRunner = {
+    run: async (command, args, options) => {
+      if (holding && command === 'iptables-restore' && !args.includes('--test')) await held;
+      return table.run(command, args, options);
+    },
+  };
+  daemon = newDaemon(slowLoad);
+  await daemon.start();
+  holding = true;
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  changed();
+  await time.advance(SETTLE_MS);
+  expect(table.save()).not.toContain('-s 10.42.2.2/32');
+
+  let stopped = false;
+  const stopping = daemon.stop().then(() => {
+    stopped = true;
+  });
+  await flush();
+  expect(stopped).toBe(false);
+  release();
+  await stopping;
+  expect(table.save()).toContain('-s 10.42.2.2/32');
+  expect(archives()).toHaveLength(2);
+  expect(rulesFile()).toContain('-s 10.42.2.2/32');
+  expect(applies().at(-1)).toMatchObject({ trigger: 'change', outcome: 'applied' });
+});
+
+test('a first apply that fails on the environment: start throws before READY=1, nothing left running', async () => {
+  writeFileSync(sandbox.archiveDir, 'not a directory\n');
+
+  const error = await daemon.start().then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(isTnatError(error) && error.code).toBe('E_ARCHIVE');
+  expect(notifier.sent.some((message) => message.startsWith('READY=1'))).toBe(false);
+  expect(errors().at(-1)).toMatchObject({
+    msg: 'daemon not started: the first apply failed',
+    code: 'E_ARCHIVE',
+  });
+  expect(watching()).toEqual([]);
+  expect(time.pending).toBe(0);
+  expect(kernelLoads()).toEqual([]);
+});
+
+test('a first apply that fails on the eduVPN files: READY=1 all the same, the status says what is wrong', async () => {
+  writeFileSync(sandbox.portalConfig, "<?php\nreturn ['ProfileList' => [\n");
+
+  await daemon.start();
+  expect(notifier.sent.at(-1)).toMatch(
+    /^READY=1\nSTATUS=no ruleset applied yet; last error: .*config\.php/,
+  );
+  expect(kernelLoads()).toEqual([]);
+  expect(watching()).toHaveLength(1);
+
+  // The watch is there for the repair.
+  sandbox.writeProfiles([ALPHA, BETA]);
+  changed();
+  await time.advance(SETTLE_MS);
+  expect(applies().at(-1)).toMatchObject({ trigger: 'change', outcome: 'applied' });
+  expect(daemon.status()).toMatch(/^503 clients/);
+});
+
+test('a failing watch is logged as a warning, and the daemon goes on', async () => {
+  await daemon.start();
+  watching()[0]?.fail(Object.assign(new Error('inotify watch limit reached'), { code: 'ENOSPC' }));
+  expect(events().at(-1)).toMatchObject({ priority: 4, msg: 'watching the eduVPN files failed' });
+  expect(events().at(-1)?.error).toContain('inotify watch limit reached');
+  await time.advance(VERIFY_MS);
+  expect(applies().at(-1)).toMatchObject({ trigger: 'verify', outcome: 'unchanged' });
+});
