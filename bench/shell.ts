@@ -2,7 +2,11 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { processRunner, type CommandRunner, type RunOptions } from '../src/netfilter/runner.js';
+
+/** The installed command, as an operator runs it. */
+export const CLI = fileURLToPath(new URL('../../bin/traceable-nat', import.meta.url));
 
 /** `iptables-save` of a /16 is some 15 MB; the default 1 MiB buffer would cut it off. */
 const MAX_OUTPUT = 1 << 30;

@@ -15,7 +15,7 @@ import { formatIpv4 } from '../src/net/ipv4.js';
 import { readAssignments } from '../src/render/read-rules.js';
 import type { Cleanup } from './cleanup.js';
 import { PUBLIC_ADDRESSES, SLASH16 } from './apply-time.js';
-import { CLI } from './daemon.js';
+import { CLI } from './shell.js';
 import { atMost, median, type Metric } from './report.js';
 import { createSite } from './site.js';
 
