@@ -156,11 +156,13 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       }
       if (trusted?.iptables) {
         state = trustedNat(trusted.iptables);
+        // Asked by the removal guard and the conntrack step: made once.
+        let held: readonly ReadAssignment[] | undefined;
         const right = kernelHoldsPlan(state);
         return {
           right,
           right6,
-          assignments: () => bindingsOfPlan(trusted.map),
+          assignments: () => (held ??= bindingsOfPlan(trusted.map)),
           translations6,
           how: 'trusted',
         };

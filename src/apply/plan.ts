@@ -6,6 +6,7 @@
 import type { Config } from '../config.js';
 import type { Backend } from '../archive/header.js';
 import type { Discovery } from '../eduvpn/pool.js';
+import { assignmentColumns } from '../mapping/columns.js';
 import { mapClients, previousFromAssignments } from '../mapping/map.js';
 import type { NatSettings, PortMap, PreviousAssignments } from '../mapping/types.js';
 import { parseIpv4 } from '../net/ipv4.js';
@@ -95,12 +96,7 @@ export interface CurrentState {
 
 /** The bindings of a plan, as the next plan's stability input. */
 export function previousFromMap(map: PortMap): PreviousAssignments {
-  const bindings = [...map.assignments()].map((assignment) => ({
-    client: assignment.client,
-    publicAddress: assignment.publicAddress,
-    firstPort: assignment.block.first,
-  }));
-  return previousFromAssignments(map.blockSize, bindings);
+  return previousFromAssignments(map.blockSize, bindingsOfPlan(map));
 }
 
 /**
@@ -109,13 +105,20 @@ export function previousFromMap(map: PortMap): PreviousAssignments {
  * the plan is loaded, and what its archive's binding index lists.
  */
 export function bindingsOfPlan(map: PortMap): ReadAssignment[] {
-  return [...map.assignments()].map((assignment) => ({
-    client: assignment.client,
-    publicAddress: assignment.publicAddress,
-    firstPort: assignment.block.first,
-    lastPort: assignment.block.last,
-    proto: 'both' as const,
-  }));
+  // From the map's columns: a /16's assignments as objects (with their pools and blocks) cost
+  // twice as much.
+  const rows = assignmentColumns(map);
+  const bindings: ReadAssignment[] = new Array<ReadAssignment>(rows.count);
+  for (let row = 0; row < rows.count; row++) {
+    bindings[row] = {
+      client: rows.client[row] ?? 0,
+      publicAddress: rows.publicAddresses[rows.publicIndex[row] ?? 0] ?? 0,
+      firstPort: rows.firstPort[row] ?? 0,
+      lastPort: rows.lastPort[row] ?? 0,
+      proto: 'both',
+    };
+  }
+  return bindings;
 }
 
 /** rules.v6 without our part, when it has one (see RulesetPlan.ipv6Removal). */

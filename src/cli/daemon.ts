@@ -10,6 +10,7 @@ import { systemClock } from '../system/clock.js';
 import type { Command } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
+import { releaseMemory } from '../system/release-memory.js';
 
 const timers = {
   setTimeout: (callback: () => void, ms: number): unknown => setTimeout(callback, ms),
@@ -38,6 +39,7 @@ export const daemonCommand: Command = {
       timers,
       logger,
       notifier: createNotifier(env),
+      releaseMemory,
     });
     // Signals are queued behind whatever runs now: a reload never overlaps an apply.
     let queue = Promise.resolve();

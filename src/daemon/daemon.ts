@@ -33,6 +33,8 @@ export interface DaemonDeps {
   };
   readonly logger: Logger;
   readonly notifier: Notifier;
+  /** Called after each apply, when the daemon goes idle: gives its peak memory back. */
+  readonly releaseMemory?: () => void;
 }
 
 function sourcePaths(config: Config): string[] {
@@ -229,5 +231,6 @@ export class Daemon {
       this.lastFailure = error;
     }
     notifier.status(this.status());
+    this.deps.releaseMemory?.();
   }
 }

@@ -139,6 +139,7 @@ let time: ManualTime;
 let watches: HandWatch[];
 let notifier: ReturnType<typeof recordingNotifier>;
 let lines: string[];
+let releases: number[];
 let daemon: Daemon;
 
 /** config.yaml as the sandbox writes it, with the daemon's timings and `change` applied. */
@@ -152,6 +153,7 @@ function writeConfig(change: (config: Record<string, unknown>) => void = () => u
 
 function newDaemon(runner: CommandRunner = table, watchdogIntervalMs?: number): Daemon {
   notifier = recordingNotifier(watchdogIntervalMs);
+  releases = [];
   return new Daemon({
     configFile: sandbox.configFile,
     loadConfig,
@@ -172,6 +174,10 @@ function newDaemon(runner: CommandRunner = table, watchdogIntervalMs?: number): 
     // As under systemd: journal priority prefixes, and every apply logged (debug).
     logger: createLogger({ JOURNAL_STREAM: '8:1' }, (text) => lines.push(text), 'debug'),
     notifier,
+    releaseMemory: () => {
+      // Each release comes after an apply is logged: the number of applies so far.
+      releases.push(applies().length);
+    },
   });
 }
 
@@ -267,6 +273,8 @@ test('a burst of changes within the settle time, half-written files among them, 
   ]);
   expect(errors()).toEqual([]);
   expect(archives()).toHaveLength(2);
+  // The memory of each apply is given back once it is done.
+  expect(releases).toEqual([1, 2]);
   expect(table.save()).toContain('-s 10.42.2.2/32');
   expect(daemon.status()).toMatch(/^756 clients on 192\.0\.2\.1/);
 });
