@@ -65,6 +65,15 @@ export interface ApplyDeps {
   readonly discover: (config: Config) => Discovery;
 }
 
+/** What ApplyOptions.trusted says: the plan this process applied last, and its archive. */
+export interface TrustedPlan {
+  readonly plan: RulesetPlan;
+  /** The archive active after it. */
+  readonly archive: string | undefined;
+  /** That archive's SHA-256 when its ruleset is the plan's text (see ApplyResult.planArchive). */
+  readonly archiveSha256?: string | undefined;
+}
+
 export interface ApplyOptions {
   readonly force?: boolean;
   /**
@@ -73,8 +82,7 @@ export interface ApplyOptions {
    * back (seconds for a /16). The daemon passes it on a change, and not on its periodic check,
    * which reads the kernel and repairs drift.
    */
-  readonly trusted?:
-    { readonly plan: RulesetPlan; readonly archive: string | undefined } | undefined;
+  readonly trusted?: TrustedPlan | undefined;
   /** Who asked, for the lock file and the archive header: `cli`, `daemon`, ... */
   readonly requester?: string;
   /**
@@ -94,6 +102,11 @@ export interface ApplyResult {
   readonly archive: { readonly path: string; readonly sha256: string } | undefined;
   /** The archive of the ruleset active after this apply (new or not). */
   readonly activeArchive: string | undefined;
+  /**
+   * The SHA-256 of that archive when its ruleset is exactly plan.fileText (always for a new
+   * one): a later apply trusting this plan then knows the archive's text without reading it.
+   */
+  readonly planArchive: string | undefined;
   readonly rulesFileWritten: boolean;
   /** iptables with nat6: rules.v6 was written. */
   readonly rulesFile6Written: boolean;
@@ -209,10 +222,10 @@ function settings6Of(plan6: Ruleset6Plan): Record<string, unknown> {
  */
 function ipv6HalfRight(
   dir: string,
-  newest: { readonly entry: ArchiveName; readonly text: string } | undefined,
+  newest: StoredArchive | undefined,
   plan6: Ruleset6Plan | undefined,
 ): boolean {
-  const vouched = newest && parseArchiveHeader(newest.text)?.ipv6;
+  const vouched = newest && parseArchiveHeader(newest.header ?? newest.text)?.ipv6;
   if (newest === undefined || plan6 === undefined || vouched === undefined)
     return plan6 === undefined && vouched === undefined;
   const half = readIpv6Half(dir, newest.entry);
@@ -256,7 +269,8 @@ export async function applyRuleset(
       deps.clock.now(),
     );
     const recovered = await resolvePendingArchives(config, deps.runner, deps.clock);
-    const latest = newestArchive(firewall.archiveDir);
+    // Decompressed only when asked: the daemon's next apply knows the text from its plan.
+    const latest = newestArchive(firewall.archiveDir, undefined, true);
     const latestSha = latest?.sha256;
     const anchor = readDirState(firewall.stateFile, firewall.archiveDir);
     const anchorMismatch = anchorProblem(
@@ -274,11 +288,17 @@ export async function applyRuleset(
     const newest =
       latest === undefined || latest.entry.backend === firewall.backend
         ? latest
-        : newestArchive(firewall.archiveDir, firewall.backend);
+        : newestArchive(firewall.archiveDir, firewall.backend, true);
     const currentText = readRulesFile(firewall.rulesFile);
     const currentText6 = readRulesFile6(config);
-    const archived = newest ? archiveBody(newest.text) : undefined;
     const claim = options.trusted;
+    // The bytes this process archived from the trusted plan hold its text: equal digests.
+    const archived =
+      newest === undefined
+        ? undefined
+        : claim?.archiveSha256 !== undefined && claim.archiveSha256 === newest.sha256
+          ? claim.plan.fileText
+          : archiveBody(newest.text);
     const trusted =
       claim?.plan.backend === firewall.backend &&
       claim.plan.fileText === currentText &&
@@ -501,6 +521,11 @@ export async function applyRuleset(
       plan,
       archive,
       activeArchive: archive?.path ?? newest?.path,
+      planArchive: archive
+        ? archive.sha256
+        : archived === plan.fileText
+          ? newest?.sha256
+          : undefined,
       rulesFileWritten: needFile,
       rulesFile6Written: needFile6,
       kernel,

@@ -51,6 +51,8 @@ export interface StoredArchive {
   readonly path: string;
   /** The ruleset text (decompressed). */
   readonly text: string;
+  /** Its start, which holds the header (without decompressing the rest when lazy). */
+  readonly header?: string;
   /** SHA-256 of the file's bytes. */
   readonly sha256: string;
 }
@@ -110,10 +112,27 @@ function readArchiveBytes(path: string): Buffer {
   }
 }
 
-export function readArchive(dir: string, entry: ArchiveName): StoredArchive {
+/**
+ * An archive read and hashed. `lazy`: its text is decompressed when first asked for, not now
+ * (an apply that knows the text already, from the plan it archived, never asks).
+ */
+export function readArchive(dir: string, entry: ArchiveName, lazy = false): StoredArchive {
   const path = join(dir, entry.name);
   const bytes = readArchiveBytes(path);
-  return { entry, path, text: decodeArchive(bytes, path), sha256: sha256(bytes) };
+  const digest = sha256(bytes);
+  if (!lazy) return { entry, path, text: decodeArchive(bytes, path), sha256: digest };
+  let text: string | undefined;
+  return {
+    entry,
+    path,
+    sha256: digest,
+    get text() {
+      return (text ??= decodeArchive(bytes, path));
+    },
+    get header() {
+      return text ?? headerText(bytes);
+    },
+  };
 }
 
 function readIndexQuietly(path: string): Buffer | undefined {
@@ -218,9 +237,7 @@ export function readArchiveHeader(dir: string, entry: ArchiveName): string {
     fd = openSync(path, 'r');
     const buffer = Buffer.alloc(HEADER_BYTES);
     const start = buffer.subarray(0, readSync(fd, buffer, 0, HEADER_BYTES, 0));
-    if (!isGzip(start)) return start.toString('utf8');
-    // As much as the first bytes give: enough for the header of a compressed archive.
-    return gunzipSync(start, { finishFlush: constants.Z_SYNC_FLUSH }).toString('utf8');
+    return headerText(start);
   } catch (error) {
     throw new TnatError('E_ARCHIVE', `${path} cannot be read: check its permissions`, {
       cause: error,
@@ -233,12 +250,24 @@ export function readArchiveHeader(dir: string, entry: ArchiveName): string {
 /** Enough for our header, whose settings line is the longest part. */
 const HEADER_BYTES = 8192;
 
-export function newestArchive(dir: string, backend?: Backend): StoredArchive | undefined {
+/** The text of an archive's first bytes: its header, compressed or not. */
+function headerText(bytes: Buffer): string {
+  const start = bytes.subarray(0, HEADER_BYTES);
+  if (!isGzip(start)) return start.toString('utf8');
+  // As much as the first bytes give: enough for the header of a compressed archive.
+  return gunzipSync(start, { finishFlush: constants.Z_SYNC_FLUSH }).toString('utf8');
+}
+
+export function newestArchive(
+  dir: string,
+  backend?: Backend,
+  lazy = false,
+): StoredArchive | undefined {
   const entries = listArchives(dir).filter(
     (entry) => backend === undefined || entry.backend === backend,
   );
   const newest = entries.at(-1);
-  return newest ? readArchive(dir, newest) : undefined;
+  return newest ? readArchive(dir, newest, lazy) : undefined;
 }
 
 /** `rules.v4.pending`, `rules.v6.pending`, `traceable-nat.nft.pending`: an apply under way. */

@@ -191,7 +191,11 @@ export class Daemon {
         { runner: this.deps.runner, clock: this.deps.clock, discover: this.deps.discover },
         { requester: 'traceable-nat daemon', trusted, kernelCheck: full ? 'full' : undefined },
       );
-      this.trusted = { plan: result.plan, archive: result.activeArchive };
+      this.trusted = {
+        plan: result.plan,
+        archive: result.activeArchive,
+        archiveSha256: result.planArchive,
+      };
       const { map } = result.plan;
       this.active =
         `${map.clientCount} clients on ${map.publicAddresses.map(formatIpv4).join(', ')}, ` +

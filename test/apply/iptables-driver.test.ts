@@ -3,9 +3,16 @@
  * that parses every payload (test/helpers/fake-nat-table.ts), real files in a sandbox, and a
  * clock that never waits. What the real tools do is tested in test/kernel and test/faults.
  */
-import { copyFileSync, existsSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
-import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
+import { applyRuleset, type ApplyResult, type TrustedPlan } from '../../src/apply/apply.js';
 import { discover } from '../../src/cli/discovery.js';
 import { loadConfig } from '../../src/config-file.js';
 import { isTnatError } from '../../src/errors.js';
@@ -31,11 +38,15 @@ afterEach(() => {
   sandbox.remove();
 });
 
-async function apply(kernelCheck?: 'full', force = false): Promise<ApplyResult> {
+async function apply(
+  kernelCheck?: 'full',
+  force = false,
+  trusted?: TrustedPlan,
+): Promise<ApplyResult> {
   const result = await applyRuleset(
     loadConfig(sandbox.configFile),
     { runner: table, clock, discover },
-    { kernelCheck, force },
+    { kernelCheck, force, trusted },
   );
   clock.ms += 2000; // the next apply in a later archive second
   return result;
@@ -230,6 +241,36 @@ test("the active bindings: the same from the newest archive's index as from its 
   expect(stale).toBe(withIndex);
   // Delta's block is one alpha left free, not one after gamma's: the blocks were kept.
   expect(withIndex).toMatch(/-s 10\.42\.3\.2\/32 -p tcp -j SNAT --to-source \S+:65472-65535$/m);
+});
+
+/** What the daemon keeps of an apply to trust on its next one. */
+const trustedAfter = (result: ApplyResult): TrustedPlan => ({
+  plan: result.plan,
+  archive: result.activeArchive,
+  archiveSha256: result.planArchive,
+});
+
+test("the daemon's trusted apply knows the archive's text by its digest, and only while the archive holds the plan's text", async () => {
+  const first = await apply();
+  expect(first.planArchive).toBe(headSha());
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  table.calls.length = 0;
+  const changed = await apply(undefined, false, trustedAfter(first));
+  expect(changed).toMatchObject({ outcome: 'applied', kernelRead: 'trusted' });
+  expect(saves()).toEqual([]);
+  expect(changed.planArchive).toBe(headSha());
+  expect(ours(table.save())).toEqual(ours(readFileSync(sandbox.rulesFile, 'utf8')));
+  const same = await apply(undefined, false, trustedAfter(changed));
+  expect(same).toMatchObject({ outcome: 'unchanged', kernelRead: 'trusted' });
+  expect(same.planArchive).toBe(changed.planArchive);
+  expect(archives()).toHaveLength(2);
+  // A line of the operator's own in the rules file: the merge keeps it, so the plan's text is
+  // no longer the archive's, and a later trusted apply must read the archive.
+  const edited = `# checked by hand\n${readFileSync(sandbox.rulesFile, 'utf8')}`;
+  writeFileSync(sandbox.rulesFile, edited);
+  const kept = await apply();
+  expect(kept).toMatchObject({ outcome: 'unchanged', planArchive: undefined });
+  expect(readFileSync(sandbox.rulesFile, 'utf8')).toBe(edited);
 });
 
 describe('the removal guard (a half-written or emptied eduVPN file)', () => {
