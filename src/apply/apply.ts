@@ -359,6 +359,9 @@ export async function applyRuleset(
     const needFile6 = file6 !== undefined && (force || !file6Right);
 
     const protocols = clientsByProtocol(discovery);
+    // The rules file's bytes, encoded once for the file and for its archive (a /16: 13 MB).
+    let fileBytes: Uint8Array | undefined;
+    const planBytes = () => (fileBytes ??= Buffer.from(plan.fileText, 'utf8'));
     if (needArchive) {
       const header = {
         tool: `traceable-nat ${TOOL_VERSION}`,
@@ -381,7 +384,7 @@ export async function applyRuleset(
       pending = prepareArchive(
         firewall.archiveDir,
         { ...header, ipv6: pending6 && { sha256: pending6.sha256 } },
-        plan.fileText,
+        { text: plan.fileText, bytes: planBytes() },
         latest && latestSha !== undefined
           ? { name: latest.entry.name, sha256: latestSha }
           : undefined,
@@ -394,7 +397,7 @@ export async function applyRuleset(
         pending: { sha256: pendingSha, applyStarted: new Date(started).toISOString() },
       }));
     }
-    if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, plan.fileText);
+    if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, planBytes());
     if (needFile6) rulesTemporary6 = writeRulesTemporary(file6.file, file6.fileText);
 
     // Two activations never share an archive second: wait for the next one if needed (less
@@ -606,7 +609,7 @@ function isSymlink(path: string): boolean {
   }
 }
 
-function writeRulesTemporary(path: string, text: string): string {
+function writeRulesTemporary(path: string, text: string | Uint8Array): string {
   try {
     return writeTemporaryBeside(path, text, RULES_FILE_MODE);
   } catch (error) {

@@ -79,8 +79,15 @@ export function decodeArchive(bytes: Buffer, path: string): string {
 const GZIP_LEVEL = 3;
 
 /** An archive's bytes as stored: gzip, or the plain text. */
-export function encodeArchive(content: string, compress: boolean): Buffer {
-  return compress ? gzipSync(content, { level: GZIP_LEVEL }) : Buffer.from(content, 'utf8');
+export function encodeArchive(content: string | Uint8Array, compress: boolean): Buffer {
+  if (compress) return gzipSync(content, { level: GZIP_LEVEL });
+  return typeof content === 'string' ? Buffer.from(content, 'utf8') : Buffer.from(content);
+}
+
+/** A ruleset's text with its UTF-8 bytes, when the caller has them (encoded once for all). */
+export interface EncodedText {
+  readonly text: string;
+  readonly bytes: Uint8Array;
 }
 
 function archiveError(dir: string, action: string, error: unknown): TnatError {
@@ -389,7 +396,7 @@ export interface PendingArchive {
 export function prepareArchive(
   dir: string,
   header: Omit<ArchiveHeader, 'previous'>,
-  body: string,
+  body: string | EncodedText,
   previous: { readonly name: string; readonly sha256: string } | undefined,
   compress = true,
   kind: ArchiveKind = header.backend,
@@ -399,8 +406,13 @@ export function prepareArchive(
   } catch (error) {
     throw archiveError(dir, 'created', error);
   }
-  const content = renderArchive({ ...header, previous }, body);
-  const bytes = encodeArchive(content, compress);
+  const text = typeof body === 'string' ? body : body.text;
+  const head = renderArchive({ ...header, previous }, '');
+  const content = head + text;
+  const bytes = encodeArchive(
+    typeof body === 'string' ? content : Buffer.concat([Buffer.from(head, 'utf8'), body.bytes]),
+    compress,
+  );
   const backend = kind;
   try {
     const temporary = writeTemporaryBeside(join(dir, archiveName(backend, 0)), bytes, 0o440);
