@@ -24,6 +24,7 @@ import {
   type StoredArchive,
 } from '../archive/store.js';
 import type { Discovery } from '../eduvpn/pool.js';
+import { ROOT_CHAIN } from '../render/iptables.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import type { CommandRunner } from '../netfilter/runner.js';
@@ -72,6 +73,8 @@ export interface TrustedPlan {
   readonly archive: string | undefined;
   /** That archive's SHA-256 when its ruleset is the plan's text (see ApplyResult.planArchive). */
   readonly archiveSha256?: string | undefined;
+  /** The configuration the plan was made with: the same object, unless reloaded since. */
+  readonly config?: Config | undefined;
 }
 
 export interface ApplyOptions {
@@ -313,13 +316,16 @@ export async function applyRuleset(
       trusted === undefined && newest && archived !== undefined && archived === currentText
         ? readActive(newest, archived, firewall)
         : undefined;
-    const plan = planRuleset(config, discovery, {
-      rulesText: currentText,
-      archiveBody: archived,
-      previous: trusted ? previousFromMap(trusted.map) : active && previousOf(active.rules),
-      mergeTemplate: trusted?.mergeTemplate ?? active?.template,
-      rulesText6: currentText6,
-    });
+    const plan =
+      trusted && samePlanInputs(claim, config, discovery, currentText6)
+        ? trusted
+        : planRuleset(config, discovery, {
+            rulesText: currentText,
+            archiveBody: archived,
+            previous: trusted ? previousFromMap(trusted.map) : active && previousOf(active.rules),
+            mergeTemplate: trusted?.mergeTemplate ?? active?.template,
+            rulesText6: currentText6,
+          });
     const driver = driverFor(config, deps.runner);
     const kernelClaim = options.kernelCheck === 'full' ? undefined : active?.claim;
     const view = await driver.read(
@@ -546,6 +552,31 @@ export async function applyRuleset(
     if (rulesTemporary6 !== undefined) unlinkSync(rulesTemporary6);
     release();
   }
+}
+
+/**
+ * Whether planning again would give the trusted plan back: the same configuration object,
+ * the same pools read the same way, and the rules files it was made from (rules.v4, or the
+ * nftables file, is the plan's own text: the trust checked it). Planning is stable over its own
+ * output, so the daemon's write that changes nothing skips the render of a /16. iptables
+ * without nat6: only while rules.v6 holds nothing of ours (else the plan takes it out).
+ */
+function samePlanInputs(
+  claim: TrustedPlan | undefined,
+  config: Config,
+  discovery: Discovery,
+  currentText6: string | undefined,
+): boolean {
+  if (claim?.config !== config) return false;
+  const { plan } = claim;
+  if (plan.ipv6Removal !== undefined) return false;
+  if (config.firewall.backend === 'iptables' && plan.ipv6 === undefined)
+    if (currentText6?.includes(ROOT_CHAIN) ?? false) return false;
+  return (
+    plan.discovery.source === discovery.source &&
+    JSON.stringify(plan.discovery.files) === JSON.stringify(discovery.files) &&
+    JSON.stringify(plan.discovery.pools) === JSON.stringify(discovery.pools)
+  );
 }
 
 /**

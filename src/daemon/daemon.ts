@@ -195,6 +195,7 @@ export class Daemon {
         plan: result.plan,
         archive: result.activeArchive,
         archiveSha256: result.planArchive,
+        config: this.config,
       };
       const { map } = result.plan;
       this.active =

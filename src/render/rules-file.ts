@@ -319,7 +319,7 @@ export interface ChainDiff {
 }
 
 function sameRules(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((rule, i) => rule === b[i]);
+  return a === b || (a.length === b.length && a.every((rule, i) => rule === b[i]));
 }
 
 /** Which chains differ between two rulesets, so an apply can rewrite only those. */

@@ -273,6 +273,28 @@ test("the daemon's trusted apply knows the archive's text by its digest, and onl
   expect(readFileSync(sandbox.rulesFile, 'utf8')).toBe(edited);
 });
 
+test("the daemon's write that changes nothing takes its trusted plan again instead of planning anew, and only while nothing it was made from changed", async () => {
+  const config = loadConfig(sandbox.configFile);
+  const deps = { runner: table, clock, discover };
+  const first = await applyRuleset(config, deps, {});
+  clock.ms += 2000;
+  const again = await applyRuleset(config, deps, { trusted: { ...trustedAfter(first), config } });
+  expect(again).toMatchObject({ outcome: 'unchanged', kernelRead: 'trusted' });
+  expect(again.plan).toBe(first.plan);
+  // The configuration read again (a reload): planned anew, to the same text.
+  const reloaded = await applyRuleset(loadConfig(sandbox.configFile), deps, {
+    trusted: { ...trustedAfter(again), config },
+  });
+  expect(reloaded.plan).not.toBe(first.plan);
+  expect(reloaded.plan.fileText).toBe(first.plan.fileText);
+  // Another profile: planned anew and applied.
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  const changed = await applyRuleset(config, deps, { trusted: { ...trustedAfter(again), config } });
+  expect(changed).toMatchObject({ outcome: 'applied', kernelRead: 'trusted' });
+  expect(changed.plan.map.clientCount).toBeGreaterThan(first.plan.map.clientCount);
+  expect(ours(table.save())).toEqual(ours(readFileSync(sandbox.rulesFile, 'utf8')));
+});
+
 describe('the removal guard (a half-written or emptied eduVPN file)', () => {
   beforeEach(() => {
     sandbox.writeConfig();
