@@ -7,8 +7,11 @@
  * kernel does not hold it, it never became active and is dropped. A kernel command that the
  * killed applier started may still be running: we wait for it first.
  */
+import { basename } from 'node:path';
 import { parseArchiveHeader, archiveBody } from '../archive/header.js';
 import { updateDirState } from '../archive/anchor.js';
+import { bindingsOfText } from '../archive/binding-index.js';
+import { writeBindingIndex } from '../archive/index-file.js';
 import {
   commitPending,
   discardPending,
@@ -103,9 +106,16 @@ export async function resolvePendingArchives(
     const half = findPending(archiveDir, 'ip6tables');
     if (half) commitPending(archiveDir, 'ip6tables', half, activatedAt);
     const archive = commitPending(archiveDir, found.backend, found, activatedAt);
+    // As every archive has (best effort: it only speeds up later traces).
+    writeBindingIndex(
+      archiveDir,
+      basename(archive.path),
+      archive.sha256,
+      bindingsOfText(found.text),
+    );
     updateDirState(stateFile, archiveDir, () => ({
       head: {
-        name: archive.path.slice(archive.path.lastIndexOf('/') + 1),
+        name: basename(archive.path),
         sha256: archive.sha256,
         activatedAt,
         clients: header?.clients ?? planned.clients,

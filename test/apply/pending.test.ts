@@ -27,6 +27,7 @@ import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
 import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
 import { SteppingClock } from '../helpers/stepping-clock.js';
+import { decodeBindingIndex } from '../../src/archive/binding-index.js';
 
 let sandbox: Sandbox;
 let table: FakeNatTable;
@@ -146,6 +147,13 @@ test('the kernel holds the pending ruleset: the next apply archives it as active
   const recovered = `rules.v4.${resolvedAt}.gz`;
   expect(archives()).toEqual([expect.any(String), recovered]);
   expect(sha256(readFileSync(join(sandbox.archiveDir, recovered)))).toBe(pendingSha);
+  // With its binding index, as every archive: a trace reads the index, not the text.
+  const index = decodeBindingIndex(
+    readFileSync(join(sandbox.archiveDir, `.${recovered}.idx`)),
+    recovered,
+    pendingSha,
+  );
+  expect(index?.assignments()).toHaveLength(756);
   expect(result.warnings).toEqual([
     `an interrupted apply (started ${interruptedStart}) had loaded its ruleset; it is now archived as ${join(sandbox.archiveDir, recovered)}, and trace treats the time between as uncertain`,
   ]);
