@@ -93,6 +93,13 @@ export function archiveBody(text: string): string {
  * Comment lines after it (iptables-save's `# Completed on ...`, kept by the merge) do not count.
  */
 export function rulesetLooksComplete(body: string): boolean {
-  const end = body.replace(/(?:\n[ \t]*(?:#[^\n]*)?)+\s*$/, '').trimEnd();
-  return end.endsWith('COMMIT') || end.endsWith('}');
+  // From the last line up, past blank and comment lines: a /16 is read from its end only.
+  let end = body.length;
+  while (end > 0) {
+    const start = body.lastIndexOf('\n', end - 1) + 1;
+    const line = body.slice(start, end).trim();
+    if (line !== '' && !line.startsWith('#')) return line.endsWith('COMMIT') || line.endsWith('}');
+    end = start - 1;
+  }
+  return false;
 }

@@ -148,7 +148,14 @@ class SlotMap implements PortMap {
     }
   }
 
+  /** Made once and shared: the renderers and the binding index all read them, none writes. */
   columns(): AssignmentColumns {
+    return (this.columnsMade ??= this.makeColumns());
+  }
+
+  private columnsMade: AssignmentColumns | undefined;
+
+  private makeColumns(): AssignmentColumns {
     const count = this.clientCount;
     const columns = {
       count,
