@@ -25,6 +25,7 @@ import {
 } from '../archive/store.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { ROOT_CHAIN } from '../render/iptables.js';
+import { assignmentColumns, firstOfEachClient, rowOfClient } from '../mapping/columns.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import type { CommandRunner } from '../netfilter/runner.js';
@@ -172,15 +173,14 @@ function bindingChanges(
 ): { changed: number[]; kept: number[] } {
   const changed: number[] = [];
   const kept: number[] = [];
-  const seen = new Set<number>();
-  for (const binding of held) {
-    if (seen.has(binding.client)) continue; // a client's tcp and udp rules
-    seen.add(binding.client);
-    const planned = plan.map.forward(binding.client);
+  const rows = assignmentColumns(plan.map);
+  for (const binding of firstOfEachClient(held)) {
+    const row = rowOfClient(rows, binding.client);
     const same =
-      planned?.publicAddress === binding.publicAddress &&
-      planned.block.first === binding.firstPort &&
-      planned.block.last === binding.lastPort;
+      row >= 0 &&
+      rows.publicAddresses[rows.publicIndex[row] ?? -1] === binding.publicAddress &&
+      rows.firstPort[row] === binding.firstPort &&
+      rows.lastPort[row] === binding.lastPort;
     (same ? kept : changed).push(binding.client);
   }
   return { changed, kept };

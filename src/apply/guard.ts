@@ -6,6 +6,7 @@
  * is refused unless `--force` says it is meant (or `firewall.removalGuard: false`).
  */
 import { clientCount, type Discovery, type VpnProtocol } from '../eduvpn/pool.js';
+import { assignmentColumns, firstOfEachClient, rowOfClient } from '../mapping/columns.js';
 import type { PortMap } from '../mapping/types.js';
 import type { ReadAssignment } from '../render/read-rules.js';
 
@@ -35,10 +36,11 @@ export function removalProblem(
   map: PortMap,
   discovery: Discovery,
 ): string | undefined {
-  const heldClients = new Set(active.held.map((binding) => binding.client));
-  let before = heldClients.size;
+  const heldClients = firstOfEachClient(active.held);
+  let before = heldClients.length;
   let removed = 0;
-  for (const client of heldClients) if (map.forward(client) === undefined) removed++;
+  const rows = assignmentColumns(map);
+  for (const { client } of heldClients) if (rowOfClient(rows, client) < 0) removed++;
   if (before === 0 && active.anchored !== undefined) {
     // The kernel lost our rules (a flush, a reboot before the rules file was loaded): the
     // newest archive says what was active.
