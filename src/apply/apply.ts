@@ -15,7 +15,7 @@ import { anchorProblem, readDirState, updateDirState } from '../archive/anchor.j
 import { archiveBody, parseArchiveHeader } from '../archive/header.js';
 import { archiveName, type ArchiveName } from '../archive/names.js';
 import {
-  indexedAssignments,
+  indexedBindings,
   listArchives,
   newestArchive,
   prepareArchive,
@@ -569,10 +569,13 @@ function samePlanInputs(
 ): boolean {
   if (claim?.config !== config) return false;
   const { plan } = claim;
-  if (plan.ipv6Removal !== undefined) return false;
-  if (config.firewall.backend === 'iptables' && plan.ipv6 === undefined)
-    if (currentText6?.includes(ROOT_CHAIN) ?? false) return false;
+  const ours6 =
+    config.firewall.backend === 'iptables' &&
+    plan.ipv6 === undefined &&
+    (currentText6?.includes(ROOT_CHAIN) ?? false);
   return (
+    plan.ipv6Removal === undefined &&
+    !ours6 &&
     plan.discovery.source === discovery.source &&
     JSON.stringify(plan.discovery.files) === JSON.stringify(discovery.files) &&
     JSON.stringify(plan.discovery.pools) === JSON.stringify(discovery.pools)
@@ -592,7 +595,7 @@ function readActive(
   firewall: Config['firewall'],
 ): { rules: ReadRules; template: MergeTemplate | undefined; claim: KernelClaim } {
   const { sha256 } = newest;
-  const indexed = indexedAssignments(firewall.archiveDir, newest.entry, sha256);
+  const indexed = indexedBindings(firewall.archiveDir, newest.entry, sha256)?.assignments();
   const rules: ReadRules = indexed
     ? {
         format: firewall.backend === 'nftables' ? 'nft' : 'iptables',

@@ -33,6 +33,7 @@ import {
   bindingIndexName,
   bindingsOfText,
   decodeBindingIndex,
+  type ArchiveBindings,
   type ReadForTrace,
 } from './binding-index.js';
 import { renderArchive, sha256, type ArchiveHeader, type Backend } from './header.js';
@@ -159,26 +160,25 @@ export function readArchiveForTrace(dir: string, entry: ArchiveName): ReadForTra
   const path = join(dir, entry.name);
   const bytes = readArchiveBytes(path);
   const digest = sha256(bytes);
-  const index = readIndexQuietly(join(dir, bindingIndexName(entry.name)));
-  const bindings = index && decodeBindingIndex(index, entry.name, digest);
+  const bindings = indexedBindings(dir, entry, digest);
   return bindings
     ? { sha256: digest, bindings }
     : { sha256: digest, text: decodeArchive(bytes, path) };
 }
 
 /**
- * The bindings of archive `entry` from its binding index, when the index names exactly the
- * archive bytes whose SHA-256 is `sha256` (already read and hashed by the caller); undefined
- * when there is no such index (parse the archive's text instead). The same list, in the same
+ * What the binding index of archive `entry` holds, when it names exactly the archive bytes
+ * whose SHA-256 is `sha256` (read and hashed by the caller); undefined when there is no such
+ * index (parse the archive's text instead). Its assignments are the same list, in the same
  * order, as readAssignments of the archive's body: the index was made from it.
  */
-export function indexedAssignments(
+export function indexedBindings(
   dir: string,
   entry: ArchiveName,
   sha256: string,
-): readonly ReadAssignment[] | undefined {
+): ArchiveBindings | undefined {
   const index = readIndexQuietly(join(dir, bindingIndexName(entry.name)));
-  return index && decodeBindingIndex(index, entry.name, sha256)?.assignments();
+  return index && decodeBindingIndex(index, entry.name, sha256);
 }
 
 /**

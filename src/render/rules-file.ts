@@ -131,14 +131,12 @@ export function prepareMergeAndExtract(
   const split = splitOurLines(current);
   const rest = split && parseQuietly(split.rest, file);
   if (split && rest) {
-    const restNat = rest.tables.get('nat');
-    const left = natPartOf(restNat);
-    const stray =
-      left.chains.size > 0 ||
-      (restNat?.chains.has(CANARY_CHAIN) ?? false) ||
-      (restNat?.rules.some((rule) => rule.chain === CANARY_CHAIN) ?? false);
+    // Our jump stays in the rest, for the template to place; any other line of ours left
+    // there is one the scan did not take.
+    const stray = rest.lines.some((line) => isOurLine(line) && !isOurJump(line));
     if (!stray) {
-      return { template: templateOf(rest), ours: { chains: split.chains, jump: left.jump } };
+      const { jump } = natPartOf(rest.tables.get('nat'));
+      return { template: templateOf(rest), ours: { chains: split.chains, jump } };
     }
   }
   const parsed = parseRulesFile(current, file);
