@@ -18,6 +18,11 @@ import { createSandbox, runCli, type Sandbox } from '../helpers/sandbox.js';
 import { startServer, probe, holdConnection, type Probe, type Server } from '../helpers/traffic.js';
 import { readArchiveText } from '../helpers/archive-files.js';
 import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
+import { netnsRunner } from '../helpers/netns-runner.js';
+import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
+import { discover } from '../../src/cli/discovery.js';
+import { loadConfig } from '../../src/config-file.js';
+import { systemClock } from '../../src/system/clock.js';
 
 const CLIENTS = [
   '10.42.0.2',
@@ -371,6 +376,30 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
       expect(applyJson()).toMatchObject({ outcome: 'unchanged', kernelRead: 'canary' });
       expect(archives()).toEqual(archivesAfter);
       expect(readFileSync(sandbox.rulesFile, 'utf8')).not.toContain('applied_');
+
+      // The daemon's change trusts its last apply and never lists the table: the canary that
+      // apply set goes in the same transaction, which real nft takes whether it is there or
+      // not, and the next plain apply finds one canary and trusts it.
+      const config = loadConfig(sandbox.configFile);
+      const deps = { runner: netnsRunner(net.gateway), clock: systemClock, discover };
+      const trustedAfter = (result: ApplyResult) => ({
+        plan: result.plan,
+        archive: result.activeArchive,
+        archiveSha256: result.planArchive,
+        config,
+      });
+      let last = await applyRuleset(config, deps);
+      for (const [profiles, dropCanary] of [
+        [[ALPHA, BETA, GAMMA], false],
+        [[BETA, GAMMA], true],
+      ] as const) {
+        if (dropCanary) nft('delete', 'chain', 'ip', 'traceable_nat', `applied_${head() ?? ''}`);
+        sandbox.writeProfiles([...profiles]);
+        last = await applyRuleset(config, deps, { trusted: trustedAfter(last) });
+        expect(last).toMatchObject({ outcome: 'applied', kernelRead: 'trusted' });
+        expect(canaries()).toEqual([head()]);
+        expect(applyJson()).toMatchObject({ outcome: 'unchanged', kernelRead: 'canary' });
+      }
     });
   }
 
