@@ -25,16 +25,20 @@ import {
 } from '../archive/store.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { ROOT_CHAIN } from '../render/iptables.js';
-import { assignmentColumns, firstOfEachClient, rowOfClient } from '../mapping/columns.js';
+import { clientBindings } from '../archive/binding-columns.js';
+import {
+  bindingsOf,
+  mostCommonBlockSize,
+  walkBindings,
+  type Bindings,
+} from '../mapping/bindings.js';
+import { assignmentColumns } from '../mapping/columns.js';
+import { previousFromBindings } from '../mapping/map.js';
+import type { PreviousAssignments } from '../mapping/types.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import type { CommandRunner } from '../netfilter/runner.js';
-import {
-  mostCommonSize,
-  readAssignments,
-  type ReadAssignment,
-  type ReadRules,
-} from '../render/read-rules.js';
+import { readAssignments } from '../render/read-rules.js';
 import { prepareMergeAndExtract, type MergeTemplate } from '../render/rules-file.js';
 import {
   fsyncDirectory,
@@ -50,14 +54,7 @@ import type { Ruleset6Plan } from '../render/ruleset6.js';
 import { formatCidr6, formatIpv6 } from '../net/ipv6.js';
 import { clientsByProtocol, removalProblem } from './guard.js';
 import { clientsByProtocolOf, resolvePendingArchives } from './pending.js';
-import {
-  bindingsOfPlan,
-  ourPartOf,
-  planRuleset,
-  previousFromMap,
-  previousOf,
-  type RulesetPlan,
-} from './plan.js';
+import { ourPartOf, planRuleset, previousFromMap, previousOf, type RulesetPlan } from './plan.js';
 import { TOOL_VERSION } from '../version.js';
 
 export interface ApplyDeps {
@@ -167,22 +164,13 @@ function readRulesFile6(config: Config): string | undefined {
 }
 
 /** Clients bound differently in the kernel than planned (changed or gone), and those kept. */
-function bindingChanges(
-  held: readonly ReadAssignment[],
-  plan: RulesetPlan,
-): { changed: number[]; kept: number[] } {
+function bindingChanges(held: Bindings, plan: RulesetPlan): { changed: number[]; kept: number[] } {
   const changed: number[] = [];
   const kept: number[] = [];
-  const rows = assignmentColumns(plan.map);
-  for (const binding of firstOfEachClient(held)) {
-    const row = rowOfClient(rows, binding.client);
-    const same =
-      row >= 0 &&
-      rows.publicAddresses[rows.publicIndex[row] ?? -1] === binding.publicAddress &&
-      rows.firstPort[row] === binding.firstPort &&
-      rows.lastPort[row] === binding.lastPort;
-    (same ? kept : changed).push(binding.client);
-  }
+  walkBindings(held, assignmentColumns(plan.map), {
+    gone: (row) => changed.push(held.client[row] ?? 0),
+    both: (row, _planned, same) => (same ? kept : changed).push(held.client[row] ?? 0),
+  });
   return { changed, kept };
 }
 
@@ -322,7 +310,7 @@ export async function applyRuleset(
         : planRuleset(config, discovery, {
             rulesText: currentText,
             archiveBody: archived,
-            previous: trusted ? previousFromMap(trusted.map) : active && previousOf(active.rules),
+            previous: trusted ? previousFromMap(trusted.map) : active?.previous,
             mergeTemplate: trusted?.mergeTemplate ?? active?.template,
             rulesText6: currentText6,
           });
@@ -335,7 +323,7 @@ export async function applyRuleset(
     );
     if (firewall.removalGuard && !force) {
       const problem = removalProblem(
-        { held: view.assignments(), anchored: anchor.head },
+        { held: view.bindings(), anchored: anchor.head },
         plan.map,
         discovery,
       );
@@ -412,9 +400,7 @@ export async function applyRuleset(
     if (needArchive && needKernel && deps.clock.now() < earliest)
       await deps.clock.sleep(earliest - deps.clock.now());
 
-    const changes = needKernel
-      ? bindingChanges(view.assignments(), plan)
-      : { changed: [], kept: [] };
+    const changes = needKernel ? bindingChanges(view.bindings(), plan) : { changed: [], kept: [] };
     const changed6 = needKernel && !view.right6 ? translationChanges(view, plan) : [];
     const current = pending;
     const recordChild =
@@ -436,7 +422,7 @@ export async function applyRuleset(
     // they are read from the text.
     const archive = pending?.commit(
       activatedAt,
-      plan.map.clientCount > 0 ? () => bindingsOfPlan(plan.map) : undefined,
+      plan.map.clientCount > 0 ? () => assignmentColumns(plan.map) : undefined,
     );
     pending = undefined;
     const warnings: string[] = recovered
@@ -586,30 +572,43 @@ function samePlanInputs(
  * What the newest archive's ruleset, which the rules file still is, says: its bindings, its
  * merge template (iptables), and the claim that the kernel holds it (see
  * ApplyOptions.kernelCheck). The bindings come from the archive's binding index when it names
- * these archive bytes (a /16: some 30 ms, where parsing the text takes 150 ms), else from
+ * these archive bytes (a /16: some 20 ms, where parsing the text takes 150 ms), else from
  * the text; the template and our part from one parse of the text.
  */
 function readActive(
   newest: StoredArchive,
   text: string,
   firewall: Config['firewall'],
-): { rules: ReadRules; template: MergeTemplate | undefined; claim: KernelClaim } {
+): {
+  previous: PreviousAssignments | undefined;
+  template: MergeTemplate | undefined;
+  claim: KernelClaim;
+} {
   const { sha256 } = newest;
-  const indexed = indexedBindings(firewall.archiveDir, newest.entry, sha256)?.assignments();
-  const rules: ReadRules = indexed
-    ? {
-        format: firewall.backend === 'nftables' ? 'nft' : 'iptables',
-        blockSize: mostCommonSize(indexed),
-        assignments: indexed,
-      }
-    : readAssignments(text);
+  const indexed = indexedBindings(firewall.archiveDir, newest.entry, sha256)?.rows?.();
+  let bindings: Bindings;
+  let previous: PreviousAssignments | undefined;
+  if (indexed) {
+    bindings = clientBindings(indexed);
+    // Over every binding, as readAssignments counts them.
+    const blockSize = mostCommonBlockSize(
+      indexed.firstPort,
+      indexed.lastPort,
+      indexed.client.length,
+    );
+    previous = bindings.count > 0 ? previousFromBindings(blockSize, bindings) : undefined;
+  } else {
+    const read = readAssignments(text);
+    bindings = bindingsOf(read.assignments);
+    previous = previousOf(read);
+  }
   // iptables: one parse gives the merge template and our part as the file holds it.
   const merged =
     firewall.backend === 'iptables' ? prepareMergeAndExtract(text, firewall.rulesFile) : undefined;
   return {
-    rules,
+    previous,
     template: merged?.template,
-    claim: { sha256, text, nat: merged?.ours, assignments: rules.assignments },
+    claim: { sha256, text, nat: merged?.ours, bindings },
   };
 }
 

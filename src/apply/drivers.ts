@@ -15,23 +15,27 @@ import {
 } from '../netfilter/iptables-payload.js';
 import { NftKernel } from '../netfilter/nftables.js';
 import type { NftTableView } from '../netfilter/nft-json.js';
-import type { PortMap } from '../mapping/types.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { nftChainText, renderNftCanary, renderNftDelta } from '../render/nftables.js';
 import { fingerprint6, translations6 as readTranslations6 } from '../render/fingerprint6.js';
 import { CANARY_CHAIN, type IptablesNat } from '../render/iptables.js';
 import { isTnatError, TnatError } from '../errors.js';
-import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
+import { readAssignments } from '../render/read-rules.js';
+import { assignmentColumns } from '../mapping/columns.js';
+import { bindingsOf, NO_BINDINGS, sameBindings, type Bindings } from '../mapping/bindings.js';
 import type { ExtractedNat } from '../render/rules-file.js';
-import { bindingsOfPlan, type RulesetPlan } from './plan.js';
+import type { RulesetPlan } from './plan.js';
 
 export interface KernelView {
   /** The kernel holds exactly the planned IPv4 ruleset. */
   readonly right: boolean;
   /** The kernel holds the planned IPv6 ruleset (always true without nat6). */
   readonly right6: boolean;
-  /** The client bindings the kernel holds now (for conntrack after a switch); read on demand. */
-  assignments(): readonly ReadAssignment[];
+  /**
+   * The client bindings the kernel holds now, one per client (for the removal guard and
+   * conntrack after a switch); read on demand.
+   */
+  bindings(): Bindings;
   /** The kernel's IPv6 translations, source -> target (src/render/fingerprint6.ts). */
   translations6(): ReadonlyMap<string, string>;
   /**
@@ -53,7 +57,8 @@ export interface KernelClaim {
   readonly text: string;
   /** Our chains and jump in that ruleset (iptables). */
   readonly nat: ExtractedNat | undefined;
-  readonly assignments: readonly ReadAssignment[];
+  /** Its bindings, one per client. */
+  readonly bindings: Bindings;
 }
 
 export interface KernelChange {
@@ -156,13 +161,11 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       }
       if (trusted?.iptables) {
         state = trustedNat(trusted.iptables);
-        // Asked by the removal guard and the conntrack step: made once.
-        let held: readonly ReadAssignment[] | undefined;
         const right = kernelHoldsPlan(state);
         return {
           right,
           right6,
-          assignments: () => (held ??= bindingsOfPlan(trusted.map)),
+          bindings: () => assignmentColumns(trusted.map),
           translations6,
           how: 'trusted',
         };
@@ -175,7 +178,7 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
         return {
           right,
           right6,
-          assignments: () => claim.assignments,
+          bindings: () => claim.bindings,
           translations6,
           canary: { sha256: fromCanary.canary },
           how: 'canary',
@@ -185,11 +188,11 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       state = readKernelNat(save);
       const right = kernelHoldsPlan(state);
       // Read once on demand: the removal guard and the conntrack step both ask.
-      let held: readonly ReadAssignment[] | undefined;
+      let held: Bindings | undefined;
       return {
         right,
         right6,
-        assignments: () => (held ??= readAssignments(save).assignments),
+        bindings: () => (held ??= bindingsOf(readAssignments(save).assignments)),
         translations6,
         canary: { sha256: state.canary },
         how: 'full',
@@ -309,7 +312,7 @@ async function restoreIpv4(
 const NFT_PRIORITY = 90;
 
 /** Our chain as renderNftTable writes it: hooked before srcnat, the two snat-to-map rules. */
-function chainRight(table: NftTableView, outInterface: string): boolean {
+function chainRight(table: Pick<NftTableView, 'chain' | 'rules'>, outInterface: string): boolean {
   const [ports, others, ...extra] = table.rules;
   return (
     table.chain?.type === 'nat' &&
@@ -325,28 +328,20 @@ function chainRight(table: NftTableView, outInterface: string): boolean {
   );
 }
 
-function holdsPlan(held: readonly ReadAssignment[], map: PortMap): boolean {
-  if (held.length !== map.clientCount) return false;
-  let index = 0;
-  for (const assignment of map.assignments()) {
-    const kernel = held[index++];
-    if (
-      kernel?.client !== assignment.client ||
-      kernel.publicAddress !== assignment.publicAddress ||
-      kernel.firstPort !== assignment.block.first ||
-      kernel.lastPort !== assignment.block.last
-    ) {
-      return false;
-    }
-  }
-  return true;
+/** Our table as known: its chain and canaries as listed, its `clients` map as bindings. */
+interface NftTableState extends Omit<NftTableView, 'clients'> {
+  readonly held: Bindings;
+}
+
+function stateOf(view: NftTableView | undefined): NftTableState | undefined {
+  return view && { ...view, held: bindingsOf(view.clients) };
 }
 
 function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
   const kernel = new NftKernel(runner, config.firewall.nftTable);
   const options = { outInterface: config.nat.outInterface, table: config.firewall.nftTable };
   /** Our table as last read (whole, or through its canary); undefined: not there. */
-  let table: NftTableView | undefined;
+  let table: NftTableState | undefined;
   let read = false;
   /** `table` came from the canary and the archive, not from the kernel's elements. */
   let claimed = false;
@@ -355,7 +350,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
   let right6 = true;
   const load = async () => {
     if (!read) {
-      table = await kernel.readTable();
+      table = stateOf(await kernel.readTable());
       claimed = false;
       unsureCanaries = [];
     }
@@ -373,11 +368,11 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
     let held6: ReadonlyMap<string, string> | undefined;
     return () => (held6 ??= readTranslations6(listed ?? ''));
   };
-  const rightFor = (current: NftTableView | undefined, plan: RulesetPlan): boolean =>
+  const rightFor = (current: NftTableState | undefined, plan: RulesetPlan): boolean =>
     current !== undefined &&
     chainRight(current, options.outInterface) &&
     current.othersMatch &&
-    holdsPlan(current.clients, plan.map);
+    sameBindings(current.held, assignmentColumns(plan.map));
   /** One transaction from what is known of the table to the plan, canary included. */
   const change = async (
     plan: RulesetPlan,
@@ -400,7 +395,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
       canary === undefined ? '' : renderNftCanary(options.table, held, canary, unsureCanaries);
     const transaction = whole
       ? plan.fileText + (plan.ipv6 ? '' : six) + marked([])
-      : renderNftDelta(current.clients, plan.map, options) + six + marked(current.canaries);
+      : renderNftDelta(current.held, plan.map, options) + six + marked(current.canaries);
     if (transaction !== '') await kernel.load(transaction, onSpawn);
     read = false;
     return {
@@ -419,16 +414,16 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
       unsureCanaries = [];
       const translations6 = await readSide6(plan, trusted);
       if (trusted) {
-        const held = bindingsOfPlan(trusted.map);
-        table = { chain: undefined, rules: [], clients: held, othersMatch: true, canaries: [] };
+        const held = assignmentColumns(trusted.map);
+        table = { chain: undefined, rules: [], held, othersMatch: true, canaries: [] };
         // The canary this process set last is most likely there: it goes whether it is or not.
         unsureCanaries = known.canary === undefined ? [] : [known.canary];
         read = true;
         // Our chain as planned: only the elements can differ.
         return {
-          right: holdsPlan(held, plan.map),
+          right: sameBindings(held, assignmentColumns(plan.map)),
           right6,
-          assignments: () => held,
+          bindings: () => held,
           translations6,
           how: 'trusted',
         };
@@ -441,7 +436,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
         return {
           right: rightFor(fromCanary, plan),
           right6,
-          assignments: () => fromCanary.clients,
+          bindings: () => fromCanary.held,
           translations6,
           canary: { sha256: claim.sha256 },
           how: 'canary',
@@ -451,7 +446,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
       return {
         right: rightFor(current, plan),
         right6,
-        assignments: () => current?.clients ?? [],
+        bindings: () => current?.held ?? NO_BINDINGS,
         translations6,
         canary: { sha256: current?.canaries.length === 1 ? current.canaries[0] : undefined },
         how: 'full',
@@ -482,12 +477,11 @@ async function readClaimedTable(
   claim: KernelClaim,
   plan: RulesetPlan,
   { table, outInterface }: { readonly table: string; readonly outInterface: string },
-): Promise<NftTableView | undefined> {
+): Promise<NftTableState | undefined> {
   const listed = await kernel.readChains();
   if (listed.canaries.length !== 1 || listed.canaries[0] !== claim.sha256) return undefined;
   const chainText = nftChainText(claim.text, table);
   if (chainText === undefined || chainText !== nftChainText(plan.fileText, table)) return undefined;
-  const clients = claim.assignments;
   // The rules are the archived chain's, which is the planned chain's text.
   return {
     chain: listed.chain,
@@ -495,7 +489,7 @@ async function readClaimedTable(
       { outInterface, l4protoOp: '==', snatMap: '@clients' },
       { outInterface, l4protoOp: '!=', snatMap: '@others' },
     ],
-    clients,
+    held: claim.bindings,
     othersMatch: true,
     canaries: listed.canaries,
   };

@@ -6,13 +6,13 @@
  * is refused unless `--force` says it is meant (or `firewall.removalGuard: false`).
  */
 import { clientCount, type Discovery, type VpnProtocol } from '../eduvpn/pool.js';
-import { assignmentColumns, firstOfEachClient, rowOfClient } from '../mapping/columns.js';
+import { walkBindings, type Bindings } from '../mapping/bindings.js';
+import { assignmentColumns } from '../mapping/columns.js';
 import type { PortMap } from '../mapping/types.js';
-import type { ReadAssignment } from '../render/read-rules.js';
 
 export interface ActiveClients {
   /** The bindings the kernel holds now (empty after a flush or before the first apply). */
-  readonly held: readonly ReadAssignment[];
+  readonly held: Bindings;
   /** Client counts of the newest archive, from the state file, when known. */
   readonly anchored:
     | { readonly clients: number; readonly clientsByProtocol: Readonly<Record<string, number>> }
@@ -36,11 +36,9 @@ export function removalProblem(
   map: PortMap,
   discovery: Discovery,
 ): string | undefined {
-  const heldClients = firstOfEachClient(active.held);
-  let before = heldClients.length;
+  let before = active.held.count;
   let removed = 0;
-  const rows = assignmentColumns(map);
-  for (const { client } of heldClients) if (rowOfClient(rows, client) < 0) removed++;
+  walkBindings(active.held, assignmentColumns(map), { gone: () => removed++ });
   if (before === 0 && active.anchored !== undefined) {
     // The kernel lost our rules (a flush, a reboot before the rules file was loaded): the
     // newest archive says what was active.

@@ -7,12 +7,12 @@ import type { Config } from '../config.js';
 import type { Backend } from '../archive/header.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { assignmentColumns } from '../mapping/columns.js';
-import { mapClients, previousFromAssignments } from '../mapping/map.js';
+import { mapClients, previousFromAssignments, previousFromBindings } from '../mapping/map.js';
 import type { NatSettings, PortMap, PreviousAssignments } from '../mapping/types.js';
 import { parseIpv4 } from '../net/ipv4.js';
 import { renderIptablesChains, type IptablesNat } from '../render/iptables.js';
 import { renderNftTable } from '../render/nftables.js';
-import { readAssignments, type ReadAssignment, type ReadRules } from '../render/read-rules.js';
+import { readAssignments, type ReadRules } from '../render/read-rules.js';
 import {
   canonicalNat,
   extractNatPart,
@@ -96,29 +96,7 @@ export interface CurrentState {
 
 /** The bindings of a plan, as the next plan's stability input. */
 export function previousFromMap(map: PortMap): PreviousAssignments {
-  return previousFromAssignments(map.blockSize, bindingsOfPlan(map));
-}
-
-/**
- * A plan's bindings as readAssignments reads them back from its rules (ascending by client,
- * one binding for tcp and udp alike), without parsing the text: what the kernel holds once
- * the plan is loaded, and what its archive's binding index lists.
- */
-export function bindingsOfPlan(map: PortMap): ReadAssignment[] {
-  // From the map's columns: a /16's assignments as objects (with their pools and blocks) cost
-  // twice as much.
-  const rows = assignmentColumns(map);
-  const bindings: ReadAssignment[] = new Array<ReadAssignment>(rows.count);
-  for (let row = 0; row < rows.count; row++) {
-    bindings[row] = {
-      client: rows.client[row] ?? 0,
-      publicAddress: rows.publicAddresses[rows.publicIndex[row] ?? 0] ?? 0,
-      firstPort: rows.firstPort[row] ?? 0,
-      lastPort: rows.lastPort[row] ?? 0,
-      proto: 'both',
-    };
-  }
-  return bindings;
+  return previousFromBindings(map.blockSize, assignmentColumns(map));
 }
 
 /** rules.v6 without our part, when it has one (see RulesetPlan.ipv6Removal). */

@@ -15,12 +15,16 @@
  */
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { readAssignments, type ReadAssignment } from '../render/read-rules.js';
+import type { Bindings } from '../mapping/bindings.js';
 import {
   bindingAt,
   columnsHolding,
   PROTOCOLS,
+  rowsOfBindings,
+  rowsOfList,
   searchOrder,
   type BindingColumns,
+  type BindingRows,
 } from './binding-columns.js';
 import { TOOL_VERSION } from '../version.js';
 import { archiveBody, parseArchiveHeader, rulesetLooksComplete, sha256 } from './header.js';
@@ -35,6 +39,11 @@ export interface ArchiveBindings {
   readonly addresses: readonly number[];
   /** Every binding as readAssignments gives them, in its order (made on first call). */
   readonly assignments: () => readonly ReadAssignment[];
+  /**
+   * Every binding in the index's columns (src/archive/binding-columns.ts), when known without
+   * making an object per binding; undefined when a port does not fit them (then no index).
+   */
+  readonly rows?: (() => BindingRows | undefined) | undefined;
   /** The bindings holding a port, from the index's columns; absent for a parsed text. */
   readonly holding?: ((port: number, address: number | undefined) => ReadAssignment[]) | undefined;
 }
@@ -51,12 +60,9 @@ const HEADER_LINES = 20;
 /**
  * What a trace reads from an archive's text (what its index holds). `known`: the bindings
  * readAssignments would read from the body, when the caller has them without parsing it (the
- * plan it rendered the body from).
+ * plan it rendered the body from: one per client, for tcp and udp alike).
  */
-export function bindingsOfText(
-  text: string,
-  known?: () => readonly ReadAssignment[],
-): ArchiveBindings {
+export function bindingsOfText(text: string, known?: () => Bindings): ArchiveBindings {
   const end = text.indexOf(END_OF_HEADER);
   let header = '';
   // Whatever parseArchiveHeader reads of the text, so it reads the same from the index.
@@ -67,10 +73,23 @@ export function bindingsOfText(
         : text.slice(0, end + END_OF_HEADER.length);
   }
   const body = archiveBody(text);
-  const assignments = known?.() ?? readAssignments(body).assignments;
+  const complete = rulesetLooksComplete(body);
+  const rows = known && rowsOfBindings(known());
+  if (rows) {
+    let list: ReadAssignment[] | undefined;
+    return {
+      header,
+      complete,
+      addresses: rows.addresses,
+      assignments: () =>
+        (list ??= Array.from({ length: rows.client.length }, (_, at) => bindingAt(rows, at))),
+      rows: () => rows,
+    };
+  }
+  const assignments = readAssignments(body).assignments;
   return {
     header,
-    complete: rulesetLooksComplete(body),
+    complete,
     addresses: [...new Set(assignments.map((assignment) => assignment.publicAddress))],
     assignments: () => assignments,
   };
@@ -99,22 +118,16 @@ export function bindingIndexName(archiveName: string): string {
   return `.${archiveName}.idx`;
 }
 
-const fitsU16 = (value: number) => Number.isInteger(value) && value >= 0 && value <= 0xffff;
-
 /** The index of an archive's bindings; undefined when they do not fit its columns (no index). */
 export function encodeBindingIndex(
   archive: string,
   archiveSha256: string,
   bindings: ArchiveBindings,
 ): Buffer | undefined {
-  const assignments = bindings.assignments();
-  const { addresses } = bindings;
-  const fits = assignments.every(
-    (assignment) => fitsU16(assignment.firstPort) && fitsU16(assignment.lastPort),
-  );
-  if (!fits || addresses.length > 0x10000) return undefined;
-  const addressNumber = new Map(addresses.map((address, position) => [address, position]));
-  const count = assignments.length;
+  const rows = bindings.rows ? bindings.rows() : rowsOfList(bindings.assignments());
+  // Typed arrays are in the machine's order; the columns are little-endian.
+  if (!rows || !LITTLE_ENDIAN || rows.addresses.length > 0x10000) return undefined;
+  const count = rows.client.length;
   const meta: IndexMeta = {
     archive,
     archiveSha256,
@@ -122,30 +135,30 @@ export function encodeBindingIndex(
     header: bindings.header,
     complete: bindings.complete,
     count,
-    addresses,
+    addresses: rows.addresses,
   };
-  const address = new Uint16Array(count);
-  const firstPort = new Uint16Array(count);
-  assignments.forEach((assignment, at) => {
-    address[at] = addressNumber.get(assignment.publicAddress) ?? 0;
-    firstPort[at] = assignment.firstPort;
-  });
-  const order = searchOrder(address, firstPort);
-  const columns = Buffer.alloc(count * BYTES_PER_BINDING);
+  // Clients ascend, mostly by one: their deltas are what compresses.
+  const deltas = new Uint32Array(count);
   let previous = 0;
-  assignments.forEach((assignment, at) => {
-    // Clients ascend, mostly by one: their deltas are what compresses.
-    columns.writeUInt32LE((assignment.client - previous) >>> 0, at * 4);
-    previous = assignment.client;
-    columns.writeUInt16LE(address[at] ?? 0, count * 4 + at * 2);
-    columns.writeUInt16LE(assignment.firstPort, count * 6 + at * 2);
-    columns.writeUInt16LE(assignment.lastPort, count * 8 + at * 2);
-    columns.writeUInt8(PROTOCOLS.indexOf(assignment.proto), count * 10 + at);
-    columns.writeUInt32LE(order[at] ?? 0, count * 11 + at * 4);
-  });
-  const body = gzipSync(Buffer.concat([Buffer.from(`${JSON.stringify(meta)}\n`), columns]), {
-    level: 6,
-  });
+  for (let at = 0; at < count; at++) {
+    const client = rows.client[at] ?? 0;
+    deltas[at] = (client - previous) >>> 0;
+    previous = client;
+  }
+  const bytes = (array: ArrayBufferView) =>
+    new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+  const body = gzipSync(
+    Buffer.concat([
+      Buffer.from(`${JSON.stringify(meta)}\n`),
+      bytes(deltas),
+      bytes(rows.address),
+      bytes(rows.firstPort),
+      bytes(rows.lastPort),
+      bytes(rows.proto),
+      bytes(searchOrder(rows.address, rows.firstPort)),
+    ]),
+    { level: 6 },
+  );
   return Buffer.concat([Buffer.from(`${MAGIC}${sha256(body)}\n`), body]);
 }
 
@@ -241,6 +254,7 @@ export function decodeBindingIndex(
     complete: meta.complete,
     addresses,
     assignments: () => (list ??= Array.from({ length: count }, (_, at) => bindingAt(table, at))),
+    rows: () => table,
     holding: columnsHolding(table),
   };
 }

@@ -38,7 +38,7 @@ import {
 } from './binding-index.js';
 import { renderArchive, sha256, type ArchiveHeader, type Backend } from './header.js';
 import { writeBindingIndex } from './index-file.js';
-import type { ReadAssignment } from '../render/read-rules.js';
+import type { Bindings } from '../mapping/bindings.js';
 import {
   archiveName,
   ipv6SiblingNames,
@@ -380,10 +380,7 @@ export interface PendingArchive {
    * Gives the archive its final name; returns its path and SHA-256. `bindings`: the body's
    * bindings, when the caller knows them without parsing it (for the binding index).
    */
-  commit(
-    activatedAt: number,
-    bindings?: () => readonly ReadAssignment[],
-  ): { path: string; sha256: string };
+  commit(activatedAt: number, bindings?: () => Bindings): { path: string; sha256: string };
   /** The kernel did not take it: nothing claims activation. */
   discard(): void;
 }

@@ -46,38 +46,6 @@ export function assignmentColumns(map: PortMap): AssignmentColumns {
   return map.columns?.() ?? columnsOfAssignments(map);
 }
 
-/**
- * The first binding of each client, in their order: read back from rules, a client's tcp and
- * udp rules may be two bindings, and the first one is what applies. They come ascending by
- * client (readAssignments sorts them), so a repeat follows the binding it repeats; a Set is
- * made only for a list that is not ascending.
- */
-export function firstOfEachClient<B extends { readonly client: number }>(
-  bindings: readonly B[],
-): B[] {
-  let ascending = true;
-  for (let i = 1; i < bindings.length && ascending; i++)
-    ascending = (bindings[i]?.client ?? 0) >= (bindings[i - 1]?.client ?? 0);
-  if (ascending) return bindings.filter((binding, i) => binding.client !== bindings[i - 1]?.client);
-  const seen = new Set<number>();
-  return bindings.filter((binding) => !seen.has(binding.client) && seen.add(binding.client));
-}
-
-/**
- * The first row of `client` (a binary search: the rows ascend by client), or -1 when the map
- * does not hold it. What PortMap.forward answers, without making an Assignment.
- */
-export function rowOfClient(rows: AssignmentColumns, client: number): number {
-  let low = 0;
-  let high = rows.count;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if ((rows.client[middle] ?? 0) < client) low = middle + 1;
-    else high = middle;
-  }
-  return low < rows.count && rows.client[low] === client ? low : -1;
-}
-
 function columnsOfAssignments(map: PortMap): AssignmentColumns {
   let rows = filling(map.clientCount);
   const indexOfAddress = new Map<number, number>();

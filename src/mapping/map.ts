@@ -8,6 +8,7 @@
 import type { ClientPool } from '../eduvpn/pool.js';
 import { TnatError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
+import { bindingsOf, type Bindings } from './bindings.js';
 import { chooseBlockLayout } from './block-size.js';
 import type { BlockLayout } from './blocks.js';
 import { ClientIndex, describeClientSources, rejectPublicAddressInPools } from './clients.js';
@@ -49,14 +50,17 @@ function previousSlots(
 ): Int32Array {
   const blocksPerAddress = layout.blocks.length;
   const slotOfClient = new Int32Array(clients.count).fill(-1);
-  // One pass over the map: a Map.get per client costs several times more at a million clients.
-  previous.byClient.forEach((before, address) => {
+  const { bindings } = previous;
+  const numbers = bindings.publicAddresses.map((address) => addressIndex.get(address));
+  // One pass over the columns: a Map.get per client costs several times more at a million.
+  for (let row = 0; row < bindings.count; row++) {
+    const address = bindings.client[row] ?? 0;
     const span = clients.spanOfAddress(address);
-    const addressNumber = addressIndex.get(before.publicAddress);
-    const block = layout.indexOfFirstPort(before.firstPort);
-    if (!span || addressNumber === undefined || block < 0) return;
+    const addressNumber = numbers[bindings.publicIndex[row] ?? 0];
+    const block = layout.indexOfFirstPort(bindings.firstPort[row] ?? 0);
+    if (!span || addressNumber === undefined || block < 0) continue;
     slotOfClient[span.start + address - span.pool.first] = addressNumber * blocksPerAddress + block;
-  });
+  }
   return slotOfClient;
 }
 
@@ -212,14 +216,19 @@ export function mapClients(
  */
 export function previousFromAssignments(
   blockSize: number,
-  list: Iterable<{ client: number; publicAddress: number; firstPort: number }>,
+  list: readonly { client: number; publicAddress: number; firstPort: number }[],
 ): PreviousAssignments {
-  const byClient = new Map<
-    number,
-    { readonly publicAddress: number; readonly firstPort: number }
-  >();
-  for (const { client, publicAddress, firstPort } of list) {
-    if (!byClient.has(client)) byClient.set(client, { publicAddress, firstPort });
-  }
-  return { blockSize, byClient };
+  // Only the first port places a client; the block's end follows from the size.
+  const withEnds = list.map(({ client, publicAddress, firstPort }) => ({
+    client,
+    publicAddress,
+    firstPort,
+    lastPort: firstPort + blockSize - 1,
+  }));
+  return { blockSize, bindings: bindingsOf(withEnds) };
+}
+
+/** PreviousAssignments from bindings already in columns (a plan's, or an index's). */
+export function previousFromBindings(blockSize: number, bindings: Bindings): PreviousAssignments {
+  return { blockSize, bindings };
 }

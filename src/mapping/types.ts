@@ -31,11 +31,8 @@ export interface Assignment {
 /** What the active ruleset says, used to keep every existing client where it is. */
 export interface PreviousAssignments {
   readonly blockSize: number;
-  /** client address -> (public address, first port of its block) */
-  readonly byClient: ReadonlyMap<
-    number,
-    { readonly publicAddress: number; readonly firstPort: number }
-  >;
+  /** Each client's binding once, ascending by client (src/mapping/bindings.ts). */
+  readonly bindings: AssignmentColumns;
 }
 
 export interface PortMap {

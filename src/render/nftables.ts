@@ -3,6 +3,7 @@
  * nftables. Lookups are map lookups (no per-client rules to walk), and an `nft -f` transaction
  * replaces the table or changes single elements atomically.
  */
+import { bindingsOf, publicAddressAt, walkBindings, type Bindings } from '../mapping/bindings.js';
 import { assignmentColumns, type AssignmentColumns } from '../mapping/columns.js';
 import type { PortBlock, PortMap } from '../mapping/types.js';
 import { formatIpv4 } from '../net/ipv4.js';
@@ -27,43 +28,39 @@ export type NftAssignment =
       readonly lastPort: number;
     };
 
-export type AssignmentSource = PortMap | Iterable<NftAssignment>;
-
-interface Entry {
-  readonly client: number;
-  readonly publicAddress: number;
-  readonly first: number;
-  readonly last: number;
-}
+export type AssignmentSource = PortMap | Bindings | Iterable<NftAssignment>;
 
 function isPortMap(source: AssignmentSource): source is PortMap {
   return 'assignments' in source && typeof source.assignments === 'function';
 }
 
-/** Ascending by client. No text yet: only the elements that change are ever written. */
-function entriesOf(source: AssignmentSource): Entry[] {
-  const list = isPortMap(source) ? source.assignments() : source;
-  const entries: Entry[] = [];
-  let sorted = true;
-  for (const item of list) {
-    const { client, publicAddress } = item;
-    const [first, last] =
-      'block' in item ? [item.block.first, item.block.last] : [item.firstPort, item.lastPort];
-    sorted &&= entries.length === 0 || (entries.at(-1)?.client ?? 0) < client;
-    entries.push({ client, publicAddress, first, last });
-  }
-  return sorted ? entries : entries.sort((a, b) => a.client - b.client);
+function isBindings(source: AssignmentSource): source is Bindings {
+  return 'count' in source && source.client instanceof Uint32Array;
+}
+
+/** One per client, ascending (the first of a client listed twice). */
+function bindingsOfSource(source: AssignmentSource): Bindings {
+  if (isPortMap(source)) return assignmentColumns(source);
+  if (isBindings(source)) return source;
+  return bindingsOf(
+    Array.from(source, (item) => ({
+      client: item.client,
+      publicAddress: item.publicAddress,
+      firstPort: 'block' in item ? item.block.first : item.firstPort,
+      lastPort: 'block' in item ? item.block.last : item.lastPort,
+    })),
+  );
 }
 
 /** `client : public address`, the element of `others` and the start of one of `clients`. */
-function pairOf(entry: Entry): string {
-  return `${formatIpv4(entry.client)} : ${formatIpv4(entry.publicAddress)}`;
+function pairOf(bindings: Bindings, row: number): string {
+  return `${formatIpv4(bindings.client[row] ?? 0)} : ${formatIpv4(publicAddressAt(bindings, row))}`;
 }
 
-function clientElement(entry: Entry): string {
+function clientElement(bindings: Bindings, row: number): string {
   // Always a range: nft 1.0.6 refuses a single port as the value of an interval map
   // ("Invalid argument"), though `nft list` prints a one-port range that way.
-  return `${pairOf(entry)} . ${entry.first}-${entry.last}`;
+  return `${pairOf(bindings, row)} . ${bindings.firstPort[row] ?? 0}-${bindings.lastPort[row] ?? 0}`;
 }
 
 const TAB = 9;
@@ -223,49 +220,37 @@ export function renderNftDelta(
   options: NftOptions,
 ): string {
   const table = options.table ?? DEFAULT_NFT_TABLE;
-  const was = entriesOf(before);
-  const now = entriesOf(after);
-  const clientsGone: Entry[] = [];
-  const clientsNew: Entry[] = [];
-  const othersGone: Entry[] = [];
-  const othersNew: Entry[] = [];
-  // Both ascending by client: one merge walk.
-  let i = 0;
-  let j = 0;
-  while (i < was.length || j < now.length) {
-    const old = was[i];
-    const entry = now[j];
-    if (entry === undefined || (old !== undefined && old.client < entry.client)) {
-      if (old) {
-        clientsGone.push(old);
-        othersGone.push(old);
-      }
-      i++;
-      continue;
-    }
-    const same = old?.client === entry.client ? old : undefined;
-    if (same) i++;
-    j++;
-    if (
-      same?.first !== entry.first ||
-      same.last !== entry.last ||
-      same.publicAddress !== entry.publicAddress
-    ) {
-      if (same) clientsGone.push(same);
-      clientsNew.push(entry);
-    }
-    if (same?.publicAddress !== entry.publicAddress) {
-      if (same) othersGone.push(same);
-      othersNew.push(entry);
-    }
-  }
-  const byClient = (a: Entry, b: Entry) => a.client - b.client;
-  const address = (entry: Entry) => formatIpv4(entry.client);
+  const was = bindingsOfSource(before);
+  const now = bindingsOfSource(after);
+  const clientsGone: string[] = [];
+  const othersGone: string[] = [];
+  const clientsNew: string[] = [];
+  const othersNew: string[] = [];
+  const address = (row: number) => formatIpv4(was.client[row] ?? 0);
+  // One merge walk, ascending by client: every list comes out ascending.
+  walkBindings(was, now, {
+    gone(row) {
+      clientsGone.push(address(row));
+      othersGone.push(address(row));
+    },
+    added(row) {
+      clientsNew.push(clientElement(now, row));
+      othersNew.push(pairOf(now, row));
+    },
+    both(held, planned, same) {
+      if (same) return;
+      clientsGone.push(address(held));
+      clientsNew.push(clientElement(now, planned));
+      if (publicAddressAt(was, held) === publicAddressAt(now, planned)) return;
+      othersGone.push(address(held));
+      othersNew.push(pairOf(now, planned));
+    },
+  });
   const lines = [
-    ...elementCommand('delete', table, 'clients', clientsGone.sort(byClient).map(address)),
-    ...elementCommand('delete', table, 'others', othersGone.sort(byClient).map(address)),
-    ...elementCommand('add', table, 'clients', clientsNew.map(clientElement)),
-    ...elementCommand('add', table, 'others', othersNew.map(pairOf)),
+    ...elementCommand('delete', table, 'clients', clientsGone),
+    ...elementCommand('delete', table, 'others', othersGone),
+    ...elementCommand('add', table, 'clients', clientsNew),
+    ...elementCommand('add', table, 'others', othersNew),
   ];
   if (lines.length === 0) return '';
   return [`# traceable-nat: changed clients of table ip ${table}`, ...lines].join('\n') + '\n';

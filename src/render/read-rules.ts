@@ -4,6 +4,7 @@
  * map of our nftables table (as rendered or as `nft list` prints it). One pass of one regular
  * expression over the text.
  */
+import { mostCommonBlockSize } from '../mapping/bindings.js';
 import { isOurChain } from './iptables.js';
 
 export type ProtocolSet = 'tcp' | 'udp' | 'both';
@@ -73,19 +74,11 @@ function quad(text: string | undefined): number {
 
 /** The most common block size (ports per client) of a list of bindings; 0 for none. */
 export function mostCommonSize(list: readonly ReadAssignment<number | bigint>[]): number {
-  const counts = new Map<number, number>();
-  let best = 0;
-  let bestCount = 0;
-  for (const { firstPort, lastPort } of list) {
-    const size = lastPort - firstPort + 1;
-    const count = (counts.get(size) ?? 0) + 1;
-    counts.set(size, count);
-    if (count > bestCount || (count === bestCount && size > best)) {
-      best = size;
-      bestCount = count;
-    }
-  }
-  return best;
+  return mostCommonBlockSize(
+    list.map((binding) => binding.firstPort),
+    list.map((binding) => binding.lastPort),
+    list.length,
+  );
 }
 
 /** Gathers SNAT rules of one origin: a client's tcp and udp rules with one target merge. */

@@ -2,10 +2,17 @@ import { readFileSync } from 'node:fs';
 import { parseConfig } from '../../src/config.js';
 import { parsePortalConfig } from '../../src/eduvpn/portal.js';
 import fc from 'fast-check';
-import { bindingsOfPlan, ourPartOf, planRuleset } from '../../src/apply/plan.js';
+import { ourPartOf, planRuleset } from '../../src/apply/plan.js';
+import { clientBindings } from '../../src/archive/binding-columns.js';
+import {
+  bindingsOfText,
+  decodeBindingIndex,
+  encodeBindingIndex,
+} from '../../src/archive/binding-index.js';
+import { sameBindings } from '../../src/mapping/bindings.js';
+import { assignmentColumns } from '../../src/mapping/columns.js';
 import { isTnatError } from '../../src/errors.js';
 import { formatCidr4 } from '../../src/net/ipv4.js';
-import { readAssignments } from '../../src/render/read-rules.js';
 import { ip, poolOf } from '../mapping/fixtures.js';
 
 const PORTAL = 'examples/etc/vpn-user-portal/config.php';
@@ -106,7 +113,19 @@ describe('planRuleset', () => {
           if (isTnatError(error) && error.code === 'E_MAPPING') return;
           throw error;
         }
-        expect(bindingsOfPlan(plan.map)).toEqual(readAssignments(plan.fileText).assignments);
+        // The binding index written from the plan's columns is the one its text gives.
+        const fromPlan = bindingsOfText(plan.fileText, () => assignmentColumns(plan.map));
+        const fromText = bindingsOfText(plan.fileText);
+        expect(fromPlan.rows).toBeDefined();
+        expect(fromText.rows).toBeUndefined();
+        expect(fromPlan.assignments()).toEqual(fromText.assignments());
+        expect(fromPlan.addresses).toEqual(fromText.addresses);
+        expect(encodeBindingIndex('a', 'b', fromPlan)).toEqual(
+          encodeBindingIndex('a', 'b', fromText),
+        );
+        const index = encodeBindingIndex('a', 'b', fromPlan);
+        const rows = index && decodeBindingIndex(index, 'a', 'b')?.rows?.();
+        expect(rows && sameBindings(clientBindings(rows), assignmentColumns(plan.map))).toBe(true);
         compared++;
       }),
       { numRuns: 60 },

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { assignmentColumns, firstOfEachClient, rowOfClient } from '../../src/mapping/columns.js';
+import { assignmentColumns } from '../../src/mapping/columns.js';
 import { mapClients, previousFromAssignments } from '../../src/mapping/map.js';
 import type { PortMap } from '../../src/mapping/types.js';
 import { formatCidr4 } from '../../src/net/ipv4.js';
@@ -94,73 +94,5 @@ describe('assignmentColumns', () => {
       firstPort: [20, 10],
       lastPort: [29, 19],
     });
-  });
-});
-
-describe('rowOfClient', () => {
-  test('finds the row PortMap.forward answers for every client, and none for an address outside the map', () => {
-    fc.assert(
-      fc.property(poolsArb('10.0.0.0'), fc.integer({ min: 0, max: 2 ** 18 }), (pools, probe) => {
-        const map = mapClients(pools, {
-          publicAddresses: publicAddresses(8),
-          portRange: { first: 1024, last: 65535 },
-          excludePorts: [],
-          portsPerClient: 16,
-          minPortsPerClient: 16,
-        });
-        const rows = assignmentColumns(map);
-        for (const entry of map.assignments()) {
-          const row = rowOfClient(rows, entry.client);
-          expect(rows.client[row]).toBe(entry.client);
-          expect(rows.firstPort[row]).toBe(entry.block.first);
-        }
-        // Any address of the /18 around the pools: a row exactly when forward knows it.
-        const address = ip('10.0.0.0') + probe;
-        expect(rowOfClient(rows, address) >= 0).toBe(map.forward(address) !== undefined);
-        expect(rowOfClient(rows, 0)).toBe(-1);
-        expect(rowOfClient(rows, 0xffffffff)).toBe(-1);
-      }),
-      { numRuns: 200 },
-    );
-  });
-});
-
-describe('firstOfEachClient', () => {
-  const binding = (client: number, firstPort: number) => ({ client, firstPort });
-
-  test("a client's second binding (its udp rule after its tcp one) is dropped, in either order of the list", () => {
-    const ascending = [binding(1, 10), binding(2, 20), binding(2, 21), binding(5, 50)];
-    expect(firstOfEachClient(ascending)).toEqual([binding(1, 10), binding(2, 20), binding(5, 50)]);
-    const unsorted = [
-      binding(5, 50),
-      binding(2, 20),
-      binding(5, 51),
-      binding(1, 10),
-      binding(2, 21),
-    ];
-    expect(firstOfEachClient(unsorted)).toEqual([binding(5, 50), binding(2, 20), binding(1, 10)]);
-    expect(firstOfEachClient([])).toEqual([]);
-  });
-
-  test('agrees with a Set of the clients on random lists', () => {
-    fc.assert(
-      fc.property(
-        fc.array(fc.integer({ min: 0, max: 20 }), { maxLength: 30 }),
-        fc.boolean(),
-        (clients, sorted) => {
-          const list = (sorted ? [...clients].sort((a, b) => a - b) : clients).map((client, i) =>
-            binding(client, i),
-          );
-          const seen = new Set<number>();
-          const expected = list.filter((entry) => {
-            const first = !seen.has(entry.client);
-            seen.add(entry.client);
-            return first;
-          });
-          expect(firstOfEachClient(list)).toEqual(expected);
-        },
-      ),
-      { numRuns: 300 },
-    );
   });
 });

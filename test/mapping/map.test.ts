@@ -1,4 +1,5 @@
 import { isTnatError } from '../../src/errors.js';
+import { bindingAtRow } from '../../src/mapping/bindings.js';
 import { mapClients, previousFromAssignments } from '../../src/mapping/map.js';
 import type { NatSettings, PortBlock } from '../../src/mapping/types.js';
 import type { ClientPool } from '../../src/eduvpn/pool.js';
@@ -310,9 +311,12 @@ describe('previousFromAssignments', () => {
       { client: 1, publicAddress: 8, firstPort: 1024 },
     ]);
     expect(previous.blockSize).toBe(128);
-    expect([...previous.byClient]).toEqual([
-      [1, { publicAddress: 7, firstPort: 65408 }],
-      [2, { publicAddress: 7, firstPort: 65280 }],
-    ]);
+    const { bindings } = previous;
+    expect(Array.from({ length: bindings.count }, (_, row) => bindingAtRow(bindings, row))).toEqual(
+      [
+        { client: 1, publicAddress: 7, firstPort: 65408, lastPort: 65535 },
+        { client: 2, publicAddress: 7, firstPort: 65280, lastPort: 65407 },
+      ],
+    );
   });
 });

@@ -7,6 +7,7 @@ import {
 import { renderNftTable } from '../../src/render/nftables.js';
 import { readAssignments } from '../../src/render/read-rules.js';
 import { mergeIntoRulesFile } from '../../src/render/rules-file.js';
+import { bindingAtRow } from '../../src/mapping/bindings.js';
 import { previousFromAssignments } from '../../src/mapping/map.js';
 import { ip } from '../helpers/port-map.js';
 import { readFixture } from './golden.js';
@@ -181,9 +182,14 @@ describe('readAssignments', () => {
       expect(read.assignments).toHaveLength(65533);
       expect(read.assignments.at(-1)).toEqual(expected(map).at(-1));
       const previous = previousFromAssignments(read.blockSize, read.assignments);
-      expect(previous.byClient.get(ip('10.42.128.0'))).toEqual({
+      const { bindings } = previous;
+      const row = bindings.client.indexOf(ip('10.42.128.0'));
+      expect(row).toBeGreaterThanOrEqual(0);
+      expect(bindingAtRow(bindings, row)).toEqual({
+        client: ip('10.42.128.0'),
         publicAddress: map.forward(ip('10.42.128.0'))?.publicAddress,
         firstPort: map.forward(ip('10.42.128.0'))?.block.first,
+        lastPort: map.forward(ip('10.42.128.0'))?.block.last,
       });
     }
   });
