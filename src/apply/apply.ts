@@ -19,6 +19,7 @@ import {
   listArchives,
   newestArchive,
   prepareArchive,
+  prepareArchiveAsync,
   readIpv6Half,
   type PendingArchive,
   type StoredArchive,
@@ -240,6 +241,7 @@ export async function applyRuleset(
     options.requester ?? 'apply',
   );
   let pending: PendingArchive | undefined;
+  let preparing: Promise<PendingArchive> | undefined;
   let pending6: PendingArchive | undefined;
   let rulesTemporary: string | undefined;
   let rulesTemporary6: string | undefined;
@@ -375,7 +377,9 @@ export async function applyRuleset(
           firewall.compressArchives,
           'ip6tables',
         );
-      pending = prepareArchive(
+      // A /16's gzip runs in libuv's thread pool while this thread writes the rules file and
+      // compares the bindings; the kernel is not touched before the archive is written.
+      preparing = prepareArchiveAsync(
         firewall.archiveDir,
         { ...header, ipv6: pending6 && { sha256: pending6.sha256 } },
         { text: plan.fileText, bytes: planBytes() },
@@ -384,6 +388,16 @@ export async function applyRuleset(
           : undefined,
         firewall.compressArchives,
       );
+      // Awaited below, or discarded by `finally` when this thread fails first.
+      preparing.catch(() => undefined);
+    }
+    if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, planBytes());
+    if (needFile6) rulesTemporary6 = writeRulesTemporary(file6.file, file6.fileText);
+    const changes = needKernel ? bindingChanges(view.bindings(), plan) : { changed: [], kept: [] };
+    const changed6 = needKernel && !view.right6 ? translationChanges(view, plan) : [];
+    if (preparing) {
+      pending = await preparing;
+      preparing = undefined;
       // Anchored before the kernel changes, so the archive is ours whatever happens next.
       const { sha256: pendingSha } = pending;
       updateDirState(firewall.stateFile, firewall.archiveDir, (state) => ({
@@ -391,17 +405,12 @@ export async function applyRuleset(
         pending: { sha256: pendingSha, applyStarted: new Date(started).toISOString() },
       }));
     }
-    if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, planBytes());
-    if (needFile6) rulesTemporary6 = writeRulesTemporary(file6.file, file6.fileText);
 
     // Two activations never share an archive second: wait for the next one if needed (less
     // than a second: assertNotInFuture refused a newest archive from a later second).
     const earliest = ((latest?.entry.activatedAt ?? 0) + 1) * 1000;
     if (needArchive && needKernel && deps.clock.now() < earliest)
       await deps.clock.sleep(earliest - deps.clock.now());
-
-    const changes = needKernel ? bindingChanges(view.bindings(), plan) : { changed: [], kept: [] };
-    const changed6 = needKernel && !view.right6 ? translationChanges(view, plan) : [];
     const current = pending;
     const recordChild =
       current &&
@@ -532,6 +541,7 @@ export async function applyRuleset(
       durationMs: deps.clock.now() - started,
     };
   } finally {
+    if (preparing) (await preparing.catch(() => undefined))?.discard();
     pending?.discard();
     pending6?.discard();
     if (rulesTemporary !== undefined) unlinkSync(rulesTemporary);

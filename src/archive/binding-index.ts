@@ -72,7 +72,26 @@ export function bindingsOfText(text: string, known?: () => Bindings): ArchiveBin
         ? text.split('\n', HEADER_LINES).join('\n')
         : text.slice(0, end + END_OF_HEADER.length);
   }
-  const body = archiveBody(text);
+  return bindingsOfParts(header, archiveBody(text), known);
+}
+
+/**
+ * bindingsOfText of `head + body`, where `head` is an archive header as renderArchive writes it
+ * (up to its end line), without joining a /16's text to its header only to split it again.
+ */
+export function bindingsOfArchive(
+  head: string,
+  body: string,
+  known?: () => Bindings,
+): ArchiveBindings {
+  return bindingsOfParts(parseArchiveHeader(head) === undefined ? '' : head, body, known);
+}
+
+function bindingsOfParts(
+  header: string,
+  body: string,
+  known: (() => Bindings) | undefined,
+): ArchiveBindings {
   const complete = rulesetLooksComplete(body);
   const rows = known && rowsOfBindings(known());
   if (rows) {

@@ -26,12 +26,13 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, join } from 'node:path';
-import { constants, gunzipSync, gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { constants, gunzipSync, gzip, gzipSync } from 'node:zlib';
 import { TnatError } from '../errors.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
 import {
   bindingIndexName,
-  bindingsOfText,
+  bindingsOfArchive,
   decodeBindingIndex,
   type ArchiveBindings,
   type ReadForTrace,
@@ -78,6 +79,7 @@ export function decodeArchive(bytes: Buffer, path: string): string {
 
 /** gzip level 3: a /16 ruleset (14.5 MB) in about 30 ms to 1.2 MB; higher levels gain little. */
 const GZIP_LEVEL = 3;
+const gzipAsync = promisify(gzip);
 
 /** An archive's bytes as stored: gzip, or the plain text. */
 export function encodeArchive(content: string | Uint8Array, compress: boolean): Buffer {
@@ -398,6 +400,36 @@ export function prepareArchive(
   compress = true,
   kind: ArchiveKind = header.backend,
 ): PendingArchive {
+  const { head, text, content } = startArchive(dir, header, body, previous);
+  const bytes = encodeArchive(storedForm(head, body, content), compress);
+  return writePending(dir, kind, { head, text, content, bytes }, compress);
+}
+
+/**
+ * prepareArchive with the gzip in libuv's thread pool: the caller's thread goes on (writing the
+ * rules file, comparing bindings) while a /16 is compressed, and awaits the pending archive
+ * before it changes the kernel. A caller that stops before awaiting must still await and
+ * discard it, or a pending archive stays behind.
+ */
+export async function prepareArchiveAsync(
+  ...[dir, header, body, previous, compress = true, kind = header.backend]: Parameters<
+    typeof prepareArchive
+  >
+): Promise<PendingArchive> {
+  const { head, text, content } = startArchive(dir, header, body, previous);
+  const stored = storedForm(head, body, content);
+  const bytes = compress
+    ? await gzipAsync(stored, { level: GZIP_LEVEL })
+    : encodeArchive(stored, false);
+  return writePending(dir, kind, { head, text, content, bytes }, compress);
+}
+
+function startArchive(
+  dir: string,
+  header: Omit<ArchiveHeader, 'previous'>,
+  body: string | EncodedText,
+  previous: { readonly name: string; readonly sha256: string } | undefined,
+): { head: string; text: string; content: string } {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o750 });
   } catch (error) {
@@ -405,11 +437,27 @@ export function prepareArchive(
   }
   const text = typeof body === 'string' ? body : body.text;
   const head = renderArchive({ ...header, previous }, '');
-  const content = head + text;
-  const bytes = encodeArchive(
-    typeof body === 'string' ? content : Buffer.concat([Buffer.from(head, 'utf8'), body.bytes]),
-    compress,
-  );
+  return { head, text, content: head + text };
+}
+
+/** What is stored: the header and body as one text, or their bytes when the body's are known. */
+function storedForm(
+  head: string,
+  body: string | EncodedText,
+  content: string,
+): string | Uint8Array {
+  return typeof body === 'string'
+    ? content
+    : Buffer.concat([Buffer.from(head, 'utf8'), body.bytes]);
+}
+
+function writePending(
+  dir: string,
+  kind: ArchiveKind,
+  archive: { head: string; text: string; content: string; bytes: Buffer },
+  compress: boolean,
+): PendingArchive {
+  const { head, text, content, bytes } = archive;
   const backend = kind;
   try {
     const temporary = writeTemporaryBeside(join(dir, archiveName(backend, 0)), bytes, 0o440);
@@ -441,7 +489,12 @@ export function prepareArchive(
       // The rules are active and archived by now; the index only speeds up later traces. The
       // IPv6 half is read only by IPv6 traces, from its own text.
       if (kind !== 'ip6tables') {
-        writeBindingIndex(dir, basename(committed.path), digest, bindingsOfText(content, bindings));
+        writeBindingIndex(
+          dir,
+          basename(committed.path),
+          digest,
+          bindingsOfArchive(head, text, bindings),
+        );
       }
       return committed;
     },

@@ -137,6 +137,14 @@ export class Daemon {
     await this.settler.stop();
   }
 
+  /**
+   * Resolves when no apply is in progress: an apply waits on real I/O (the archive's gzip in
+   * libuv's pool), so a test that moves time by hand waits for this before it looks.
+   */
+  idle(): Promise<void> {
+    return this.settler.idle();
+  }
+
   status(): string {
     const what = this.active ?? 'no ruleset applied yet';
     const archive = this.activeArchive ? `; archive ${this.activeArchive}` : '';

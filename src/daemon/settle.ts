@@ -51,6 +51,11 @@ export class Settler {
     await this.start();
   }
 
+  /** Resolves when no run is in progress (the one now, and any it queued, have finished). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
   /** No more runs; resolves when the one in progress (if any) has finished. */
   async stop(): Promise<void> {
     this.stopped = true;

@@ -4,7 +4,9 @@ import { parsePortalConfig } from '../../src/eduvpn/portal.js';
 import fc from 'fast-check';
 import { ourPartOf, planRuleset } from '../../src/apply/plan.js';
 import { clientBindings } from '../../src/archive/binding-columns.js';
+import { renderArchive } from '../../src/archive/header.js';
 import {
+  bindingsOfArchive,
   bindingsOfText,
   decodeBindingIndex,
   encodeBindingIndex,
@@ -123,6 +125,26 @@ describe('planRuleset', () => {
         expect(encodeBindingIndex('a', 'b', fromPlan)).toEqual(
           encodeBindingIndex('a', 'b', fromText),
         );
+        // As the apply writes it: the header and the body apart, not joined first.
+        const head = renderArchive(
+          {
+            tool: 'traceable-nat test',
+            backend: site.backend,
+            applyStarted: '2026-12-06T00:00:00.000Z',
+            reason: 'first',
+            clients: plan.map.clientCount,
+            settings: {},
+            previous: undefined,
+          },
+          '',
+        );
+        expect(
+          encodeBindingIndex(
+            'a',
+            'b',
+            bindingsOfArchive(head, plan.fileText, () => assignmentColumns(plan.map)),
+          ),
+        ).toEqual(encodeBindingIndex('a', 'b', bindingsOfText(head + plan.fileText)));
         const index = encodeBindingIndex('a', 'b', fromPlan);
         const rows = index && decodeBindingIndex(index, 'a', 'b')?.rows?.();
         expect(rows && sameBindings(clientBindings(rows), assignmentColumns(plan.map))).toBe(true);

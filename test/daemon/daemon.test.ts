@@ -40,6 +40,8 @@ interface Timer {
  */
 class ManualTime implements Clock {
   private current = Date.parse('2026-12-05T12:00:00Z');
+  /** What `advance` waits for after each timer it fires: the daemon's apply, if one started. */
+  settle: () => Promise<void> = flush;
   private nextId = 1;
   private readonly due = new Map<number, Timer>();
 
@@ -78,7 +80,7 @@ class ManualTime implements Clock {
       if (timer.every === undefined) this.due.delete(id);
       else timer.at += timer.every;
       timer.callback();
-      await flush();
+      await this.settle();
     }
     this.current = Math.max(this.current, until);
   }
@@ -187,6 +189,10 @@ beforeEach(() => {
   writeConfig();
   table = new FakeNatTable();
   time = new ManualTime();
+  time.settle = async () => {
+    await flush();
+    await daemon.idle();
+  };
   watches = [];
   lines = [];
   daemon = newDaemon();
@@ -456,6 +462,8 @@ test('stop during an apply waits for it to finish: the rules, the archive and th
   holding = true;
   sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
   changed();
+  // Not waiting for the apply: it is held until release().
+  time.settle = flush;
   await time.advance(SETTLE_MS);
   expect(table.save()).not.toContain('-s 10.42.2.2/32');
 

@@ -192,3 +192,41 @@ test('runNow during a settle does not end it: the settle still gets its own run,
   expect(maxRunning).toBe(1);
   expect(settler.settling).toBe(false);
 });
+
+test('idle waits for the run in progress; a change during it waits in its quiet time, not in idle', async () => {
+  const timers = manualTimers();
+  const finishes: (() => void)[] = [];
+  const settler = new Settler(
+    1000,
+    () =>
+      new Promise<void>((resolve) => {
+        finishes.push(resolve);
+      }),
+    timers,
+  );
+  await settler.idle();
+  void settler.runNow();
+  await flush();
+  let idle = false;
+  const waiting = settler.idle().then(() => {
+    idle = true;
+  });
+  settler.poke();
+  await flush();
+  expect(idle).toBe(false);
+  finishes[0]?.();
+  await waiting;
+  expect(settler.settling).toBe(true);
+  timers.advance(1000);
+  await flush();
+  expect(finishes).toHaveLength(2);
+  idle = false;
+  const again = settler.idle().then(() => {
+    idle = true;
+  });
+  await flush();
+  expect(idle).toBe(false);
+  finishes[1]?.();
+  await again;
+  expect(idle).toBe(true);
+});
