@@ -1,6 +1,7 @@
 /** The systemd unit: it verifies, has what Type=notify needs, and stays well hardened. */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { unitLaunch } from '../bench/daemon.js';
 
 const UNIT = 'systemd/traceable-nat.service';
 const text = readFileSync(UNIT, 'utf8');
@@ -26,7 +27,16 @@ describe('systemd/traceable-nat.service', () => {
   });
 
   test('node is the main process (sd_notify from the main pid), running the daemon', () => {
-    expect(setting('ExecStart')[0]).toMatch(/^\/usr\/bin\/node \S+\/bin\/traceable-nat daemon /);
+    expect(setting('ExecStart')[0]).toMatch(
+      /^\/usr\/bin\/node (?:--\S+ )*\S+\/bin\/traceable-nat daemon /,
+    );
+  });
+
+  test("the bench starts its daemon with the unit's memory settings (node flags, environment)", () => {
+    expect(unitLaunch(text)).toEqual({
+      env: ['MALLOC_MMAP_THRESHOLD_=65536'],
+      nodeFlags: ['--max-semi-space-size=4'],
+    });
   });
 
   test('it starts after the firewall services and has a watchdog', () => {
