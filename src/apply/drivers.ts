@@ -23,7 +23,7 @@ import { isTnatError, TnatError } from '../errors.js';
 import { readAssignments } from '../render/read-rules.js';
 import { assignmentColumns } from '../mapping/columns.js';
 import { bindingsOf, NO_BINDINGS, sameBindings, type Bindings } from '../mapping/bindings.js';
-import type { ExtractedNat } from '../render/rules-file.js';
+import { diffChains, type ChainDiff, type ExtractedNat } from '../render/rules-file.js';
 import type { RulesetPlan } from './plan.js';
 
 export interface KernelView {
@@ -98,8 +98,23 @@ export interface BackendDriver {
 
 const NO_TRANSLATIONS: ReadonlyMap<string, string> = new Map();
 
+/** Our chains as known and as planned, and how they differ (compared once per apply). */
+interface ComparedChains {
+  readonly held: KernelNat['chains'];
+  readonly desired: IptablesNat['chains'];
+  readonly diff: ChainDiff;
+}
+
 /** What a restore must change for a kernel state to hold `desired` (`force`: all of it). */
-function payloadFor(state: KernelNat, desired: IptablesNat, force: boolean, canary?: string) {
+function payloadFor(
+  state: KernelNat,
+  desired: IptablesNat,
+  force: boolean,
+  canary?: string,
+  compared?: ComparedChains,
+) {
+  if (!force && compared?.held === state.chains && compared.desired === desired.chains)
+    return buildIptablesPayload(state, desired, canary, compared.diff);
   // Forced: every chain counts as changed, and the jump is placed again.
   const base: KernelNat = force
     ? {
@@ -135,16 +150,23 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
   let state6: KernelNat | undefined;
   /** `state` came from the canary and the archive, not from reading the table. */
   let claimed = false;
+  /** What read() found of `state` against the plan: apply() builds its payload on it. */
+  let compared: ComparedChains | undefined;
   return {
     async read(plan, known, claim) {
       const trusted = known?.plan;
       claimed = false;
+      compared = undefined;
       let right6 = true;
       let translations6 = (): ReadonlyMap<string, string> => NO_TRANSLATIONS;
       const desired6 = plan.ipv6?.iptables;
-      const kernelHoldsPlan = (held: KernelNat): boolean =>
-        plan.iptables !== undefined &&
-        buildIptablesPayload(held, plan.iptables).payload === undefined;
+      const kernelHoldsPlan = (held: KernelNat): boolean => {
+        const desired = plan.iptables;
+        if (desired === undefined) return false;
+        const diff = diffChains(held.chains, desired.chains);
+        compared = { held: held.chains, desired: desired.chains, diff };
+        return buildIptablesPayload(held, desired, undefined, diff).payload === undefined;
+      };
       if (desired6) {
         const trusted6 = trusted?.ipv6;
         const save6 = trusted6?.iptables ? undefined : await kernel6.saveNat();
@@ -205,7 +227,7 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       const desired6 = plan.ipv6?.iptables;
       if (desired6 || plan.ipv6Removal) state6 ??= readKernelNat(await kernel6.saveNat());
       let before = state;
-      let four = payloadFor(before, desired, force, canary);
+      let four = payloadFor(before, desired, force, canary, compared);
       const six = state6 && payload6For(state6, desired6, force);
       /**
        * Runs `step` on the IPv4 payload. One built on the canary's word that the kernel
@@ -242,6 +264,7 @@ function iptablesDriver(runner: CommandRunner, config: Config): BackendDriver {
       }
       state = undefined;
       state6 = undefined;
+      compared = undefined;
       return {
         summary: {
           chainsRewritten: four.rewritten.length,
