@@ -13,6 +13,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Config } from '../config.js';
 import { anchorProblem, readDirState, updateDirState } from '../archive/anchor.js';
 import { archiveBody, parseArchiveHeader } from '../archive/header.js';
+import { removeStaleIndexTemporaries } from '../archive/index-file.js';
 import { archiveName, type ArchiveName } from '../archive/names.js';
 import {
   indexedBindings,
@@ -250,6 +251,7 @@ export async function applyRuleset(
     removeStaleTemporaries(firewall.rulesFile);
     removeStaleTemporaries(firewall.stateFile);
     removeStaleTemporaries(join(firewall.archiveDir, archiveName(firewall.backend, 0)));
+    removeStaleIndexTemporaries(firewall.archiveDir);
     if (firewall.backend === 'iptables') {
       removeStaleTemporaries(firewall.rulesFile6);
       removeStaleTemporaries(join(firewall.archiveDir, archiveName('ip6tables', 0)));

@@ -7,8 +7,17 @@
  */
 import { renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeTemporaryBeside } from '../system/atomic-write.js';
+import { removeStaleTemporariesOf, writeTemporaryBeside } from '../system/atomic-write.js';
 import { bindingIndexName, encodeBindingIndex, type ArchiveBindings } from './binding-index.js';
+
+/**
+ * Removes index temporaries that a killed writer left (an apply killed while it wrote the new
+ * archive's index). Called under the apply's lock; a trace, which holds no lock, may be writing
+ * one right then: its index is then not written, which only leaves that trace's next run slower.
+ */
+export function removeStaleIndexTemporaries(dir: string): number {
+  return removeStaleTemporariesOf(dir, (target) => /^\..+\.idx$/.test(target));
+}
 
 /**
  * Writes (or replaces) the index of archive `name`, whose stored bytes have SHA-256

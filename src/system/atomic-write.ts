@@ -87,8 +87,26 @@ export function writeTemporaryBeside(
  * writes them, so under the lock every one of them is stale). Returns how many were removed.
  */
 export function removeStaleTemporaries(target: string): number {
-  const directory = dirname(target);
   const prefix = temporaryPrefix(target);
+  return removeTemporariesIn(dirname(target), (name) => name.startsWith(prefix));
+}
+
+/**
+ * Removes the temporary files in `directory` of every target whose name `isTarget` accepts:
+ * for files named per archive (binding indexes), where no one target name covers them.
+ */
+export function removeStaleTemporariesOf(
+  directory: string,
+  isTarget: (name: string) => boolean,
+): number {
+  return removeTemporariesIn(directory, (name) => {
+    // `.<target>.<12 hex digits>.tmp`, as writeTemporaryBeside names them.
+    const match = /^\.(.+)\.[0-9a-f]{12}\.tmp$/.exec(name);
+    return match?.[1] !== undefined && isTarget(match[1]);
+  });
+}
+
+function removeTemporariesIn(directory: string, isOurs: (name: string) => boolean): number {
   let names: string[];
   try {
     names = readdirSync(directory);
@@ -97,7 +115,7 @@ export function removeStaleTemporaries(target: string): number {
   }
   let removed = 0;
   for (const name of names) {
-    if (!name.startsWith(prefix) || !name.endsWith(TEMPORARY_SUFFIX)) continue;
+    if (!name.endsWith(TEMPORARY_SUFFIX) || !isOurs(name)) continue;
     try {
       unlinkSync(join(directory, name));
       removed++;

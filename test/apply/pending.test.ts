@@ -309,3 +309,15 @@ describe('with nat6: an apply that changed only IPv6, killed in its ip6tables lo
     expect(dual.ipv6.save()).toContain('[2001:db8::2]');
   });
 });
+
+test('an index temporary left by an apply killed while it wrote the index is removed by the next apply; other files stay', async () => {
+  await apply();
+  const [archive] = archives();
+  const leftover = join(sandbox.archiveDir, `..${archive ?? ''}.idx.0123456789ab.tmp`);
+  const foreign = join(sandbox.archiveDir, 'notes.0123456789ab.tmp');
+  writeFileSync(leftover, 'cut');
+  writeFileSync(foreign, "the administrator's");
+  expect(await apply()).toMatchObject({ outcome: 'unchanged' });
+  expect(existsSync(leftover)).toBe(false);
+  expect(existsSync(foreign)).toBe(true);
+});

@@ -55,9 +55,16 @@ export interface Killed {
   readonly childPid: number;
 }
 
-/** Starts `apply` with the slow wrapper and kills it with SIGKILL once the load has begun. */
-export async function applyAndKill(site: FaultSite, wrapperDir: string): Promise<Killed> {
-  const mark = join(site.sandbox.dir, `slow-${Date.now()}`);
+/**
+ * Starts `apply` in the site's namespace with `env`, and kills it with SIGKILL once `moment`
+ * resolves. `ip netns exec` and `env` exec() into node: the pid killed is the applier itself
+ * (one that has ended ignores the kill).
+ */
+export async function applyKilledWhen(
+  site: FaultSite,
+  env: readonly string[],
+  moment: () => Promise<void>,
+): Promise<void> {
   const child = spawn(
     'ip',
     [
@@ -65,8 +72,7 @@ export async function applyAndKill(site: FaultSite, wrapperDir: string): Promise
       'exec',
       site.net.gateway,
       'env',
-      `PATH=${wrapperDir}:${process.env.PATH ?? ''}`,
-      `SLOW_MARK=${mark}`,
+      ...env,
       join('bin', 'traceable-nat'),
       'apply',
       '--config',
@@ -75,9 +81,19 @@ export async function applyAndKill(site: FaultSite, wrapperDir: string): Promise
     { stdio: 'ignore' },
   );
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  await waitFor('the slowed load to start', () => existsSync(mark) && readText(mark).trim() !== '');
-  // ip netns exec and env exec() into node: this pid is the applier itself.
+  await moment();
   child.kill('SIGKILL');
   await exited;
+}
+
+/** Starts `apply` with the slow wrapper and kills it with SIGKILL once the load has begun. */
+export async function applyAndKill(site: FaultSite, wrapperDir: string): Promise<Killed> {
+  const mark = join(site.sandbox.dir, `slow-${Date.now()}`);
+  await applyKilledWhen(
+    site,
+    [`PATH=${wrapperDir}:${process.env.PATH ?? ''}`, `SLOW_MARK=${mark}`],
+    () =>
+      waitFor('the slowed load to start', () => existsSync(mark) && readText(mark).trim() !== ''),
+  );
   return { childPid: Number(readFileSync(mark, 'utf8').trim()) };
 }
