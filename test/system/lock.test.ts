@@ -1,5 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireLock } from '../../src/system/lock.js';
@@ -49,6 +57,33 @@ describe('acquireLock', () => {
     const gone = spawnSync('true').pid;
     writeFileSync(path, JSON.stringify({ pid: gone, command: 'crashed', since: 'then' }));
     const release = await acquireLock(path, 1000, 'test');
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ pid: process.pid });
+    release();
+  });
+
+  test('an empty lock (an older version killed between creating and writing it) is taken over once it is old, not while fresh', async () => {
+    const path = join(dir, 'lock');
+    writeFileSync(path, '');
+    // Fresh: it may be being written; the applier waits and then names nobody.
+    await expect(acquireLock(path, 300, 'test')).rejects.toThrow(/held by another process/);
+    const old = new Date(Date.now() - 10_000);
+    utimesSync(path, old, old);
+    const release = await acquireLock(path, 1000, 'test');
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ pid: process.pid });
+    release();
+  });
+
+  test('the lock never exists without its holder: it is linked into place already written, and what a killed applier left of that is removed', async () => {
+    const path = join(dir, 'lock');
+    const gone = spawnSync('true').pid;
+    const orphan = join(dir, `lock.${gone}.0123456789ab.tmp`);
+    const live = join(dir, `lock.${process.pid}.ba9876543210.tmp`);
+    const foreign = join(dir, 'lock.notes.tmp');
+    for (const file of [orphan, live, foreign]) writeFileSync(file, '{}');
+    const release = await acquireLock(path, 1000, 'test');
+    expect(readdirSync(dir).sort()).toEqual(
+      ['lock', `lock.${process.pid}.ba9876543210.tmp`, 'lock.notes.tmp'].sort(),
+    );
     expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ pid: process.pid });
     release();
   });
