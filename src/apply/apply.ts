@@ -27,7 +27,7 @@ import {
 } from '../archive/store.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { ROOT_CHAIN } from '../render/iptables.js';
-import { clientBindings } from '../archive/binding-columns.js';
+import { clientBindings, type BindingRows } from '../archive/binding-columns.js';
 import {
   bindingsOf,
   mostCommonBlockSize,
@@ -35,7 +35,6 @@ import {
   type Bindings,
 } from '../mapping/bindings.js';
 import { assignmentColumns } from '../mapping/columns.js';
-import { previousFromBindings } from '../mapping/map.js';
 import type { PreviousAssignments } from '../mapping/types.js';
 import { isTnatError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
@@ -56,7 +55,7 @@ import type { Ruleset6Plan } from '../render/ruleset6.js';
 import { formatCidr6, formatIpv6 } from '../net/ipv6.js';
 import { clientsByProtocol, removalProblem } from './guard.js';
 import { clientsByProtocolOf, resolvePendingArchives } from './pending.js';
-import { ourPartOf, planRuleset, previousFromMap, previousOf, type RulesetPlan } from './plan.js';
+import { ourPartOf, planRuleset, previousFromMap, type RulesetPlan } from './plan.js';
 import { TOOL_VERSION } from '../version.js';
 
 export interface ApplyDeps {
@@ -597,23 +596,13 @@ function readActive(
   claim: KernelClaim;
 } {
   const { sha256 } = newest;
-  const indexed = indexedBindings(firewall.archiveDir, newest.entry, sha256)?.rows?.();
-  let bindings: Bindings;
-  let previous: PreviousAssignments | undefined;
-  if (indexed) {
-    bindings = clientBindings(indexed);
-    // Over every binding, as readAssignments counts them.
-    const blockSize = mostCommonBlockSize(
-      indexed.firstPort,
-      indexed.lastPort,
-      indexed.client.length,
-    );
-    previous = bindings.count > 0 ? previousFromBindings(blockSize, bindings) : undefined;
-  } else {
-    const read = readAssignments(text);
-    bindings = bindingsOf(read.assignments);
-    previous = previousOf(read);
-  }
+  const { bindings, blockSize } = activeBindings(
+    indexedBindings(firewall.archiveDir, newest.entry, sha256)?.rows?.(),
+    text,
+  );
+  // The mapping's stability input is the same columns (it reads only the first ports).
+  const previous: PreviousAssignments | undefined =
+    bindings.count > 0 ? { blockSize, bindings } : undefined;
   // iptables: one parse gives the merge template and our part as the file holds it.
   const merged =
     firewall.backend === 'iptables' ? prepareMergeAndExtract(text, firewall.rulesFile) : undefined;
@@ -621,6 +610,25 @@ function readActive(
     previous,
     template: merged?.template,
     claim: { sha256, text, nat: merged?.ours, bindings },
+  };
+}
+
+/**
+ * An archive's bindings, one per client, and the block size most of its bindings have: from
+ * its binding index's rows when there are any, else from its text.
+ */
+function activeBindings(
+  indexed: BindingRows | undefined,
+  text: string,
+): { bindings: Bindings; blockSize: number } {
+  if (indexed === undefined) {
+    const read = readAssignments(text);
+    return { bindings: bindingsOf(read.assignments), blockSize: read.blockSize };
+  }
+  return {
+    bindings: clientBindings(indexed),
+    // Over every binding, as readAssignments counts them.
+    blockSize: mostCommonBlockSize(indexed.firstPort, indexed.lastPort, indexed.client.length),
   };
 }
 

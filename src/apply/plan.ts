@@ -7,7 +7,7 @@ import type { Config } from '../config.js';
 import type { Backend } from '../archive/header.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { assignmentColumns } from '../mapping/columns.js';
-import { mapClients, previousFromAssignments, previousFromBindings } from '../mapping/map.js';
+import { mapClients, previousFromAssignments } from '../mapping/map.js';
 import type { NatSettings, PortMap, PreviousAssignments } from '../mapping/types.js';
 import { parseIpv4 } from '../net/ipv4.js';
 import { renderIptablesChains, type IptablesNat } from '../render/iptables.js';
@@ -58,7 +58,7 @@ export function natSettings(config: Config): NatSettings {
 }
 
 /** A ruleset's bindings as the mapping's stability input; undefined when it has none. */
-export function previousOf(read: ReadRules): PreviousAssignments | undefined {
+function previousOf(read: ReadRules): PreviousAssignments | undefined {
   return read.assignments.length > 0
     ? previousFromAssignments(read.blockSize, read.assignments)
     : undefined;
@@ -96,7 +96,7 @@ export interface CurrentState {
 
 /** The bindings of a plan, as the next plan's stability input. */
 export function previousFromMap(map: PortMap): PreviousAssignments {
-  return previousFromBindings(map.blockSize, assignmentColumns(map));
+  return { blockSize: map.blockSize, bindings: assignmentColumns(map) };
 }
 
 /** rules.v6 without our part, when it has one (see RulesetPlan.ipv6Removal). */

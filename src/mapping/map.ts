@@ -8,7 +8,7 @@
 import type { ClientPool } from '../eduvpn/pool.js';
 import { TnatError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
-import { bindingsOf, type Bindings } from './bindings.js';
+import { bindingsOf } from './bindings.js';
 import { chooseBlockLayout } from './block-size.js';
 import type { BlockLayout } from './blocks.js';
 import { ClientIndex, describeClientSources, rejectPublicAddressInPools } from './clients.js';
@@ -226,9 +226,4 @@ export function previousFromAssignments(
     lastPort: firstPort + blockSize - 1,
   }));
   return { blockSize, bindings: bindingsOf(withEnds) };
-}
-
-/** PreviousAssignments from bindings already in columns (a plan's, or an index's). */
-export function previousFromBindings(blockSize: number, bindings: Bindings): PreviousAssignments {
-  return { blockSize, bindings };
 }
