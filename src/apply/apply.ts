@@ -314,6 +314,7 @@ export async function applyRuleset(
             rulesText: currentText,
             archiveBody: archived,
             previous: trusted ? previousFromMap(trusted.map) : active?.previous,
+            previousRender: claim?.plan.iptables,
             mergeTemplate: trusted?.mergeTemplate ?? active?.template,
             rulesText6: currentText6,
           });

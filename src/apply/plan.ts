@@ -85,6 +85,11 @@ export interface CurrentState {
   readonly archiveBody: string | undefined;
   /** The bindings in force, when already known (saves reading them back from the texts). */
   readonly previous?: PreviousAssignments | undefined;
+  /**
+   * An earlier render of our chains (the daemon's last plan), whose unchanged subtrees the
+   * render takes instead of writing them again; any render serves, the result is the same.
+   */
+  readonly previousRender?: IptablesNat | undefined;
   /** The merge template of rulesText, when already known (saves parsing it again). */
   readonly mergeTemplate?: MergeTemplate | undefined;
   /**
@@ -139,7 +144,7 @@ export function planRuleset(
       ipv6Removal: undefined,
     };
   }
-  const iptables = renderIptablesChains(map, { outInterface });
+  const iptables = renderIptablesChains(map, { outInterface }, current.previousRender);
   const mergeTemplate =
     current.mergeTemplate ?? prepareMerge(current.rulesText, config.firewall.rulesFile);
   const fileText = mergeTemplate.render(iptables);

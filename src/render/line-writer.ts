@@ -36,6 +36,8 @@ export class LineWriter {
   private length = 0;
   private lineStart = 0;
   private readonly chunks: string[] = [];
+  /** Characters in `chunks` (one per byte: the text is latin1). */
+  private flushed = 0;
   /** Where each line of the current chunk ends (its newline). */
   private lineEnds = new Int32Array(1024);
   private lines = 0;
@@ -106,6 +108,23 @@ export class LineWriter {
     this.buffer[this.length++] = value;
   }
 
+  /** How many characters have been written so far, in all. */
+  get offset(): number {
+    return this.flushed + this.length;
+  }
+
+  /**
+   * Appends ready text of whole lines (each ending in a newline) as it is: the text of chains
+   * an earlier render wrote and this one reuses. Not copied into the buffer: its own piece.
+   */
+  text(piece: string): void {
+    if (this.length !== this.lineStart) throw new RangeError('text() inside a line');
+    if (piece.length === 0) return;
+    this.flush();
+    this.chunks.push(piece);
+    this.flushed += piece.length;
+  }
+
   /** How many bytes the current line holds so far. */
   get column(): number {
     return this.length - this.lineStart;
@@ -155,6 +174,7 @@ export class LineWriter {
     if (this.length === 0) return;
     const chunk = this.buffer.toString('latin1', 0, this.length);
     this.chunks.push(chunk);
+    this.flushed += chunk.length;
     const { runOwners, runStarts, lineEnds } = this;
     for (let run = 0; run < runOwners.length; run++) {
       const owner = runOwners[run];
@@ -180,9 +200,14 @@ export class LineWriter {
    * copies into one piece only if and when a reader needs it flat.
    */
   finish(): string {
-    this.flush();
     let text = '';
-    for (const chunk of this.chunks) text += chunk;
+    for (const chunk of this.finishPieces()) text += chunk;
     return text;
+  }
+
+  /** Everything written, as the pieces whose concatenation is the text (each one flat). */
+  finishPieces(): readonly string[] {
+    this.flush();
+    return this.chunks;
   }
 }

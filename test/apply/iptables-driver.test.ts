@@ -12,7 +12,15 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { applyRuleset, type ApplyResult, type TrustedPlan } from '../../src/apply/apply.js';
+import fc from 'fast-check';
+import {
+  applyRuleset,
+  planFromDisk,
+  type ApplyResult,
+  type TrustedPlan,
+} from '../../src/apply/apply.js';
+import { archiveBody } from '../../src/archive/header.js';
+import { newestArchive } from '../../src/archive/store.js';
 import { discover } from '../../src/cli/discovery.js';
 import { loadConfig } from '../../src/config-file.js';
 import { isTnatError } from '../../src/errors.js';
@@ -293,6 +301,33 @@ test("the daemon's write that changes nothing takes its trusted plan again inste
   expect(changed).toMatchObject({ outcome: 'applied', kernelRead: 'trusted' });
   expect(changed.plan.map.clientCount).toBeGreaterThan(first.plan.map.clientCount);
   expect(ours(table.save())).toEqual(ours(readFileSync(sandbox.rulesFile, 'utf8')));
+});
+
+test("the daemon's chain of trusted applies, each reusing the render before, writes exactly what a plan from scratch gives", async () => {
+  // Random sequences of profile sets, applied one after the other on the last apply's word.
+  const profiles = [ALPHA, BETA, GAMMA, DELTA];
+  const sequences = fc.sample(
+    fc.array(fc.subarray(profiles, { minLength: 1 }), { minLength: 3, maxLength: 6 }),
+    { numRuns: 6, seed: 13 },
+  );
+  for (const sequence of sequences) {
+    let last = await apply();
+    for (const set of sequence) {
+      sandbox.writeProfiles(set);
+      last = await apply(undefined, false, trustedAfter(last));
+      expect(last.kernelRead).toBe('trusted');
+      const config = loadConfig(sandbox.configFile);
+      const scratch = planFromDisk(config, discover(config));
+      const file = readFileSync(sandbox.rulesFile, 'utf8');
+      expect(file).toBe(scratch.fileText);
+      expect(last.plan.fileText).toBe(scratch.fileText);
+      const newest = newestArchive(sandbox.archiveDir, 'iptables');
+      expect(newest && archiveBody(newest.text)).toBe(file);
+      // The same chains and rules (the kernel lists new chains last, the file in tree order).
+      const sorted = (text: string) => ours(text).chains.sort(([a], [b]) => a.localeCompare(b));
+      expect(sorted(table.save())).toEqual(sorted(file));
+    }
+  }
 });
 
 describe('the removal guard (a half-written or emptied eduVPN file)', () => {

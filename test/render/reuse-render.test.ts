@@ -1,0 +1,201 @@
+/**
+ * The iptables render that reuses an earlier render's unchanged subtrees (issue 13) must give
+ * exactly what a render from scratch gives, whatever the earlier render was: checked on random
+ * sequences of profile changes (pools added, removed, resized, mapped with stability as an
+ * apply maps them) and of odd edits (clients moved, rebound, repeated), chained so that each
+ * render reuses the one before, as the daemon's applies do.
+ */
+import fc from 'fast-check';
+import type { ClientPool } from '../../src/eduvpn/pool.js';
+import { mapClients } from '../../src/mapping/map.js';
+import { assignmentColumns } from '../../src/mapping/columns.js';
+import type { NatSettings, PortMap } from '../../src/mapping/types.js';
+import { formatCidr4 } from '../../src/net/ipv4.js';
+import { renderIptablesChains, type IptablesNat } from '../../src/render/iptables.js';
+import { arrayPortMap, type PlainAssignment } from '../helpers/port-map.js';
+import { ip, poolOf } from '../mapping/fixtures.js';
+import { slash16Map } from './maps.js';
+
+const options = { outInterface: 'eth0' };
+
+const SETTINGS: NatSettings = {
+  publicAddresses: Array.from({ length: 7 }, (_, i) => ip('198.18.0.1') + i),
+  portRange: { first: 1024, last: 65535 },
+  excludePorts: [],
+  portsPerClient: 'auto',
+  minPortsPerClient: 16,
+};
+
+function expectSameAsScratch(reused: IptablesNat, map: PortMap): void {
+  const scratch = renderIptablesChains(map, options);
+  expect([...reused.chains.keys()]).toEqual([...scratch.chains.keys()]);
+  expect([...reused.chains]).toEqual([...scratch.chains]);
+  expect(reused.rulesText).toBe(scratch.rulesText);
+  expect(reused.layout?.textStart.at(-1)).toBe(scratch.rulesText?.length);
+}
+
+/** A profile: one of 64 /22 cells of 10.64/16, with a prefix from /22 to /30. */
+const poolArb = fc.record({
+  cell: fc.integer({ min: 0, max: 63 }),
+  prefix: fc.integer({ min: 22, max: 30 }),
+});
+
+function poolsOf(cells: ReadonlyMap<number, number>): ClientPool[] {
+  return [...cells].map(([cell, prefix]) =>
+    poolOf(`p${cell}`, formatCidr4({ network: ip('10.64.0.0') + cell * 1024, prefix })),
+  );
+}
+
+describe('a render reusing the one before it equals a render from scratch', () => {
+  test('on random sequences of profile changes, mapped with stability', () => {
+    fc.assert(
+      fc.property(
+        fc.array(poolArb, { minLength: 1, maxLength: 6 }),
+        fc.array(fc.oneof(poolArb, fc.integer({ min: 0, max: 63 })), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        (start, steps) => {
+          const cells = new Map(start.map(({ cell, prefix }) => [cell, prefix]));
+          let map = mapClients(poolsOf(cells), SETTINGS, undefined);
+          let previous = renderIptablesChains(map, options);
+          for (const step of steps) {
+            // A number removes that profile (when there), a pool adds or resizes one.
+            if (typeof step === 'number') cells.delete(step);
+            else cells.set(step.cell, step.prefix);
+            map = mapClients(poolsOf(cells), SETTINGS, {
+              blockSize: map.blockSize,
+              bindings: assignmentColumns(map),
+            });
+            const reused = renderIptablesChains(map, options, previous);
+            expectSameAsScratch(reused, map);
+            previous = reused;
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  /** Clients of one /23, so that leaves, their parents and the root all change and stay. */
+  const plainArb: fc.Arbitrary<PlainAssignment> = fc.record({
+    client: fc.integer({ min: ip('10.42.0.0'), max: ip('10.42.1.255') }),
+    publicAddress: fc.constantFrom(ip('192.0.2.1'), ip('198.51.100.7')),
+    block: fc.constantFrom({ first: 1024, last: 1087 }, { first: 2048, last: 2048 }),
+  });
+  const editArb = fc.oneof(
+    fc.record({ add: plainArb }),
+    fc.record({ remove: fc.nat() }),
+    fc.record({ rebind: fc.nat(), to: plainArb }),
+  );
+
+  test('on random edits of odd maps (repeated clients, one-port blocks)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(plainArb, { maxLength: 200 }),
+        fc.array(editArb, { minLength: 1, maxLength: 12 }),
+        (start, edits) => {
+          let list = [...start];
+          let previous = renderIptablesChains(arrayPortMap(list, 64), options);
+          for (const edit of edits) {
+            if ('add' in edit) list.push(edit.add);
+            else if ('remove' in edit) list.splice(edit.remove % (list.length || 1), 1);
+            else if (list.length > 0) {
+              const at = edit.rebind % list.length;
+              const old = list[at];
+              if (old) list[at] = { ...edit.to, client: old.client };
+            }
+            list = [...list];
+            const map = arrayPortMap(list, 64);
+            const reused = renderIptablesChains(map, options, previous);
+            expectSameAsScratch(reused, map);
+            previous = reused;
+          }
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  /** The rows of a map as a plain list, to edit. */
+  function listOf(map: PortMap): PlainAssignment[] {
+    const rows = assignmentColumns(map);
+    const list: PlainAssignment[] = [];
+    for (let row = 0; row < rows.count; row++) {
+      list.push({
+        client: rows.client[row] ?? 0,
+        publicAddress: rows.publicAddresses[rows.publicIndex[row] ?? 0] ?? 0,
+        block: { first: rows.firstPort[row] ?? 0, last: rows.lastPort[row] ?? 0 },
+      });
+    }
+    return list;
+  }
+
+  /** The chains of `after` that it did not take from `before`. */
+  function written(after: IptablesNat, before: IptablesNat): [string, readonly string[]][] {
+    return [...after.chains].filter(([name, rules]) => before.chains.get(name) !== rules);
+  }
+
+  test('one-client changes of a /16 write only the chains on that client path', () => {
+    const before = slash16Map();
+    const rendered = renderIptablesChains(before, options);
+    const list = listOf(before);
+    // One client in the middle moves to another block.
+    const middle = list[list.length >> 1];
+    if (!middle) throw new Error('the /16 map is empty');
+    list[list.length >> 1] = { ...middle, block: { first: 1024, last: 1024 } };
+    const after = arrayPortMap(list, before.blockSize);
+    const reused = renderIptablesChains(after, options, rendered);
+    expectSameAsScratch(reused, after);
+    const changed = written(reused, rendered);
+    // The root, one chain per level below it, and the client's leaf.
+    expect(changed.length).toBeGreaterThan(0);
+    expect(changed.length).toBeLessThanOrEqual(5);
+    expect(changed.some(([, rules]) => rules.some((rule) => rule.includes(':1024')))).toBe(true);
+
+    // A client added before all others shifts every row; the next change still reuses.
+    list.unshift({
+      client: ip('10.41.255.254'),
+      publicAddress: ip('198.51.100.1'),
+      block: middle.block,
+    });
+    const shifted = arrayPortMap(list, before.blockSize);
+    const afterShift = renderIptablesChains(shifted, options, reused);
+    expectSameAsScratch(afterShift, shifted);
+    const last = list.at(-1);
+    if (!last) throw new Error('the /16 map is empty');
+    list[list.length - 1] = { ...last, block: { first: 2048, last: 2048 } };
+    const lastChanged = arrayPortMap(list, before.blockSize);
+    const again = renderIptablesChains(lastChanged, options, afterShift);
+    expectSameAsScratch(again, lastChanged);
+    expect(written(again, afterShift).length).toBeLessThanOrEqual(5);
+  });
+
+  test('a long run of reuses starts over past its piece limit and stays exact', () => {
+    const list: PlainAssignment[] = Array.from({ length: 600 }, (_, i) => ({
+      client: ip('10.42.0.0') + i * 3,
+      publicAddress: ip('192.0.2.1'),
+      block: { first: 1024 + (i % 64) * 16, last: 1039 + (i % 64) * 16 },
+    }));
+    let previous = renderIptablesChains(arrayPortMap(list, 16), options);
+    let mostPieces = 0;
+    let startedOver = false;
+    for (let step = 0; step < 400; step++) {
+      // Far-apart clients, so that each change splits the reused text once more.
+      const at = (step * 149) % list.length;
+      const old = list[at];
+      if (!old) throw new Error('no client');
+      list[at] = { ...old, block: { first: 60000 + step, last: 60000 + step } };
+      const map = arrayPortMap(list, 16);
+      const reused = renderIptablesChains(map, options, previous);
+      const pieces = reused.layout?.pieces.length ?? 0;
+      if (pieces < (previous.layout?.pieces.length ?? 0)) startedOver = true;
+      mostPieces = Math.max(mostPieces, pieces);
+      if (step % 50 === 0) expectSameAsScratch(reused, map);
+      previous = reused;
+    }
+    expectSameAsScratch(previous, arrayPortMap(list, 16));
+    expect(startedOver).toBe(true);
+    expect(mostPieces).toBeLessThan(300);
+  });
+});
