@@ -26,7 +26,12 @@ import {
   type StoredArchive,
 } from '../archive/store.js';
 import type { Discovery } from '../eduvpn/pool.js';
-import { ROOT_CHAIN } from '../render/iptables.js';
+import {
+  layoutOfRulesFile,
+  renderFormat,
+  ROOT_CHAIN,
+  type IptablesNat,
+} from '../render/iptables.js';
 import { clientBindings, type BindingRows } from '../archive/binding-columns.js';
 import {
   bindingsOf,
@@ -40,7 +45,11 @@ import { isTnatError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { readAssignments } from '../render/read-rules.js';
-import { prepareMergeAndExtract, type MergeTemplate } from '../render/rules-file.js';
+import {
+  prepareMergeAndExtract,
+  type ExtractedNat,
+  type MergeTemplate,
+} from '../render/rules-file.js';
 import {
   fsyncDirectory,
   removeStaleTemporaries,
@@ -193,6 +202,8 @@ function settingsOf(config: Config, plan: RulesetPlan): Record<string, unknown> 
     portsPerClient: config.nat.portsPerClient,
     blockSize: plan.map.blockSize,
     ...(plan.ipv6 && { nat6: settings6Of(plan.ipv6) }),
+    // How the rules were written, for a later apply to reuse this text (see renderFormat).
+    ...(plan.backend === 'iptables' && { render: renderFormat() }),
   };
 }
 
@@ -314,7 +325,7 @@ export async function applyRuleset(
             rulesText: currentText,
             archiveBody: archived,
             previous: trusted ? previousFromMap(trusted.map) : active?.previous,
-            previousRender: claim?.plan.iptables,
+            previousRender: claim?.plan.iptables ?? active?.render,
             mergeTemplate: trusted?.mergeTemplate ?? active?.template,
             rulesText6: currentText6,
           });
@@ -595,6 +606,7 @@ function readActive(
   previous: PreviousAssignments | undefined;
   template: MergeTemplate | undefined;
   claim: KernelClaim;
+  render: IptablesNat | undefined;
 } {
   const { sha256 } = newest;
   const { bindings, blockSize } = activeBindings(
@@ -607,11 +619,29 @@ function readActive(
   // iptables: one parse gives the merge template and our part as the file holds it.
   const merged =
     firewall.backend === 'iptables' ? prepareMergeAndExtract(text, firewall.rulesFile) : undefined;
+  const ours = merged?.ours;
   return {
     previous,
     template: merged?.template,
-    claim: { sha256, text, nat: merged?.ours, bindings },
+    claim: { sha256, text, nat: ours, bindings },
+    render: ours && renderToReuse(newest.header ?? text, ours, bindings),
   };
+}
+
+/**
+ * Our chains as a rules file holds them, as a render to take what did not change from: only
+ * when the archive's header (`headerText`, the archive's start) says this renderer wrote them
+ * (see renderFormat), and they are one tree in our order (see layoutOfRulesFile), rendered
+ * from `bindings`.
+ */
+export function renderToReuse(
+  headerText: string,
+  ours: ExtractedNat,
+  bindings: Bindings,
+): IptablesNat | undefined {
+  if (parseArchiveHeader(headerText)?.settings.render !== renderFormat()) return undefined;
+  const layout = layoutOfRulesFile(ours, bindings);
+  return layout && { chains: ours.chains, jump: ours.jump ?? '', layout };
 }
 
 /**

@@ -9,7 +9,8 @@
  */
 import { assignmentColumns, type AssignmentColumns } from '../mapping/columns.js';
 import type { PortMap } from '../mapping/types.js';
-import { formatIpv4, prefixMask } from '../net/ipv4.js';
+import { createHash } from 'node:crypto';
+import { formatIpv4, parseIpv4, prefixMask } from '../net/ipv4.js';
 import { encodeText, LineWriter } from './line-writer.js';
 
 /** Every chain we own is `TNAT` or starts with `TNAT-`; nothing else in a ruleset is ours. */
@@ -189,8 +190,7 @@ interface RenderContext {
   readonly reuse: Reuse | undefined;
 }
 
-function renderContext(map: PortMap, previous: IptablesNat | undefined): RenderContext {
-  const rows = assignmentColumns(map);
+function renderContext(rows: AssignmentColumns, previous: IptablesNat | undefined): RenderContext {
   const reuse = reuseOf(previous);
   // A line holds a chain name (28 at most), two addresses, a port block and the pieces.
   const longestLine = 128 + PIECES.tcpSnat.length;
@@ -475,7 +475,15 @@ export function renderIptablesChains(
   options: IptablesOptions,
   previous?: IptablesNat,
 ): IptablesNat {
-  const context = renderContext(map, previous);
+  return renderRows(assignmentColumns(map), options, previous);
+}
+
+function renderRows(
+  rows: AssignmentColumns,
+  options: IptablesOptions,
+  previous?: IptablesNat,
+): IptablesNat {
+  const context = renderContext(rows, previous);
   writeSubtree(context, ROOT_CHAIN, 0, context.rows.count, false);
   const offset = context.writer.offset;
   const pieces = context.writer.finishPieces();
@@ -489,13 +497,123 @@ export function renderIptablesChains(
   };
 }
 
+/** The prefix a chain of ours holds, by its name; undefined for a name we never give. */
+function prefixOfChain(name: string): { network: number; prefix: number } | undefined {
+  if (name === ROOT_CHAIN) return { network: 0, prefix: 0 };
+  const match = /^TNAT-(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\/(\d{1,2})$/.exec(name);
+  const network = match?.[1] === undefined ? undefined : parseIpv4(match[1]);
+  const prefix = Number(match?.[2]);
+  if (network === undefined || !(prefix >= 1 && prefix <= 32)) return undefined;
+  return (network & prefixMask(prefix)) >>> 0 === network ? { network, prefix } : undefined;
+}
+
+/** The first row at or past `address` (rows ascending by client). */
+function firstRowFrom(client: Uint32Array, count: number, address: number): number {
+  let below = 0;
+  let above = count;
+  while (below < above) {
+    const middle = (below + above) >>> 1;
+    if ((client[middle] ?? 0) < address) below = middle + 1;
+    else above = middle;
+  }
+  return below;
+}
+
+/**
+ * The layout of our chains as a rules file holds them, for a render to reuse (see ChainLayout):
+ * `nat` as the merge wrote it (its rules one run of text in the chains' order), `rows` the
+ * bindings it was rendered from. Only for a file this renderer wrote from those bindings (the
+ * caller's to know: see renderFormat); undefined when the chains are not one tree in our
+ * order, or the text is not their rules.
+ */
+export function layoutOfRulesFile(
+  nat: {
+    readonly chains: ReadonlyMap<string, readonly string[]>;
+    readonly rulesText?: string | undefined;
+  },
+  rows: AssignmentColumns,
+): ChainLayout | undefined {
+  const { rulesText } = nat;
+  if (rulesText === undefined) return undefined;
+  const names = [...nat.chains.keys()];
+  const count = names.length;
+  const rowLow = new Int32Array(count);
+  const rowHigh = new Int32Array(count);
+  const subtreeEnd = new Int32Array(count);
+  const textStart = new Float64Array(count + 1);
+  const ranges: { first: number; last: number; prefix: number }[] = [];
+  const open: number[] = [];
+  let offset = 0;
+  for (let i = 0; i < count; i++) {
+    const name = names[i] ?? '';
+    const range = prefixOfChain(name);
+    if (range === undefined || (i === 0) !== (name === ROOT_CHAIN)) return undefined;
+    const first = range.network;
+    const last = first + 2 ** (32 - range.prefix) - 1;
+    ranges.push({ first, last, prefix: range.prefix });
+    // Close the subtrees this chain lies outside of; it must lie inside the one left open.
+    for (let top = open.at(-1); top !== undefined; top = open.at(-1)) {
+      const outer = ranges[top];
+      if (outer && outer.prefix < range.prefix && outer.first <= first && last <= outer.last) break;
+      subtreeEnd[top] = i;
+      open.pop();
+    }
+    if (i > 0 && open.length === 0) return undefined;
+    open.push(i);
+    rowLow[i] = firstRowFrom(rows.client, rows.count, first);
+    rowHigh[i] = firstRowFrom(rows.client, rows.count, last + 1);
+    textStart[i] = offset;
+    for (const rule of nat.chains.get(name) ?? []) offset += rule.length + 1;
+  }
+  for (const top of open) subtreeEnd[top] = count;
+  textStart[count] = offset;
+  if (offset !== rulesText.length) return undefined;
+  return { rows, names, rowLow, rowHigh, subtreeEnd, textStart, pieces: [rulesText] };
+}
+
+/**
+ * A digest of how this renderer writes rules: the render of a small map that takes every form
+ * a rule can have (jumps, tcp, udp and other rules, one-port blocks, a shared address). A
+ * rules file whose archive records the same digest was written the way this renderer would
+ * write it, so its text may be reused (layoutOfRulesFile); after an upgrade that changed the
+ * form, the first apply renders whole.
+ */
+export function renderFormat(): string {
+  return (format ??= computeRenderFormat());
+}
+
+let format: string | undefined;
+
+function computeRenderFormat(): string {
+  const base = 0x0a000000;
+  const clients = [
+    ...Array.from({ length: 21 }, (_, i) => base + 2 + i),
+    ...Array.from({ length: 4 }, (_, i) => base + 0x10000 + i),
+    base + 0x90001,
+  ];
+  const count = clients.length;
+  const rows: AssignmentColumns = {
+    count,
+    client: Uint32Array.from(clients),
+    // The four of 10.1.0.0/30 share the first address; the others alternate.
+    publicIndex: Uint32Array.from(clients, (client, i) => (client >>> 16 === 0x0a01 ? 0 : i % 2)),
+    publicAddresses: [0xc0000201, 0xc6336407],
+    firstPort: Int32Array.from(clients, (_, i) => 1024 + i * 64),
+    lastPort: Int32Array.from(clients, (_, i) => (i === 3 ? 1024 + i * 64 : 1087 + i * 64)),
+  };
+  const nat = renderRows(rows, { outInterface: 'eth0' });
+  const hash = createHash('sha256');
+  for (const [name, rules] of nat.chains) hash.update(`${name}\n${rules.join('\n')}\n`);
+  return hash.digest('hex').slice(0, 16);
+}
+
 /**
  * All clients in the one chain `TNAT`, as the original vpn-generate-natfw does (but behind the
  * `-o` jump and with the same handling of other protocols as the tree): the baseline for
  * benchmarks.
  */
 export function renderLinearChain(map: PortMap, options: IptablesOptions): IptablesNat {
-  const context = renderContext(map, undefined);
+  const context = renderContext(assignmentColumns(map), undefined);
   writeLeaf(context, ROOT_CHAIN, 0, context.rows.count, false);
   const rulesText = context.writer.finish();
   return { chains: context.chains, jump: renderJump(options), rulesText };

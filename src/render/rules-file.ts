@@ -136,7 +136,8 @@ export function prepareMergeAndExtract(
     const stray = rest.lines.some((line) => isOurLine(line) && !isOurJump(line));
     if (!stray) {
       const { jump } = natPartOf(rest.tables.get('nat'));
-      return { template: templateOf(rest), ours: { chains: split.chains, jump } };
+      const { chains, rulesText } = split;
+      return { template: templateOf(rest), ours: { chains, jump, rulesText } };
     }
   }
   const parsed = parseRulesFile(current, file);
@@ -158,12 +159,19 @@ function parseQuietly(text: string, file: string): RulesFile | undefined {
  * without those lines. Undefined when a rule line names a chain of ours that its table never
  * declared (the full parse says what that means).
  */
-function splitOurLines(text: string): { chains: Map<string, string[]>; rest: string } | undefined {
+function splitOurLines(
+  text: string,
+): { chains: Map<string, string[]>; rest: string; rulesText: string | undefined } | undefined {
   const chains = new Map<string, string[]>();
   const restParts: string[] = [];
   let restFrom = 0;
   let inNat = false;
   let start = 0;
+  // Our rule lines as one run: where it starts and ends, while they still are one.
+  let runStart = -1;
+  let runEnd = -1;
+  let oneRun = true;
+  const ruleOrder: string[] = [];
   while (start < text.length) {
     const newline = text.indexOf('\n', start);
     const end = newline < 0 ? text.length : newline + 1;
@@ -181,6 +189,13 @@ function splitOurLines(text: string): { chains: Map<string, string[]>; rest: str
           const rules = chains.get(ours.chain);
           if (rules === undefined) return undefined;
           rules.push(ours.rule);
+          // One run, in the chains' order, each line ending in a bare \n.
+          if (runStart < 0) runStart = start;
+          else if (start !== runEnd) oneRun = false;
+          if (rules.length === 1) ruleOrder.push(ours.chain);
+          else if (ruleOrder.at(-1) !== ours.chain) oneRun = false;
+          runEnd = end;
+          if (ours.rule.length + 1 !== end - start) oneRun = false;
         }
         restParts.push(text.slice(restFrom, start));
         restFrom = end;
@@ -189,7 +204,22 @@ function splitOurLines(text: string): { chains: Map<string, string[]>; rest: str
     start = end;
   }
   restParts.push(text.slice(restFrom));
-  return { chains, rest: restParts.join('') };
+  const rulesText =
+    oneRun && runStart >= 0 && inDeclarationOrder(chains, ruleOrder)
+      ? text.slice(runStart, runEnd)
+      : undefined;
+  return { chains, rest: restParts.join(''), rulesText };
+}
+
+/** Whether the chains' rules came in the order the chains were declared (`order`: as they came). */
+function inDeclarationOrder(chains: ReadonlyMap<string, readonly string[]>, order: string[]) {
+  let next = 0;
+  for (const [name, rules] of chains) {
+    if (rules.length === 0) continue;
+    if (order[next] !== name) return false;
+    next++;
+  }
+  return next === order.length;
 }
 
 /**
@@ -282,6 +312,11 @@ export interface ExtractedNat {
   readonly chains: ReadonlyMap<string, readonly string[]>;
   /** The first POSTROUTING jump into our root chain, if any. */
   readonly jump: string | undefined;
+  /**
+   * Our rules as the file holds them, when they are one run of lines ending in `\n` and in
+   * the order of `chains` (as our merge writes them): a slice of the file's text.
+   */
+  readonly rulesText?: string | undefined;
 }
 
 /** Our chains (declaration order) and their rules, without packet counters. */

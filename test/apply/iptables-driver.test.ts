@@ -16,15 +16,25 @@ import fc from 'fast-check';
 import {
   applyRuleset,
   planFromDisk,
+  renderToReuse,
   type ApplyResult,
   type TrustedPlan,
 } from '../../src/apply/apply.js';
-import { archiveBody } from '../../src/archive/header.js';
+import { archiveBody, parseArchiveHeader } from '../../src/archive/header.js';
+import { natSettings } from '../../src/apply/plan.js';
+import { assignmentColumns } from '../../src/mapping/columns.js';
+import { mapClients } from '../../src/mapping/map.js';
+import { renderFormat, renderIptablesChains } from '../../src/render/iptables.js';
+import { poolOf } from '../mapping/fixtures.js';
 import { newestArchive } from '../../src/archive/store.js';
 import { discover } from '../../src/cli/discovery.js';
 import { loadConfig } from '../../src/config-file.js';
 import { isTnatError } from '../../src/errors.js';
-import { extractNatPart } from '../../src/render/rules-file.js';
+import {
+  extractNatPart,
+  prepareMerge,
+  prepareMergeAndExtract,
+} from '../../src/render/rules-file.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { ALPHA, BETA, DELTA, GAMMA } from '../helpers/profiles.js';
 import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
@@ -303,19 +313,27 @@ test("the daemon's write that changes nothing takes its trusted plan again inste
   expect(ours(table.save())).toEqual(ours(readFileSync(sandbox.rulesFile, 'utf8')));
 });
 
-test("the daemon's chain of trusted applies, each reusing the render before, writes exactly what a plan from scratch gives", async () => {
-  // Random sequences of profile sets, applied one after the other on the last apply's word.
+test('chains of applies, each reusing the render before (the daemon) or the rules file (the CLI), write exactly what a plan from scratch gives', async () => {
+  // Random sequences of profile sets, applied one after the other, on the last apply's word
+  // (trusted) or through the canary, which reads the rules file back.
   const profiles = [ALPHA, BETA, GAMMA, DELTA];
   const sequences = fc.sample(
-    fc.array(fc.subarray(profiles, { minLength: 1 }), { minLength: 3, maxLength: 6 }),
-    { numRuns: 6, seed: 13 },
+    fc.array(fc.tuple(fc.subarray(profiles, { minLength: 1 }), fc.boolean()), {
+      minLength: 3,
+      maxLength: 6,
+    }),
+    { numRuns: 8, seed: 13 },
   );
+  const reusedFromFile: number[] = [];
   for (const sequence of sequences) {
     let last = await apply();
-    for (const set of sequence) {
+    for (const [set, daemon] of sequence) {
       sandbox.writeProfiles(set);
-      last = await apply(undefined, false, trustedAfter(last));
-      expect(last.kernelRead).toBe('trusted');
+      last = await apply(undefined, false, daemon ? trustedAfter(last) : undefined);
+      expect(last.kernelRead).toBe(daemon ? 'trusted' : 'canary');
+      // More than one piece of text: some of it was taken from the file, not written.
+      if (!daemon && last.outcome === 'applied')
+        reusedFromFile.push(last.plan.iptables?.layout?.pieces.length ?? 0);
       const config = loadConfig(sandbox.configFile);
       const scratch = planFromDisk(config, discover(config));
       const file = readFileSync(sandbox.rulesFile, 'utf8');
@@ -323,11 +341,31 @@ test("the daemon's chain of trusted applies, each reusing the render before, wri
       expect(last.plan.fileText).toBe(scratch.fileText);
       const newest = newestArchive(sandbox.archiveDir, 'iptables');
       expect(newest && archiveBody(newest.text)).toBe(file);
+      expect(parseArchiveHeader(newest?.text ?? '')?.settings.render).toBe(renderFormat());
       // The same chains and rules (the kernel lists new chains last, the file in tree order).
       const sorted = (text: string) => ours(text).chains.sort(([a], [b]) => a.localeCompare(b));
       expect(sorted(table.save())).toEqual(sorted(file));
     }
   }
+  expect(reusedFromFile.filter((pieces) => pieces > 1).length).toBeGreaterThan(3);
+});
+
+test("the rules file's text is reused only when its archive says this renderer wrote it", () => {
+  const map = mapClients(
+    [poolOf('a', '10.42.0.0/24')],
+    natSettings(loadConfig(sandbox.configFile)),
+    undefined,
+  );
+  const text = prepareMerge('', 'rules.v4').render(
+    renderIptablesChains(map, { outInterface: 'eth0' }),
+  );
+  const { ours: part } = prepareMergeAndExtract(text, 'rules.v4');
+  const header = (render: string) =>
+    `# traceable-nat archive: test\n# settings: ${JSON.stringify({ render })}\n# end of traceable-nat header\n`;
+  const bindings = assignmentColumns(map);
+  expect(renderToReuse(header(renderFormat()), part, bindings)?.layout).toBeDefined();
+  expect(renderToReuse(header('0123456789abcdef'), part, bindings)).toBeUndefined();
+  expect(renderToReuse('# traceable-nat archive: test\n', part, bindings)).toBeUndefined();
 });
 
 describe('the removal guard (a half-written or emptied eduVPN file)', () => {

@@ -11,7 +11,14 @@ import { mapClients } from '../../src/mapping/map.js';
 import { assignmentColumns } from '../../src/mapping/columns.js';
 import type { NatSettings, PortMap } from '../../src/mapping/types.js';
 import { formatCidr4 } from '../../src/net/ipv4.js';
-import { renderIptablesChains, type IptablesNat } from '../../src/render/iptables.js';
+import {
+  layoutOfRulesFile,
+  renderFormat,
+  renderIptablesChains,
+  type IptablesNat,
+} from '../../src/render/iptables.js';
+import { prepareMerge, prepareMergeAndExtract } from '../../src/render/rules-file.js';
+import { readFixture } from './golden.js';
 import { arrayPortMap, type PlainAssignment } from '../helpers/port-map.js';
 import { ip, poolOf } from '../mapping/fixtures.js';
 import { slash16Map } from './maps.js';
@@ -197,5 +204,97 @@ describe('a render reusing the one before it equals a render from scratch', () =
     expectSameAsScratch(previous, arrayPortMap(list, 16));
     expect(startedOver).toBe(true);
     expect(mostPieces).toBeLessThan(300);
+  });
+
+  test('from a rules file our merge wrote: its layout, reused, equals a render from scratch', () => {
+    const eduvpn = readFixture('eduvpn3-rules.v4');
+    fc.assert(
+      fc.property(
+        fc.array(poolArb, { minLength: 1, maxLength: 6 }),
+        fc.array(fc.oneof(poolArb, fc.integer({ min: 0, max: 63 })), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        (start, steps) => {
+          const cells = new Map(start.map(({ cell, prefix }) => [cell, prefix]));
+          let map = mapClients(poolsOf(cells), SETTINGS, undefined);
+          let file = prepareMerge(eduvpn, 'rules.v4').render(renderIptablesChains(map, options));
+          for (const step of steps) {
+            if (typeof step === 'number') cells.delete(step);
+            else cells.set(step.cell, step.prefix);
+            // As an apply reads it back: the file's chains, the bindings it was made from.
+            const { template, ours } = prepareMergeAndExtract(file, 'rules.v4');
+            const layout = layoutOfRulesFile(ours, assignmentColumns(map));
+            expect(layout).toBeDefined();
+            map = mapClients(poolsOf(cells), SETTINGS, {
+              blockSize: map.blockSize,
+              bindings: assignmentColumns(map),
+            });
+            const previous = { chains: ours.chains, jump: ours.jump ?? '', layout };
+            const reused = renderIptablesChains(map, options, previous);
+            expectSameAsScratch(reused, map);
+            file = template.render(reused);
+            expect(file).toBe(
+              prepareMerge(eduvpn, 'rules.v4').render(renderIptablesChains(map, options)),
+            );
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  test('from a rules file: a removed profile rewrites only the chains above it', () => {
+    const eduvpn = readFixture('eduvpn3-rules.v4');
+    const cells = new Map(Array.from({ length: 8 }, (_, cell) => [cell, 22]));
+    const before = mapClients(poolsOf(cells), SETTINGS, undefined);
+    const file = prepareMerge(eduvpn, 'rules.v4').render(renderIptablesChains(before, options));
+    const { ours } = prepareMergeAndExtract(file, 'rules.v4');
+    const layout = layoutOfRulesFile(ours, assignmentColumns(before));
+    cells.delete(7);
+    const after = mapClients(poolsOf(cells), SETTINGS, {
+      blockSize: before.blockSize,
+      bindings: assignmentColumns(before),
+    });
+    const reused = renderIptablesChains(after, options, { chains: ours.chains, jump: '', layout });
+    expectSameAsScratch(reused, after);
+    const fresh = [...reused.chains].filter(([name, rules]) => ours.chains.get(name) !== rules);
+    // The root and the /20 that held it; everything below is taken from the file.
+    expect(fresh.map(([name]) => name)).toEqual(['TNAT', 'TNAT-10.64.16.0/20']);
+  });
+
+  test('no layout from chains that are not one tree in our order, or rules that are not the text', () => {
+    const map = slash16Map();
+    const { chains, rulesText } = renderIptablesChains(map, options);
+    const rows = assignmentColumns(map);
+    expect(layoutOfRulesFile({ chains, rulesText }, rows)).toBeDefined();
+    const names = [...chains.keys()];
+    const reordered = new Map([...chains].reverse());
+    const [first, second] = names;
+    const swapped = new Map(chains);
+    if (first === undefined || second === undefined) throw new Error('too few chains');
+    swapped.delete(first);
+    swapped.set(first, chains.get(first) ?? []);
+    const foreign = new Map([...chains, ['TNAT-x', ['-A TNAT-x -j ACCEPT']]]);
+    const cases = {
+      reordered,
+      rootNotFirst: swapped,
+      foreign,
+      noText: undefined,
+    };
+    for (const [name, odd] of Object.entries(cases))
+      expect({
+        name,
+        layout: layoutOfRulesFile(
+          { chains: odd ?? chains, rulesText: odd ? rulesText : undefined },
+          rows,
+        ),
+      }).toEqual({ name, layout: undefined });
+    expect(layoutOfRulesFile({ chains, rulesText: `${rulesText ?? ''}x\n` }, rows)).toBeUndefined();
+  });
+
+  test('the render format is a digest of how rules are written, the same on every call', () => {
+    expect(renderFormat()).toMatch(/^[0-9a-f]{16}$/);
+    expect(renderFormat()).toBe(renderFormat());
   });
 });

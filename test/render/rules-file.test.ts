@@ -7,6 +7,7 @@ import {
   parseRulesFile,
   prepareMerge,
   prepareMergeAndExtract,
+  type ExtractedNat,
 } from '../../src/render/rules-file.js';
 import { walkIptables } from '../helpers/packet-walk.js';
 import { arrayPortMap, ip } from '../helpers/port-map.js';
@@ -241,7 +242,10 @@ describe('extractNatPart and diffChains', () => {
   test('from one parse, the same template and part as prepareMerge and extractNatPart', () => {
     for (const text of [mergeIntoRulesFile(eduvpn, tree, FILE), eduvpn, '']) {
       const { template, ours } = prepareMergeAndExtract(text, FILE);
-      expect(ours).toEqual(extractNatPart(text, FILE));
+      const { rulesText, ...part } = ours;
+      expect(part).toEqual(extractNatPart(text, FILE));
+      // Our rules as one run of the file's text, when the merge wrote them.
+      expect(rulesText).toBe(text === '' || text === eduvpn ? undefined : tree.rulesText);
       for (const next of [tiny, tree])
         expect(template.render(next)).toBe(prepareMerge(text, FILE).render(next));
     }
@@ -278,17 +282,27 @@ describe('extractNatPart and diffChains', () => {
       eduvpnOnly: eduvpn,
       empty: '',
     };
+    const runs: string[] = [];
+    let current = '';
     const outcome = (
       run: () => { template: { render: (n: typeof tree) => string }; ours: unknown },
     ) => {
       try {
         const { template, ours } = run();
-        return { ours, renders: [tiny, tree].map((next) => template.render(next)) };
+        const { rulesText, ...part } = ours as ExtractedNat;
+        // When the scan gives our rules as text, it is exactly their lines in order.
+        if (rulesText !== undefined) {
+          const lines = [...part.chains.values()].flat();
+          expect(rulesText).toBe(lines.map((line) => `${line}\n`).join(''));
+          runs.push(current);
+        }
+        return { ours: part, renders: [tiny, tree].map((next) => template.render(next)) };
       } catch (error) {
         return { error: String(error), where: (error as TnatError).where };
       }
     };
     for (const [name, text] of Object.entries(variants)) {
+      current = name;
       const fast = outcome(() => prepareMergeAndExtract(text, FILE));
       const full = outcome(() => ({
         template: prepareMerge(text, FILE),
@@ -296,6 +310,8 @@ describe('extractNatPart and diffChains', () => {
       }));
       expect({ name, ...fast }).toEqual({ name, ...full });
     }
+    // Only where the merge's run of our rules is intact, in LF, and the scan alone read it.
+    expect(runs).toEqual(['merged', 'noFinalNewline']);
   });
 
   test('find nothing in a file without our part', () => {
