@@ -53,33 +53,50 @@ function poolsOf(cells: ReadonlyMap<number, number>): ClientPool[] {
   );
 }
 
+/**
+ * Random profile sequences as the maps an apply makes of them, each with the stability of the
+ * one before: a number removes that profile (when there), a pool adds or resizes one.
+ */
+function profileSequenceArb(maxSteps: number): fc.Arbitrary<PortMap[]> {
+  return fc
+    .tuple(
+      fc.array(poolArb, { minLength: 1, maxLength: 6 }),
+      fc.array(fc.oneof(poolArb, fc.integer({ min: 0, max: 63 })), {
+        minLength: 1,
+        maxLength: maxSteps,
+      }),
+    )
+    .map(([start, steps]) => {
+      const cells = new Map(start.map(({ cell, prefix }) => [cell, prefix]));
+      const maps = [mapClients(poolsOf(cells), SETTINGS, undefined)];
+      for (const step of steps) {
+        if (typeof step === 'number') cells.delete(step);
+        else cells.set(step.cell, step.prefix);
+        const before = maps.at(-1);
+        maps.push(
+          mapClients(
+            poolsOf(cells),
+            SETTINGS,
+            before && { blockSize: before.blockSize, bindings: assignmentColumns(before) },
+          ),
+        );
+      }
+      return maps;
+    });
+}
+
 describe('a render reusing the one before it equals a render from scratch', () => {
   test('on random sequences of profile changes, mapped with stability', () => {
     fc.assert(
-      fc.property(
-        fc.array(poolArb, { minLength: 1, maxLength: 6 }),
-        fc.array(fc.oneof(poolArb, fc.integer({ min: 0, max: 63 })), {
-          minLength: 1,
-          maxLength: 8,
-        }),
-        (start, steps) => {
-          const cells = new Map(start.map(({ cell, prefix }) => [cell, prefix]));
-          let map = mapClients(poolsOf(cells), SETTINGS, undefined);
-          let previous = renderIptablesChains(map, options);
-          for (const step of steps) {
-            // A number removes that profile (when there), a pool adds or resizes one.
-            if (typeof step === 'number') cells.delete(step);
-            else cells.set(step.cell, step.prefix);
-            map = mapClients(poolsOf(cells), SETTINGS, {
-              blockSize: map.blockSize,
-              bindings: assignmentColumns(map),
-            });
-            const reused = renderIptablesChains(map, options, previous);
-            expectSameAsScratch(reused, map);
-            previous = reused;
-          }
-        },
-      ),
+      fc.property(profileSequenceArb(8), ([first, ...rest]) => {
+        if (!first) throw new Error('no map');
+        let previous = renderIptablesChains(first, options);
+        for (const map of rest) {
+          const reused = renderIptablesChains(map, options, previous);
+          expectSameAsScratch(reused, map);
+          previous = reused;
+        }
+      }),
       { numRuns: 60 },
     );
   });
@@ -208,38 +225,23 @@ describe('a render reusing the one before it equals a render from scratch', () =
 
   test('from a rules file our merge wrote: its layout, reused, equals a render from scratch', () => {
     const eduvpn = readFixture('eduvpn3-rules.v4');
+    const merge = (nat: IptablesNat) => prepareMerge(eduvpn, 'rules.v4').render(nat);
     fc.assert(
-      fc.property(
-        fc.array(poolArb, { minLength: 1, maxLength: 6 }),
-        fc.array(fc.oneof(poolArb, fc.integer({ min: 0, max: 63 })), {
-          minLength: 1,
-          maxLength: 4,
-        }),
-        (start, steps) => {
-          const cells = new Map(start.map(({ cell, prefix }) => [cell, prefix]));
-          let map = mapClients(poolsOf(cells), SETTINGS, undefined);
-          let file = prepareMerge(eduvpn, 'rules.v4').render(renderIptablesChains(map, options));
-          for (const step of steps) {
-            if (typeof step === 'number') cells.delete(step);
-            else cells.set(step.cell, step.prefix);
-            // As an apply reads it back: the file's chains, the bindings it was made from.
-            const { template, ours } = prepareMergeAndExtract(file, 'rules.v4');
-            const layout = layoutOfRulesFile(ours, assignmentColumns(map));
-            expect(layout).toBeDefined();
-            map = mapClients(poolsOf(cells), SETTINGS, {
-              blockSize: map.blockSize,
-              bindings: assignmentColumns(map),
-            });
-            const previous = { chains: ours.chains, jump: ours.jump ?? '', layout };
-            const reused = renderIptablesChains(map, options, previous);
-            expectSameAsScratch(reused, map);
-            file = template.render(reused);
-            expect(file).toBe(
-              prepareMerge(eduvpn, 'rules.v4').render(renderIptablesChains(map, options)),
-            );
-          }
-        },
-      ),
+      fc.property(profileSequenceArb(4), (maps) => {
+        for (let i = 1; i < maps.length; i++) {
+          const [before, map] = [maps[i - 1], maps[i]];
+          if (!before || !map) throw new Error('no map');
+          // As an apply reads it back: the file's chains, the bindings it was made from.
+          const file = merge(renderIptablesChains(before, options));
+          const { template, ours } = prepareMergeAndExtract(file, 'rules.v4');
+          const layout = layoutOfRulesFile(ours, assignmentColumns(before));
+          expect(layout).toBeDefined();
+          const previous = { chains: ours.chains, jump: ours.jump ?? '', layout };
+          const reused = renderIptablesChains(map, options, previous);
+          expectSameAsScratch(reused, map);
+          expect(template.render(reused)).toBe(merge(renderIptablesChains(map, options)));
+        }
+      }),
       { numRuns: 40 },
     );
   });
