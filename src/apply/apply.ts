@@ -10,9 +10,15 @@
  */
 import { lstatSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { webcrypto } from 'node:crypto';
 import type { Config } from '../config.js';
-import { anchorProblem, readDirState, updateDirState } from '../archive/anchor.js';
-import { archiveBody, parseArchiveHeader } from '../archive/header.js';
+import {
+  anchorProblem,
+  readDirState,
+  updateDirState,
+  type ArchiveHead,
+} from '../archive/anchor.js';
+import { archiveBody, parseArchiveHeader, sha256 } from '../archive/header.js';
 import { removeStaleIndexTemporaries } from '../archive/index-file.js';
 import { archiveName, type ArchiveName } from '../archive/names.js';
 import {
@@ -140,8 +146,12 @@ export interface ApplyResult {
 const RULES_FILE_MODE = 0o640;
 
 export function readRulesFile(path: string): string | undefined {
+  return readRulesBytes(path)?.toString('utf8');
+}
+
+function readRulesBytes(path: string): Buffer | undefined {
   try {
-    return readFileSync(path, 'utf8');
+    return readFileSync(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new TnatError(
@@ -256,6 +266,7 @@ export async function applyRuleset(
   let pending6: PendingArchive | undefined;
   let rulesTemporary: string | undefined;
   let rulesTemporary6: string | undefined;
+  let bodyDigest: Promise<ArrayBuffer> | undefined;
   try {
     // Under the lock, every temporary file is a killed applier's leftover.
     removeStaleTemporaries(firewall.rulesFile);
@@ -294,7 +305,8 @@ export async function applyRuleset(
       latest === undefined || latest.entry.backend === firewall.backend
         ? latest
         : newestArchive(firewall.archiveDir, firewall.backend, true);
-    const currentText = readRulesFile(firewall.rulesFile);
+    const currentBytes = readRulesBytes(firewall.rulesFile);
+    const currentText = currentBytes?.toString('utf8');
     const currentText6 = readRulesFile6(config);
     const claim = options.trusted;
     // The bytes this process archived from the trusted plan hold its text: equal digests.
@@ -303,7 +315,9 @@ export async function applyRuleset(
         ? undefined
         : claim?.archiveSha256 !== undefined && claim.archiveSha256 === newest.sha256
           ? claim.plan.fileText
-          : archiveBody(newest.text);
+          : rulesFileIsBody(anchor.head, newest, currentBytes)
+            ? currentText
+            : archiveBody(newest.text);
     const trusted =
       claim?.plan.backend === firewall.backend &&
       claim.plan.fileText === currentText &&
@@ -403,6 +417,9 @@ export async function applyRuleset(
       );
       // Awaited below, or discarded by `finally` when this thread fails first.
       preparing.catch(() => undefined);
+      // In the thread pool too: for the head, so a later apply can trust the rules file by it.
+      bodyDigest = webcrypto.subtle.digest('SHA-256', planBytes());
+      bodyDigest.catch(() => undefined);
     }
     if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, planBytes());
     if (needFile6) rulesTemporary6 = writeRulesTemporary(file6.file, file6.fileText);
@@ -454,6 +471,7 @@ export async function applyRuleset(
           `an interrupted apply (started ${resolution.applyStarted}) had loaded its ruleset; it is now archived as ${resolution.archive ?? '?'}, and trace treats the time between as uncertain`,
       );
     if (archive) {
+      const body = await bodyDigest?.then((digest) => Buffer.from(digest).toString('hex'));
       try {
         updateDirState(firewall.stateFile, firewall.archiveDir, () => ({
           head: {
@@ -462,6 +480,7 @@ export async function applyRuleset(
             activatedAt,
             clients: plan.map.clientCount,
             clientsByProtocol: protocols,
+            body,
           },
         }));
       } catch (error) {
@@ -682,6 +701,20 @@ function assertNotInFuture(dir: string, newest: ArchiveName | undefined, nowMs: 
     'E_ARCHIVE',
     `${join(dir, newest.name)} is dated ${new Date(newest.activatedAt * 1000).toISOString()} by its name, later than this machine's clock (${new Date(nowMs).toISOString()}): the clock was stepped back or the file was copied in; nothing was applied: check the clock (timedatectl), and if it is right, move that file out of the archive directory and run traceable-nat check`,
   );
+}
+
+/**
+ * Whether the rules file's bytes are the newest archive's ruleset, known from the anchored
+ * head's digest of it (see ArchiveHead.body) without decompressing the archive.
+ */
+export function rulesFileIsBody(
+  head: ArchiveHead | undefined,
+  newest: StoredArchive,
+  bytes: Buffer | undefined,
+): boolean {
+  if (bytes === undefined || head?.body === undefined) return false;
+  if (head.name !== newest.entry.name || head.sha256 !== newest.sha256) return false;
+  return sha256(bytes) === head.body;
 }
 
 /** The original script left rules.v4 a symlink into its archive; we always replace it by a file. */

@@ -17,10 +17,12 @@ import {
   applyRuleset,
   planFromDisk,
   renderToReuse,
+  rulesFileIsBody,
   type ApplyResult,
   type TrustedPlan,
 } from '../../src/apply/apply.js';
-import { archiveBody, parseArchiveHeader } from '../../src/archive/header.js';
+import type { ArchiveHead } from '../../src/archive/anchor.js';
+import { archiveBody, parseArchiveHeader, sha256 } from '../../src/archive/header.js';
 import { natSettings } from '../../src/apply/plan.js';
 import { assignmentColumns } from '../../src/mapping/columns.js';
 import { mapClients } from '../../src/mapping/map.js';
@@ -366,6 +368,38 @@ test("the rules file's text is reused only when its archive says this renderer w
   expect(renderToReuse(header(renderFormat()), part, bindings)?.layout).toBeDefined();
   expect(renderToReuse(header('0123456789abcdef'), part, bindings)).toBeUndefined();
   expect(renderToReuse('# traceable-nat archive: test\n', part, bindings)).toBeUndefined();
+});
+
+test("the anchored head holds the digest of the archive's ruleset, which the rules file is known by", async () => {
+  await apply();
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  await apply();
+  const state = JSON.parse(readFileSync(sandbox.stateFile, 'utf8')) as {
+    archiveDirs: Record<string, { head: ArchiveHead }>;
+  };
+  const head = Object.values(state.archiveDirs)[0]?.head;
+  if (!head) throw new Error('no head');
+  const bytes = readFileSync(sandbox.rulesFile);
+  expect(head.body).toBe(sha256(bytes));
+  const newest = newestArchive(sandbox.archiveDir, 'iptables');
+  if (!newest) throw new Error('no archive');
+  expect(sha256(Buffer.from(archiveBody(newest.text), 'utf8'))).toBe(head.body);
+  expect(rulesFileIsBody(head, newest, bytes)).toBe(true);
+  // Any other bytes, another archive, or a head without the digest: not known so.
+  const cases = {
+    edited: rulesFileIsBody(head, newest, Buffer.concat([bytes, Buffer.from('# x\n')])),
+    noFile: rulesFileIsBody(head, newest, undefined),
+    noDigest: rulesFileIsBody({ ...head, body: undefined }, newest, bytes),
+    otherName: rulesFileIsBody({ ...head, name: 'rules.v4.1' }, newest, bytes),
+    otherArchive: rulesFileIsBody({ ...head, sha256: '0'.repeat(64) }, newest, bytes),
+  };
+  expect(cases).toEqual({
+    edited: false,
+    noFile: false,
+    noDigest: false,
+    otherName: false,
+    otherArchive: false,
+  });
 });
 
 describe('the removal guard (a half-written or emptied eduVPN file)', () => {

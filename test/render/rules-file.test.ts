@@ -277,6 +277,10 @@ describe('extractNatPart and diffChains', () => {
         copy.splice(commit, 0, '-A TNAT_APPLIED -m comment --comment sha256:00'),
       ),
       afterCommit: edit((copy) => copy.splice(commit + 1, 0, copy[ourRule] ?? '')),
+      // A chain declared again between its own rules.
+      redeclared: edit((copy) =>
+        copy.splice(ourRule + 2, 0, `:${(copy[ourRule] ?? '').split(' ')[1] ?? ''} - [0:0]`),
+      ),
       inFilter: `*filter\n:TNAT-x - [0:0]\n-A TNAT-x -j ACCEPT\nCOMMIT\n${merged}`,
       badLine: edit((copy) => copy.splice(ourRule + 2, 0, 'this is no rule')),
       eduvpnOnly: eduvpn,
