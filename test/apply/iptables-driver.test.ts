@@ -352,6 +352,29 @@ test('chains of applies, each reusing the render before (the daemon) or the rule
   expect(reusedFromFile.filter((pieces) => pieces > 1).length).toBeGreaterThan(3);
 });
 
+test('a rule of ours edited by hand in the rules file is never reused: the next change writes the planned rules', async () => {
+  await apply();
+  // One client's tcp rule pointed at a stranger's block, by hand (the archive is unchanged).
+  const file = readFileSync(sandbox.rulesFile, 'utf8');
+  const rule =
+    /^-A TNAT-10\.42\.0\.0\/28 -s 10\.42\.0\.2\/32 -p tcp -j SNAT --to-source (\S+):(\d+)-(\d+)$/m.exec(
+      file,
+    );
+  if (!rule) throw new Error('no rule for 10.42.0.2');
+  const edited = file.replace(rule[0], rule[0].replace(`:${rule[2]}-`, ':1-'));
+  expect(edited).not.toBe(file);
+  writeFileSync(sandbox.rulesFile, edited);
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  const changed = await apply();
+  expect(changed.outcome).toBe('applied');
+  const after = readFileSync(sandbox.rulesFile, 'utf8');
+  expect(after).toContain(rule[0]);
+  expect(after).not.toContain(':1-');
+  const config = loadConfig(sandbox.configFile);
+  expect(after).toBe(planFromDisk(config, discover(config)).fileText);
+  expect(ours(table.save()).chains.flatMap(([, rules]) => rules)).toContain(rule[0]);
+});
+
 test("the rules file's text is reused only when its archive says this renderer wrote it", () => {
   const map = mapClients(
     [poolOf('a', '10.42.0.0/24')],
