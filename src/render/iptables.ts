@@ -603,6 +603,14 @@ export function renderFormat(): string {
 let format: string | undefined;
 
 function computeRenderFormat(): string {
+  const hash = createHash('sha256');
+  for (const [name, rules] of renderFormatSample().chains)
+    hash.update(`${name}\n${rules.join('\n')}\n`);
+  return hash.digest('hex').slice(0, 16);
+}
+
+/** The small map renderFormat renders (exported for the test that it takes every form). */
+export function renderFormatSample(): IptablesNat {
   const base = 0x0a000000;
   const clients = [
     ...Array.from({ length: 21 }, (_, i) => base + 2 + i),
@@ -619,10 +627,7 @@ function computeRenderFormat(): string {
     firstPort: Int32Array.from(clients, (_, i) => 1024 + i * 64),
     lastPort: Int32Array.from(clients, (_, i) => (i === 3 ? 1024 + i * 64 : 1087 + i * 64)),
   };
-  const nat = renderRows(rows, { outInterface: 'eth0' });
-  const hash = createHash('sha256');
-  for (const [name, rules] of nat.chains) hash.update(`${name}\n${rules.join('\n')}\n`);
-  return hash.digest('hex').slice(0, 16);
+  return renderRows(rows, { outInterface: 'eth0' });
 }
 
 /**

@@ -14,6 +14,7 @@ import { formatCidr4 } from '../../src/net/ipv4.js';
 import {
   layoutOfRulesFile,
   renderFormat,
+  renderFormatSample,
   renderIptablesChains,
   type IptablesNat,
 } from '../../src/render/iptables.js';
@@ -83,6 +84,29 @@ function profileSequenceArb(maxSteps: number): fc.Arbitrary<PortMap[]> {
       }
       return maps;
     });
+}
+
+/** Every form a rule of ours takes. */
+const RULE_FORMS = {
+  jump: /^-A TNAT(-\S+)? -s \S+\/\d+ -j TNAT-\S+$/,
+  tcpRange: /^-A \S+ -s \S+\/32 -p tcp -j SNAT --to-source [\d.]+:\d+-\d+$/,
+  udpRange: /^-A \S+ -s \S+\/32 -p udp -j SNAT --to-source [\d.]+:\d+-\d+$/,
+  onePort: /^-A \S+ -s \S+\/32 -p (tcp|udp) -j SNAT --to-source [\d.]+:\d+$/,
+  tcpReturn: /^-A \S+ -p tcp -j RETURN$/,
+  udpReturn: /^-A \S+ -p udp -j RETURN$/,
+  shared: /^-A \S+ -j SNAT --to-source [\d.]+$/,
+  perClient: /^-A \S+ -s \S+\/32 -j SNAT --to-source [\d.]+$/,
+};
+
+/** The forms of RULE_FORMS that no rule of `rules` takes, and the rules that take none. */
+function formsOf(rules: readonly string[]) {
+  const forms = Object.entries(RULE_FORMS);
+  return {
+    unused: forms
+      .filter(([, form]) => !rules.some((rule) => form.test(rule)))
+      .map(([name]) => name),
+    other: rules.filter((rule) => !forms.some(([, form]) => form.test(rule))),
+  };
 }
 
 describe('a render reusing the one before it equals a render from scratch', () => {
@@ -298,5 +322,14 @@ describe('a render reusing the one before it equals a render from scratch', () =
   test('the render format is a digest of how rules are written, the same on every call', () => {
     expect(renderFormat()).toMatch(/^[0-9a-f]{16}$/);
     expect(renderFormat()).toBe(renderFormat());
+  });
+
+  test('the render format samples every form a rule takes', () => {
+    const rules = [...renderFormatSample().chains.values()].flat();
+    expect(formsOf(rules)).toEqual({ unused: [], other: [] });
+    // A real /16 takes no form the sample lacks, so a change to any form changes the digest.
+    expect(
+      formsOf([...renderIptablesChains(slash16Map(), options).chains.values()].flat()).other,
+    ).toEqual([]);
   });
 });
