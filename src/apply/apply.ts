@@ -63,6 +63,7 @@ import {
 } from '../system/atomic-write.js';
 import type { Clock } from '../system/clock.js';
 import { acquireLock } from '../system/lock.js';
+import { decideApply, type ApplyStep } from './decide.js';
 import { driverFor, type KernelChange, type KernelClaim, type KernelView } from './drivers.js';
 import { forgetSources6 } from '../netfilter/conntrack6.js';
 import { translations6 as readTranslations6 } from '../render/fingerprint6.js';
@@ -374,12 +375,24 @@ export async function applyRuleset(
     const fileRight = currentText === plan.fileText && !isSymlink(firewall.rulesFile);
     // iptables with nat6: rules.v6 beside rules.v4 (nftables: one file holds both).
     const file6 = plan.ipv6?.iptables ? plan.ipv6 : plan.ipv6Removal;
-    const file6Right =
-      file6 === undefined || (currentText6 === file6.fileText && !isSymlink(file6.file));
-    const needArchive = force || !archiveRight;
-    const needKernel = force || !view.right || !view.right6;
-    const needFile = force || !fileRight;
-    const needFile6 = file6 !== undefined && (force || !file6Right);
+    const file6Right = file6 && currentText6 === file6.fileText && !isSymlink(file6.file);
+    const decision = decideApply({
+      force,
+      archiveRight,
+      kernelRight: view.right && view.right6,
+      canary:
+        view.canary &&
+        (view.canary.sha256 !== undefined && view.canary.sha256 === newest?.sha256
+          ? 'newest'
+          : 'other'),
+      hasArchive: newest !== undefined,
+      fileRight,
+      file6Right,
+      flushConntrack: firewall.flushConntrack,
+      afterWrite: firewall.afterWrite !== null,
+    });
+    const { archive: needArchive, kernel: needKernel, file: needFile, file6: needFile6 } = decision;
+    const will = (step: ApplyStep) => decision.steps.includes(step);
 
     const protocols = clientsByProtocol(discovery);
     // The rules file's bytes, encoded once for the file and for its archive (a /16: 13 MB).
@@ -422,7 +435,7 @@ export async function applyRuleset(
       bodyDigest.catch(() => undefined);
     }
     if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, planBytes());
-    if (needFile6) rulesTemporary6 = writeRulesTemporary(file6.file, file6.fileText);
+    if (needFile6 && file6) rulesTemporary6 = writeRulesTemporary(file6.file, file6.fileText);
     const changes = needKernel ? bindingChanges(view.bindings(), plan) : { changed: [], kept: [] };
     const changed6 = needKernel && !view.right6 ? translationChanges(view, plan) : [];
     if (preparing) {
@@ -439,7 +452,7 @@ export async function applyRuleset(
     // Two activations never share an archive second: wait for the next one if needed (less
     // than a second: assertNotInFuture refused a newest archive from a later second).
     const earliest = ((latest?.entry.activatedAt ?? 0) + 1) * 1000;
-    if (needArchive && needKernel && deps.clock.now() < earliest)
+    if (will('wait-archive-second') && deps.clock.now() < earliest)
       await deps.clock.sleep(earliest - deps.clock.now());
     const current = pending;
     const recordChild =
@@ -452,7 +465,7 @@ export async function applyRuleset(
     const kernel = needKernel ? await driver.apply(plan, force, recordChild, canary) : undefined;
     // Rules right but no canary, or another one (after a boot, or from an older version): set
     // it alone, so the next apply reads two small chains instead of the whole table.
-    if (!needKernel && view.canary && canary !== undefined && view.canary.sha256 !== canary)
+    if (will('set-canary') && canary !== undefined)
       await driver.apply(plan, false, undefined, canary);
     const activatedAt = Math.max(Math.floor(deps.clock.now() / 1000), earliest / 1000);
     pending6?.commit(activatedAt);
@@ -518,7 +531,7 @@ export async function applyRuleset(
       fsyncDirectory(dirname(file6.file));
     }
     let conntrackDeleted = 0;
-    if (needKernel && firewall.flushConntrack && changes.changed.length > 0) {
+    if (will('forget-conntrack') && changes.changed.length > 0) {
       try {
         conntrackDeleted = (await forgetClients(deps.runner, changes.changed, changes.kept))
           .deleted;
@@ -528,7 +541,7 @@ export async function applyRuleset(
         );
       }
     }
-    if (firewall.flushConntrack && changed6.length > 0) {
+    if (will('forget-conntrack') && changed6.length > 0) {
       try {
         conntrackDeleted += (await forgetSources6(deps.runner, changed6)).deleted;
       } catch (error) {
@@ -537,7 +550,7 @@ export async function applyRuleset(
         );
       }
     }
-    if ((needFile || needFile6) && firewall.afterWrite !== null) {
+    if (will('after-write') && firewall.afterWrite !== null) {
       try {
         await deps.runner.run('sh', ['-c', firewall.afterWrite]);
       } catch (error) {
@@ -547,13 +560,7 @@ export async function applyRuleset(
       }
     }
     return {
-      outcome: archive
-        ? 'applied'
-        : needKernel
-          ? 'repaired'
-          : needFile
-            ? 'file-updated'
-            : 'unchanged',
+      outcome: decision.outcome,
       plan,
       archive,
       activeArchive: archive?.path ?? newest?.path,

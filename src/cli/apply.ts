@@ -28,6 +28,16 @@ function describe6(plan6: Ruleset6Plan): string {
     : `${map.clientCount} IPv6 clients on ${map.publicAddresses.map(formatIpv6).join(', ')}, ${map.blockSize} ports each`;
 }
 
+/** The rules files an apply wrote: rules.v4 (or the nftables file), rules.v6. */
+function writtenFiles(config: Config, result: ApplyResult): string[] {
+  const { ipv6, ipv6Removal } = result.plan;
+  const file6 = ipv6?.iptables ? ipv6.file : ipv6Removal?.file;
+  return [
+    ...(result.rulesFileWritten ? [config.firewall.rulesFile] : []),
+    ...(result.rulesFile6Written && file6 !== undefined ? [file6] : []),
+  ];
+}
+
 function describe(result: ApplyResult, config: Config): string {
   const { map, ipv6 } = result.plan;
   const addresses = map.publicAddresses.map(formatIpv4).join(', ');
@@ -41,13 +51,14 @@ function describe(result: ApplyResult, config: Config): string {
         (ipv6 ? `, ${result.changedClients6} IPv6 clients their translation` : '') +
         (result.conntrackDeleted > 0 ? ` (${result.conntrackDeleted} connections reset)` : '') +
         `\narchive: ${result.archive?.path ?? '-'} (sha256 ${result.archive?.sha256 ?? '-'})` +
-        (result.rulesFileWritten ? `\nrules file: ${config.firewall.rulesFile} written` : '') +
-        (result.rulesFile6Written && ipv6 ? `\nrules file: ${ipv6.file} written` : '')
+        writtenFiles(config, result)
+          .map((file) => `\nrules file: ${file} written`)
+          .join('')
       );
     case 'repaired':
       return `repaired: the kernel no longer held the active ruleset (${what}); loaded it again, no new archive`;
     case 'file-updated':
-      return `file updated: ${config.firewall.rulesFile} rewritten; the kernel already held the active ruleset (${what})`;
+      return `file updated: ${writtenFiles(config, result).join(' and ')} rewritten; the kernel already held the active ruleset (${what})`;
     case 'unchanged':
       return `unchanged: the kernel, ${config.firewall.rulesFile} and the newest archive already hold this ruleset (${what})`;
   }
