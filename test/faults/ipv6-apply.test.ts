@@ -131,6 +131,19 @@ describeKernel.each(['iptables', 'nftables'] as const)('IPv6 in the apply (%s)',
     expect(site.archives()).toEqual(archives);
   });
 
+  // nftables keeps both families in one rules file: there is no rules.v6 to lose alone.
+  if (backend === 'iptables')
+    test('rules.v6 emptied alone is written again and reported as a file update, nothing else touched', () => {
+      const before = everything();
+      writeFileSync(rulesFile6(), '');
+      const result = site.cli(['apply']);
+      expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(result.stdout).toMatch(
+        new RegExp(`^file updated: ${rulesFile6().replace(/[.]/g, '\\.')} rewritten;`, 'm'),
+      );
+      expect(everything()).toEqual(before);
+    });
+
   test('a refused IPv6 load leaves both families, the files and the archive as they were', () => {
     // The IPv6 load (never its --test / -c check) fails, after the IPv4 one went through.
     const bin = join(site.sandbox.dir, 'refusing-bin');
