@@ -388,177 +388,205 @@ export async function applyRuleset(
       hasArchive: newest !== undefined,
       fileRight,
       file6Right,
+      unanchored: anchor.head === undefined && latest !== undefined && latestSha !== undefined,
       flushConntrack: firewall.flushConntrack,
       afterWrite: firewall.afterWrite !== null,
     });
-    const { archive: needArchive, kernel: needKernel, file: needFile, file6: needFile6 } = decision;
-    const will = (step: ApplyStep) => decision.steps.includes(step);
-
     const protocols = clientsByProtocol(discovery);
     // The rules file's bytes, encoded once for the file and for its archive (a /16: 13 MB).
     let fileBytes: Uint8Array | undefined;
     const planBytes = () => (fileBytes ??= Buffer.from(plan.fileText, 'utf8'));
-    if (needArchive) {
-      const header = {
-        tool: `traceable-nat ${TOOL_VERSION}`,
-        backend: firewall.backend,
-        applyStarted: new Date(started).toISOString(),
-        reason: reasonFor(force, newest !== undefined, anchorMismatch),
-        clients: plan.map.clientCount,
-        settings: { ...settingsOf(config, plan), clientsByProtocol: protocols },
-      };
-      // The IPv6 half first: the rules.v4 header records its hash, so the chain vouches for it.
-      if (plan.ipv6?.iptables)
-        pending6 = prepareArchive(
-          firewall.archiveDir,
-          { ...header, clients: plan.ipv6.map.clientCount, family: 'ipv6' },
-          plan.ipv6.fileText,
-          undefined,
-          firewall.compressArchives,
-          'ip6tables',
-        );
-      // A /16's gzip runs in libuv's thread pool while this thread writes the rules file and
-      // compares the bindings; the kernel is not touched before the archive is written.
-      preparing = prepareArchiveAsync(
-        firewall.archiveDir,
-        { ...header, ipv6: pending6 && { sha256: pending6.sha256 } },
-        { text: plan.fileText, bytes: planBytes() },
-        latest && latestSha !== undefined
-          ? { name: latest.entry.name, sha256: latestSha }
-          : undefined,
-        firewall.compressArchives,
-      );
-      // Awaited below, or discarded by `finally` when this thread fails first.
-      preparing.catch(() => undefined);
-      // In the thread pool too: for the head, so a later apply can trust the rules file by it.
-      bodyDigest = webcrypto.subtle.digest('SHA-256', planBytes());
-      bodyDigest.catch(() => undefined);
-    }
-    if (needFile) rulesTemporary = writeRulesTemporary(firewall.rulesFile, planBytes());
-    if (needFile6 && file6) rulesTemporary6 = writeRulesTemporary(file6.file, file6.fileText);
-    const changes = needKernel ? bindingChanges(view.bindings(), plan) : { changed: [], kept: [] };
-    const changed6 = needKernel && !view.right6 ? translationChanges(view, plan) : [];
-    if (preparing) {
-      pending = await preparing;
-      preparing = undefined;
-      // Anchored before the kernel changes, so the archive is ours whatever happens next.
-      const { sha256: pendingSha } = pending;
-      updateDirState(firewall.stateFile, firewall.archiveDir, (state) => ({
-        ...state,
-        pending: { sha256: pendingSha, applyStarted: new Date(started).toISOString() },
-      }));
-    }
-
-    // Two activations never share an archive second: wait for the next one if needed (less
-    // than a second: assertNotInFuture refused a newest archive from a later second).
+    // Two activations never share an archive second (assertNotInFuture refused a newest
+    // archive from a later one, so the wait is under a second).
     const earliest = ((latest?.entry.activatedAt ?? 0) + 1) * 1000;
-    if (will('wait-archive-second') && deps.clock.now() < earliest)
-      await deps.clock.sleep(earliest - deps.clock.now());
-    const current = pending;
-    const recordChild =
-      current &&
-      ((pid: number) => {
-        current.recordChild(pid);
-      });
     // The canary names the archive of what the kernel holds after this apply.
-    const canary = pending?.sha256 ?? newest?.sha256;
-    const kernel = needKernel ? await driver.apply(plan, force, recordChild, canary) : undefined;
-    // Rules right but no canary, or another one (after a boot, or from an older version): set
-    // it alone, so the next apply reads two small chains instead of the whole table.
-    if (will('set-canary') && canary !== undefined)
-      await driver.apply(plan, false, undefined, canary);
-    const activatedAt = Math.max(Math.floor(deps.clock.now() / 1000), earliest / 1000);
-    pending6?.commit(activatedAt);
-    pending6 = undefined;
-    // With no client of ours, the body's bindings may be the original script's rules, so
-    // they are read from the text.
-    const archive = pending?.commit(
-      activatedAt,
-      plan.map.clientCount > 0 ? () => assignmentColumns(plan.map) : undefined,
-    );
-    pending = undefined;
+    const canaryOf = () => pending?.sha256 ?? newest?.sha256;
     const warnings: string[] = recovered
       .filter((resolution) => resolution.outcome === 'archived')
       .map(
         (resolution) =>
           `an interrupted apply (started ${resolution.applyStarted}) had loaded its ruleset; it is now archived as ${resolution.archive ?? '?'}, and trace treats the time between as uncertain`,
       );
-    if (archive) {
-      const body = await bodyDigest?.then((digest) => Buffer.from(digest).toString('hex'));
-      try {
-        updateDirState(firewall.stateFile, firewall.archiveDir, () => ({
-          head: {
-            name: basename(archive.path),
-            sha256: archive.sha256,
-            activatedAt,
-            clients: plan.map.clientCount,
-            clientsByProtocol: protocols,
-            body,
-          },
-        }));
-      } catch (error) {
-        // The pending hash in the state file still vouches for this archive.
-        warnings.push(
-          `${isTnatError(error) ? error.message : String(error)}; the archive stays anchored by its pending hash`,
+    const warn = (error: unknown, then: string) =>
+      warnings.push(`${isTnatError(error) ? error.message : String(error)}${then}`);
+    let changes = { changed: [] as number[], kept: [] as number[] };
+    let changed6: string[] = [];
+    let kernel: KernelChange | undefined;
+    let archive: { path: string; sha256: string } | undefined;
+    let conntrackDeleted = 0;
+
+    // The steps in decideApply's order; each runs only when decided.
+    const steps: Record<ApplyStep, () => void | Promise<void>> = {
+      'prepare-archive': () => {
+        const header = {
+          tool: `traceable-nat ${TOOL_VERSION}`,
+          backend: firewall.backend,
+          applyStarted: new Date(started).toISOString(),
+          reason: reasonFor(force, newest !== undefined, anchorMismatch),
+          clients: plan.map.clientCount,
+          settings: { ...settingsOf(config, plan), clientsByProtocol: protocols },
+        };
+        // The IPv6 half first: the rules.v4 header records its hash, so the chain vouches for it.
+        if (plan.ipv6?.iptables)
+          pending6 = prepareArchive(
+            firewall.archiveDir,
+            { ...header, clients: plan.ipv6.map.clientCount, family: 'ipv6' },
+            plan.ipv6.fileText,
+            undefined,
+            firewall.compressArchives,
+            'ip6tables',
+          );
+        // A /16's gzip runs in libuv's thread pool while this thread writes the rules file;
+        // anchor-pending waits for it, before the kernel is touched.
+        preparing = prepareArchiveAsync(
+          firewall.archiveDir,
+          { ...header, ipv6: pending6 && { sha256: pending6.sha256 } },
+          { text: plan.fileText, bytes: planBytes() },
+          latest && latestSha !== undefined
+            ? { name: latest.entry.name, sha256: latestSha }
+            : undefined,
+          firewall.compressArchives,
         );
-      }
-    } else if (anchor.head === undefined && latest !== undefined && latestSha !== undefined) {
-      // Never anchored (an upgrade from a version without the state file): the active ruleset
-      // is the newest archive, so anchor it now rather than at the next change.
-      try {
+        // Awaited by anchor-pending, or discarded by `finally` when this thread fails first.
+        preparing.catch(() => undefined);
+        // In the thread pool too: for the head, so a later apply can trust the rules file by it.
+        bodyDigest = webcrypto.subtle.digest('SHA-256', planBytes());
+        bodyDigest.catch(() => undefined);
+      },
+      'write-rules-temporary': () => {
+        rulesTemporary = writeRulesTemporary(firewall.rulesFile, planBytes());
+      },
+      'write-rules6-temporary': () => {
+        if (file6) rulesTemporary6 = writeRulesTemporary(file6.file, file6.fileText);
+      },
+      'anchor-pending': async () => {
+        if (!preparing) return;
+        pending = await preparing;
+        preparing = undefined;
+        // Anchored before the kernel changes, so the archive is ours whatever happens next.
+        const { sha256: pendingSha } = pending;
         updateDirState(firewall.stateFile, firewall.archiveDir, (state) => ({
           ...state,
-          head: {
-            name: latest.entry.name,
-            sha256: latestSha,
-            activatedAt: latest.entry.activatedAt,
-            clients: parseArchiveHeader(latest.text)?.clients ?? plan.map.clientCount,
-            clientsByProtocol: clientsByProtocolOf(parseArchiveHeader(latest.text)?.settings),
-          },
+          pending: { sha256: pendingSha, applyStarted: new Date(started).toISOString() },
         }));
-      } catch (error) {
-        warnings.push(isTnatError(error) ? error.message : String(error));
-      }
-    }
-    if (rulesTemporary !== undefined) {
-      renameSync(rulesTemporary, firewall.rulesFile);
-      rulesTemporary = undefined;
-      fsyncDirectory(dirname(firewall.rulesFile));
-    }
-    if (rulesTemporary6 !== undefined && file6) {
-      renameSync(rulesTemporary6, file6.file);
-      rulesTemporary6 = undefined;
-      fsyncDirectory(dirname(file6.file));
-    }
-    let conntrackDeleted = 0;
-    if (will('forget-conntrack') && changes.changed.length > 0) {
-      try {
-        conntrackDeleted = (await forgetClients(deps.runner, changes.changed, changes.kept))
-          .deleted;
-      } catch (error) {
-        warnings.push(
-          `the conntrack entries of the changed clients could not be deleted (${isTnatError(error) ? error.message : String(error)}); their open connections keep their old ports until they end`,
+      },
+      'wait-archive-second': async () => {
+        if (deps.clock.now() < earliest) await deps.clock.sleep(earliest - deps.clock.now());
+      },
+      'load-kernel': async () => {
+        // The kernel's bindings before the change: whose connections to forget.
+        changes = bindingChanges(view.bindings(), plan);
+        changed6 = view.right6 ? [] : translationChanges(view, plan);
+        const current = pending;
+        const recordChild =
+          current &&
+          ((pid: number) => {
+            current.recordChild(pid);
+          });
+        kernel = await driver.apply(plan, force, recordChild, canaryOf());
+      },
+      'set-canary': async () => {
+        // Rules right but no canary, or another one (after a boot, or from an older version):
+        // set it alone, so the next apply reads two small chains instead of the whole table.
+        const canary = canaryOf();
+        if (canary !== undefined) await driver.apply(plan, false, undefined, canary);
+      },
+      'commit-archive': async () => {
+        const activatedAt = Math.max(Math.floor(deps.clock.now() / 1000), earliest / 1000);
+        pending6?.commit(activatedAt);
+        pending6 = undefined;
+        // With no client of ours, the body's bindings may be the original script's rules, so
+        // they are read from the text.
+        archive = pending?.commit(
+          activatedAt,
+          plan.map.clientCount > 0 ? () => assignmentColumns(plan.map) : undefined,
         );
-      }
-    }
-    if (will('forget-conntrack') && changed6.length > 0) {
-      try {
-        conntrackDeleted += (await forgetSources6(deps.runner, changed6)).deleted;
-      } catch (error) {
-        warnings.push(
-          `the conntrack entries of the changed IPv6 clients could not be deleted (${isTnatError(error) ? error.message : String(error)}); their open connections keep their old translation until they end`,
-        );
-      }
-    }
-    if (will('after-write') && firewall.afterWrite !== null) {
-      try {
-        await deps.runner.run('sh', ['-c', firewall.afterWrite]);
-      } catch (error) {
-        warnings.push(
-          `firewall.afterWrite failed (${isTnatError(error) ? error.message : String(error)}); the new ruleset is active and archived all the same`,
-        );
-      }
-    }
+        pending = undefined;
+        if (!archive) return;
+        const committed = archive;
+        const body = await bodyDigest?.then((digest) => Buffer.from(digest).toString('hex'));
+        try {
+          updateDirState(firewall.stateFile, firewall.archiveDir, () => ({
+            head: {
+              name: basename(committed.path),
+              sha256: committed.sha256,
+              activatedAt,
+              clients: plan.map.clientCount,
+              clientsByProtocol: protocols,
+              body,
+            },
+          }));
+        } catch (error) {
+          // The pending hash in the state file still vouches for this archive.
+          warn(error, '; the archive stays anchored by its pending hash');
+        }
+      },
+      'anchor-newest': () => {
+        // Never anchored (an upgrade from a version without the state file): the active
+        // ruleset is the newest archive, so anchor it now rather than at the next change.
+        if (latest === undefined || latestSha === undefined) return;
+        try {
+          const header = parseArchiveHeader(latest.text);
+          updateDirState(firewall.stateFile, firewall.archiveDir, (state) => ({
+            ...state,
+            head: {
+              name: latest.entry.name,
+              sha256: latestSha,
+              activatedAt: latest.entry.activatedAt,
+              clients: header?.clients ?? plan.map.clientCount,
+              clientsByProtocol: clientsByProtocolOf(header?.settings),
+            },
+          }));
+        } catch (error) {
+          warn(error, '');
+        }
+      },
+      'rename-rules': () => {
+        if (rulesTemporary === undefined) return;
+        renameSync(rulesTemporary, firewall.rulesFile);
+        rulesTemporary = undefined;
+        fsyncDirectory(dirname(firewall.rulesFile));
+      },
+      'rename-rules6': () => {
+        if (rulesTemporary6 === undefined || !file6) return;
+        renameSync(rulesTemporary6, file6.file);
+        rulesTemporary6 = undefined;
+        fsyncDirectory(dirname(file6.file));
+      },
+      'forget-conntrack': async () => {
+        if (changes.changed.length > 0) {
+          try {
+            conntrackDeleted = (await forgetClients(deps.runner, changes.changed, changes.kept))
+              .deleted;
+          } catch (error) {
+            warnings.push(
+              `the conntrack entries of the changed clients could not be deleted (${isTnatError(error) ? error.message : String(error)}); their open connections keep their old ports until they end`,
+            );
+          }
+        }
+        if (changed6.length > 0) {
+          try {
+            conntrackDeleted += (await forgetSources6(deps.runner, changed6)).deleted;
+          } catch (error) {
+            warnings.push(
+              `the conntrack entries of the changed IPv6 clients could not be deleted (${isTnatError(error) ? error.message : String(error)}); their open connections keep their old translation until they end`,
+            );
+          }
+        }
+      },
+      'after-write': async () => {
+        if (firewall.afterWrite === null) return;
+        try {
+          await deps.runner.run('sh', ['-c', firewall.afterWrite]);
+        } catch (error) {
+          warnings.push(
+            `firewall.afterWrite failed (${isTnatError(error) ? error.message : String(error)}); the new ruleset is active and archived all the same`,
+          );
+        }
+      },
+    };
+    for (const step of decision.steps) await steps[step]();
+
     return {
       outcome: decision.outcome,
       plan,
@@ -569,8 +597,8 @@ export async function applyRuleset(
         : archived === plan.fileText
           ? newest?.sha256
           : undefined,
-      rulesFileWritten: needFile,
-      rulesFile6Written: needFile6,
+      rulesFileWritten: decision.file,
+      rulesFile6Written: decision.file6,
       kernel,
       kernelRead: view.how,
       changedClients: changes.changed.length,

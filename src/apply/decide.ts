@@ -29,6 +29,11 @@ export interface ApplyFacts {
   readonly fileRight: boolean;
   /** iptables' rules.v6, when this apply manages it (nat6, or our part to take out): the same. */
   readonly file6Right: boolean | undefined;
+  /**
+   * The state file anchors no archive although there is one (an upgrade from a version
+   * without the state file).
+   */
+  readonly unanchored: boolean;
   /** firewall.flushConntrack: connections of changed clients are forgotten. */
   readonly flushConntrack: boolean;
   /** firewall.afterWrite is set. */
@@ -44,6 +49,8 @@ export type ApplyStep =
   /** Write the rules file (and rules.v6) under temporary names beside them. */
   | 'write-rules-temporary'
   | 'write-rules6-temporary'
+  /** Wait for the new archive, and record its hash as pending in the state file. */
+  | 'anchor-pending'
   /** Wait, if needed, for the second after the newest archive's (names never share one). */
   | 'wait-archive-second'
   /** One kernel transaction (per family) to the plan, its canary naming the archive. */
@@ -52,6 +59,8 @@ export type ApplyStep =
   | 'set-canary'
   /** Rename the archive to its real name and anchor it as the head. */
   | 'commit-archive'
+  /** No new archive, but none anchored yet: anchor the newest as the head. */
+  | 'anchor-newest'
   | 'rename-rules'
   | 'rename-rules6'
   /** Delete the conntrack entries of the clients whose binding changed. */
@@ -82,6 +91,7 @@ export function decideApply(facts: ApplyFacts): ApplyDecision {
   step(archive, 'prepare-archive');
   step(file, 'write-rules-temporary');
   step(file6, 'write-rules6-temporary');
+  step(archive, 'anchor-pending');
   step(archive && kernel, 'wait-archive-second');
   step(kernel, 'load-kernel');
   // The canary names the archive active after this apply: a new one, or the newest.
@@ -89,6 +99,7 @@ export function decideApply(facts: ApplyFacts): ApplyDecision {
     facts.canary !== undefined && (archive || (facts.hasArchive && facts.canary === 'other'));
   step(!kernel && canaryStale, 'set-canary');
   step(archive, 'commit-archive');
+  step(!archive && facts.unanchored, 'anchor-newest');
   step(file, 'rename-rules');
   step(file6, 'rename-rules6');
   step(kernel && facts.flushConntrack, 'forget-conntrack');

@@ -1,5 +1,5 @@
 /**
- * The apply's decision over every combination of what it can find (1 152 cases): the promises
+ * The apply's decision over every combination of what it can find (2 304 cases): the promises
  * of the apply's order, checked without a kernel. The executor's side (that apply.ts runs
  * these steps, and a failure at each leaves everything as it was) is in the driver and fault
  * tests.
@@ -20,18 +20,20 @@ function allFacts(): ApplyFacts[] {
               for (const file6Right of [false, true, undefined] as const)
                 for (const flushConntrack of BOOLEANS)
                   for (const afterWrite of BOOLEANS)
-                    facts.push({
-                      force,
-                      // An archive that is right exists.
-                      archiveRight: archiveRight && hasArchive,
-                      kernelRight,
-                      canary,
-                      hasArchive,
-                      fileRight,
-                      file6Right,
-                      flushConntrack,
-                      afterWrite,
-                    });
+                    for (const unanchored of BOOLEANS)
+                      facts.push({
+                        force,
+                        // An archive that is right exists.
+                        archiveRight: archiveRight && hasArchive,
+                        kernelRight,
+                        canary,
+                        hasArchive,
+                        fileRight,
+                        file6Right,
+                        unanchored: unanchored && hasArchive,
+                        flushConntrack,
+                        afterWrite,
+                      });
   return facts;
 }
 
@@ -42,7 +44,7 @@ const at = (steps: readonly ApplyStep[], step: ApplyStep) => steps.indexOf(step)
 
 describe('decideApply', () => {
   it('covers every combination of the facts', () => {
-    expect(CASES).toHaveLength(2 ** 7 * 3 * 3);
+    expect(CASES).toHaveLength(2 ** 8 * 3 * 3);
   });
 
   it('changes nothing when the archive, the kernel and both files hold the plan', () => {
@@ -56,8 +58,12 @@ describe('decideApply', () => {
       )
         continue;
       const decision = decideApply(facts);
-      // The canary alone may be set (it is not the ruleset); nothing else runs.
-      expect(decision.steps.filter((step) => step !== 'set-canary')).toEqual([]);
+      // The canary alone may be set (it is not the ruleset), and an unanchored newest archive
+      // anchored; nothing else runs.
+      expect(
+        decision.steps.filter((step) => step !== 'set-canary' && step !== 'anchor-newest'),
+      ).toEqual([]);
+      expect(decision.steps.includes('anchor-newest')).toBe(facts.unanchored);
       expect(decision.outcome).toBe('unchanged');
     }
   });
@@ -100,10 +106,12 @@ describe('decideApply', () => {
       'prepare-archive',
       'write-rules-temporary',
       'write-rules6-temporary',
+      'anchor-pending',
       'wait-archive-second',
     ];
     const afterKernel: ApplyStep[] = [
       'commit-archive',
+      'anchor-newest',
       'rename-rules',
       'rename-rules6',
       'forget-conntrack',
@@ -124,9 +132,15 @@ describe('decideApply', () => {
     for (const facts of CASES) {
       const { steps, archive } = decideApply(facts);
       expect(steps.includes('prepare-archive')).toBe(archive);
+      expect(steps.includes('anchor-pending')).toBe(archive);
       expect(steps.includes('commit-archive')).toBe(archive);
+      // A new archive is the head: the newest one is anchored only when none is made.
+      expect(steps.includes('anchor-newest')).toBe(!archive && facts.unanchored);
       if (!archive) continue;
-      expect(at(steps, 'prepare-archive')).toBeLessThan(at(steps, 'commit-archive'));
+      // Its hash is pending in the state file before it is committed: a crash between the
+      // two leaves an archive the next apply can tell from a forged one.
+      expect(at(steps, 'prepare-archive')).toBeLessThan(at(steps, 'anchor-pending'));
+      expect(at(steps, 'anchor-pending')).toBeLessThan(at(steps, 'commit-archive'));
       // A crash between the two leaves an archive that the rules file does not hold yet: the
       // next apply rewrites the file. The other way round, a file no archive vouches for.
       for (const rename of ['rename-rules', 'rename-rules6'] as const)
@@ -190,6 +204,7 @@ describe('decideApply', () => {
       hasArchive: true,
       fileRight: true,
       file6Right: false,
+      unanchored: false,
       flushConntrack: true,
       afterWrite: false,
     });
