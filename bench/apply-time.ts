@@ -74,9 +74,13 @@ function breakdown(step: Step): string {
     .sort((a, b) => b.end - b.start - (a.end - a.start))
     .slice(0, 3)
     .map(describeCommand);
+  const steps = Object.entries(step.result.timings)
+    .map(([name, ms]) => `${name} ${ms.toFixed(0)}`)
+    .join(', ');
   return (
     `commands ${commandsMs.toFixed(0)} ms (slowest: ${slowest.join(', ')}), ` +
-    `in-process (read files, plan, render, write) ${(step.totalMs - commandsMs).toFixed(0)} ms`
+    `in-process (read files, plan, render, write) ${(step.totalMs - commandsMs).toFixed(0)} ms; ` +
+    `by step (commands included): ${steps} ms`
   );
 }
 

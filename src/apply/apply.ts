@@ -142,6 +142,12 @@ export interface ApplyResult {
    */
   readonly warnings: readonly string[];
   readonly durationMs: number;
+  /**
+   * Where the time went, in milliseconds, in the order it was spent: reading the files and
+   * archives (`read`), `plan`, reading the kernel (`read-kernel`), then each step decideApply
+   * chose, by its name. For the log and the benchmark; nothing decides on it.
+   */
+  readonly timings: Readonly<Record<string, number>>;
 }
 
 const RULES_FILE_MODE = 0o640;
@@ -255,6 +261,13 @@ export async function applyRuleset(
   options: ApplyOptions = {},
 ): Promise<ApplyResult> {
   const started = deps.clock.now();
+  const timings: Record<string, number> = {};
+  let lapStart = performance.now();
+  const lap = (name: string) => {
+    const now = performance.now();
+    timings[name] = Math.round((now - lapStart) * 10) / 10;
+    lapStart = now;
+  };
   const { firewall } = config;
   const force = options.force === true;
   const release = await acquireLock(
@@ -333,6 +346,7 @@ export async function applyRuleset(
       trusted === undefined && newest && archived !== undefined && archived === currentText
         ? readActive(newest, archived, firewall)
         : undefined;
+    lap('read');
     const plan =
       trusted && samePlanInputs(claim, config, discovery, currentText6)
         ? trusted
@@ -344,6 +358,7 @@ export async function applyRuleset(
             mergeTemplate: trusted?.mergeTemplate ?? active?.template,
             rulesText6: currentText6,
           });
+    lap('plan');
     const driver = driverFor(config, deps.runner);
     const kernelClaim = options.kernelCheck === 'full' ? undefined : active?.claim;
     const view = await driver.read(
@@ -351,6 +366,7 @@ export async function applyRuleset(
       trusted && { plan: trusted, canary: newest?.sha256 },
       kernelClaim,
     );
+    lap('read-kernel');
     if (firewall.removalGuard && !force) {
       const problem = removalProblem(
         { held: view.bindings(), anchored: anchor.head },
@@ -585,7 +601,10 @@ export async function applyRuleset(
         }
       },
     };
-    for (const step of decision.steps) await steps[step]();
+    for (const step of decision.steps) {
+      await steps[step]();
+      lap(step);
+    }
 
     return {
       outcome: decision.outcome,
@@ -606,6 +625,7 @@ export async function applyRuleset(
       conntrackDeleted,
       warnings,
       durationMs: deps.clock.now() - started,
+      timings,
     };
   } finally {
     if (preparing) (await preparing.catch(() => undefined))?.discard();

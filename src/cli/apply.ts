@@ -87,6 +87,7 @@ function resultJson(result: ApplyResult): Record<string, unknown> {
     kernelRead: result.kernelRead,
     warnings: result.warnings,
     durationMs: result.durationMs,
+    timings: result.timings,
   };
 }
 

@@ -224,6 +224,7 @@ export class Daemon {
         blockSize: result.plan.map.blockSize,
         backend: result.plan.backend,
         durationMs: result.durationMs,
+        timings: result.timings,
         kernel: result.kernel?.summary ?? null,
         kernelRead: result.kernelRead,
         warnings: result.warnings,
