@@ -33,7 +33,7 @@ test('collects once more a moment later: what was still referenced when it was c
     held = undefined;
   }, 20);
   releaseMemory(200);
-  expect(held?.length).toBe(200_000);
+  expect(held).toHaveLength(200_000);
   const before = process.memoryUsage().heapUsed;
   await sleep(600);
   expect(held).toBeUndefined();
