@@ -26,8 +26,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, join } from 'node:path';
-import { promisify } from 'node:util';
-import { constants, gunzipSync, gzip, gzipSync } from 'node:zlib';
+import { constants, createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import { TnatError } from '../errors.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
 import {
@@ -79,7 +78,24 @@ export function decodeArchive(bytes: Buffer, path: string): string {
 
 /** gzip level 3: a /16 ruleset (14.5 MB) in about 30 ms to 1.2 MB; higher levels gain little. */
 const GZIP_LEVEL = 3;
-const gzipAsync = promisify(gzip);
+/**
+ * gzip of `parts` one after the other, in libuv's thread pool: byte for byte what gzip of
+ * their concatenation gives (deflate does not see where one write ends), without first copying
+ * them into one buffer (a /16: 14.5 MB of fresh memory, 4-8 ms of this thread).
+ */
+function gzipParts(parts: readonly Uint8Array[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const zip = createGzip({ level: GZIP_LEVEL, chunkSize: 1 << 20 });
+    zip.on('data', (chunk: Buffer) => chunks.push(chunk));
+    zip.on('error', reject);
+    zip.on('end', () => {
+      resolve(Buffer.concat(chunks));
+    });
+    for (const part of parts) zip.write(part);
+    zip.end();
+  });
+}
 
 /** An archive's bytes as stored: gzip, or the plain text. */
 export function encodeArchive(content: string | Uint8Array, compress: boolean): Buffer {
@@ -417,10 +433,13 @@ export async function prepareArchiveAsync(
   >
 ): Promise<PendingArchive> {
   const { head, text, content } = startArchive(dir, header, body, previous);
-  const stored = storedForm(head, body, content);
   const bytes = compress
-    ? await gzipAsync(stored, { level: GZIP_LEVEL })
-    : encodeArchive(stored, false);
+    ? await gzipParts(
+        typeof body === 'string'
+          ? [Buffer.from(content, 'utf8')]
+          : [Buffer.from(head, 'utf8'), body.bytes],
+      )
+    : encodeArchive(storedForm(head, body, content), false);
   return writePending(dir, kind, { head, text, content, bytes }, compress);
 }
 

@@ -15,6 +15,7 @@ import {
   listArchives,
   newestArchive,
   prepareArchive,
+  prepareArchiveAsync,
   readArchiveHeader,
 } from '../../src/archive/store.js';
 
@@ -168,6 +169,36 @@ describe('prepare and commit', () => {
     // With its binding index beside it, hidden (src/archive/binding-index.ts).
     expect(readdirSync(dir)).toEqual(['.rules.v4.1700000000.idx', 'rules.v4.1700000000']);
     expect(findPendingArchives(dir)).toEqual([]);
+  });
+
+  test('prepared in the thread pool, an archive is byte for byte the one prepared here, body given as text or as bytes', async () => {
+    // Hard to compress (a pseudo-random comment on each rule), so the gzip comes out in more
+    // than one of the stream's 1 MiB chunks.
+    let seed = 12345;
+    const noise = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed.toString(16).padStart(8, '0');
+    };
+    const text = Array.from(
+      { length: 60_000 },
+      (_, i) =>
+        `-A TNAT-10.42.0.0/24 -s 10.42.${i % 256}.${i % 251}/32 -m comment --comment ${noise()}${noise()}${noise()}${noise()}${noise()} -j SNAT\n`,
+    ).join('');
+    const bytesOf = (pending: { sha256: string; discard(): void }) => {
+      const stored = readFileSync(join(dir, 'rules.v4.pending'));
+      pending.discard();
+      return { stored, sha256: pending.sha256 };
+    };
+    const here = bytesOf(prepareArchive(dir, header, text, undefined));
+    const fromText = bytesOf(await prepareArchiveAsync(dir, header, text, undefined));
+    const fromBytes = bytesOf(
+      await prepareArchiveAsync(dir, header, { text, bytes: Buffer.from(text, 'utf8') }, undefined),
+    );
+    expect(here.stored.length).toBeGreaterThan(1 << 20);
+    expect(archiveBody(gunzipSync(here.stored).toString('utf8'))).toBe(text);
+    expect(fromText.stored.equals(here.stored)).toBe(true);
+    expect(fromBytes.stored.equals(here.stored)).toBe(true);
+    expect([fromText.sha256, fromBytes.sha256]).toEqual([here.sha256, here.sha256]);
   });
 
   test('a discarded archive leaves nothing behind', () => {
