@@ -90,6 +90,43 @@ export interface TrustedPlan {
   readonly archiveSha256?: string | undefined;
   /** The configuration the plan was made with: the same object, unless reloaded since. */
   readonly config?: Config | undefined;
+  /**
+   * The rules file as that apply left it holding the plan's text (ApplyResult.rulesFile): while
+   * it is still that file, unchanged, its 14.5 MB (a /16) are not read again.
+   */
+  readonly rulesFile?: FileIdentity | undefined;
+}
+
+/**
+ * What changes whenever a file's bytes do: its inode (a new file renamed into place), size,
+ * and modification and status change times in nanoseconds (any write, even one that restores
+ * the modification time, moves the status change time). As git trusts its index: a write
+ * within the same clock tick as the rename that made the file ours would go unseen until the
+ * daemon's periodic check, which reads the file whole.
+ */
+export interface FileIdentity {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+}
+
+function identityOf(path: string): FileIdentity | undefined {
+  try {
+    const stat = lstatSync(path, { bigint: true });
+    if (!stat.isFile()) return undefined;
+    const { dev, ino, size, mtimeNs, ctimeNs } = stat;
+    return { dev, ino, size, mtimeNs, ctimeNs };
+  } catch {
+    return undefined;
+  }
+}
+
+const IDENTITY_KEYS = ['dev', 'ino', 'size', 'mtimeNs', 'ctimeNs'] as const;
+
+function sameIdentity(a: FileIdentity | undefined, b: FileIdentity | undefined): boolean {
+  return a !== undefined && b !== undefined && IDENTITY_KEYS.every((key) => a[key] === b[key]);
 }
 
 export interface ApplyOptions {
@@ -126,6 +163,8 @@ export interface ApplyResult {
    */
   readonly planArchive: string | undefined;
   readonly rulesFileWritten: boolean;
+  /** The rules file, when it holds plan.fileText after this apply (see TrustedPlan.rulesFile). */
+  readonly rulesFile: FileIdentity | undefined;
   /** iptables with nat6: rules.v6 was written. */
   readonly rulesFile6Written: boolean;
   readonly kernel: KernelChange | undefined;
@@ -319,10 +358,14 @@ export async function applyRuleset(
       latest === undefined || latest.entry.backend === firewall.backend
         ? latest
         : newestArchive(firewall.archiveDir, firewall.backend, true);
-    const currentBytes = readRulesBytes(firewall.rulesFile);
-    const currentText = currentBytes?.toString('utf8');
-    const currentText6 = readRulesFile6(config);
     const claim = options.trusted;
+    // Taken before the read: a write after it changes the identity, so it is never trusted.
+    const identity = identityOf(firewall.rulesFile);
+    const unchangedFile =
+      claim?.plan.backend === firewall.backend && sameIdentity(claim.rulesFile, identity);
+    const currentBytes = unchangedFile ? undefined : readRulesBytes(firewall.rulesFile);
+    const currentText = unchangedFile ? claim.plan.fileText : currentBytes?.toString('utf8');
+    const currentText6 = readRulesFile6(config);
     // The bytes this process archived from the trusted plan hold its text: equal digests.
     const archived =
       newest === undefined
@@ -430,6 +473,7 @@ export async function applyRuleset(
     let kernel: KernelChange | undefined;
     let archive: { path: string; sha256: string } | undefined;
     let conntrackDeleted = 0;
+    let renamedIdentity: FileIdentity | undefined;
 
     // The steps in decideApply's order; each runs only when decided.
     const steps: Record<ApplyStep, () => void | Promise<void>> = {
@@ -561,6 +605,8 @@ export async function applyRuleset(
         if (rulesTemporary === undefined) return;
         renameSync(rulesTemporary, firewall.rulesFile);
         rulesTemporary = undefined;
+        // Before anything else runs (firewall.afterWrite may write the file).
+        renamedIdentity = identityOf(firewall.rulesFile);
         fsyncDirectory(dirname(firewall.rulesFile));
       },
       'rename-rules6': () => {
@@ -617,6 +663,7 @@ export async function applyRuleset(
           ? newest?.sha256
           : undefined,
       rulesFileWritten: decision.file,
+      rulesFile: decision.file ? renamedIdentity : fileRight ? identity : undefined,
       rulesFile6Written: decision.file6,
       kernel,
       kernelRead: view.how,

@@ -204,6 +204,7 @@ export class Daemon {
         archive: result.activeArchive,
         archiveSha256: result.planArchive,
         config: this.config,
+        rulesFile: result.rulesFile,
       };
       const { map } = result.plan;
       this.active =
