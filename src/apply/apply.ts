@@ -398,6 +398,10 @@ export async function applyRuleset(
             archiveBody: archived,
             previous: trusted ? previousFromMap(trusted.map) : active?.previous,
             previousRender: claim?.plan.iptables ?? active?.render,
+            previousNft: claim?.plan.nftLayout && {
+              text: claim.plan.fileText,
+              layout: claim.plan.nftLayout,
+            },
             mergeTemplate: trusted?.mergeTemplate ?? active?.template,
             rulesText6: currentText6,
           });

@@ -11,7 +11,7 @@ import { mapClients, previousFromAssignments } from '../mapping/map.js';
 import type { NatSettings, PortMap, PreviousAssignments } from '../mapping/types.js';
 import { parseIpv4 } from '../net/ipv4.js';
 import { renderIptablesChains, type IptablesNat } from '../render/iptables.js';
-import { renderNftTable } from '../render/nftables.js';
+import { renderNftTableReusing, type NftLayout, type NftRender } from '../render/nftables.js';
 import { readAssignments, type ReadRules } from '../render/read-rules.js';
 import {
   canonicalNat,
@@ -30,6 +30,8 @@ export interface RulesetPlan {
   readonly fileText: string;
   /** Our chains and jump (iptables backend only). */
   readonly iptables: IptablesNat | undefined;
+  /** Where our table's map elements are in fileText (nftables backend only), for reuse. */
+  readonly nftLayout?: NftLayout | undefined;
   /** The rules file without our part, ready to take a new one (iptables backend only). */
   readonly mergeTemplate: MergeTemplate | undefined;
   /** Our part alone, in a canonical form: equal texts mean the same NAT ruleset. */
@@ -90,6 +92,8 @@ export interface CurrentState {
    * render takes instead of writing them again; any render serves, the result is the same.
    */
   readonly previousRender?: IptablesNat | undefined;
+  /** The same for nftables: an earlier plan's text and where its elements are. */
+  readonly previousNft?: NftRender | undefined;
   /** The merge template of rulesText, when already known (saves parsing it again). */
   readonly mergeTemplate?: MergeTemplate | undefined;
   /**
@@ -129,15 +133,19 @@ export function planRuleset(
   );
   if (backend === 'nftables') {
     // One rules file and one transaction for both families: ours, so nothing else to keep.
-    const fileText =
-      renderNftTable(map, { outInterface, table: config.firewall.nftTable }) +
-      (ipv6?.fileText ?? '');
+    const table = renderNftTableReusing(
+      map,
+      { outInterface, table: config.firewall.nftTable },
+      current.previousNft,
+    );
+    const fileText = table.text + (ipv6?.fileText ?? '');
     return {
       backend,
       discovery,
       map,
       fileText,
       iptables: undefined,
+      nftLayout: table.layout,
       mergeTemplate: undefined,
       ourPart: fileText,
       ipv6,

@@ -18,6 +18,7 @@ import {
   renderIptablesChains,
   type IptablesNat,
 } from '../../src/render/iptables.js';
+import { renderNftTableReusing, type NftRender } from '../../src/render/nftables.js';
 import { prepareMerge, prepareMergeAndExtract } from '../../src/render/rules-file.js';
 import { readFixture } from './golden.js';
 import { arrayPortMap, type PlainAssignment } from '../helpers/port-map.js';
@@ -86,6 +87,69 @@ function profileSequenceArb(maxSteps: number): fc.Arbitrary<PortMap[]> {
     });
 }
 
+/** The rows of a map as a plain list, to edit. */
+function listOf(map: PortMap): PlainAssignment[] {
+  const rows = assignmentColumns(map);
+  const list: PlainAssignment[] = [];
+  for (let row = 0; row < rows.count; row++) {
+    list.push({
+      client: rows.client[row] ?? 0,
+      publicAddress: rows.publicAddresses[rows.publicIndex[row] ?? 0] ?? 0,
+      block: { first: rows.firstPort[row] ?? 0, last: rows.lastPort[row] ?? 0 },
+    });
+  }
+  return list;
+}
+
+/** A random edit of a plain list: a client added, one removed, one bound elsewhere. */
+type Edit =
+  | { readonly add: PlainAssignment }
+  | { readonly remove: number }
+  | { readonly rebind: number; readonly to: PlainAssignment };
+
+function editArb(plain: fc.Arbitrary<PlainAssignment>): fc.Arbitrary<Edit> {
+  return fc.oneof(
+    fc.record({ add: plain }),
+    fc.record({ remove: fc.nat() }),
+    fc.record({ rebind: fc.nat(), to: plain }),
+  );
+}
+
+/** `list` after `edit`, as a new list. */
+function edited(list: readonly PlainAssignment[], edit: Edit): PlainAssignment[] {
+  const next = [...list];
+  if ('add' in edit) next.push(edit.add);
+  else if ('remove' in edit) next.splice(edit.remove % (next.length || 1), 1);
+  else if (next.length > 0) {
+    const at = edit.rebind % next.length;
+    const old = next[at];
+    if (old) next[at] = { ...edit.to, client: old.client };
+  }
+  return next;
+}
+
+/**
+ * Applies `edits` to `start` one by one and renders each list reusing the render before it
+ * (the first being `first`), as the daemon's applies do; `check` compares each with scratch.
+ */
+function renderChained<R>(
+  start: readonly PlainAssignment[],
+  edits: readonly Edit[],
+  first: R,
+  render: (map: PortMap, previous: R) => R,
+  check: (reused: R, map: PortMap) => void,
+): void {
+  let list = [...start];
+  let previous = first;
+  for (const edit of edits) {
+    list = edited(list, edit);
+    const map = arrayPortMap(list, 64);
+    const reused = render(map, previous);
+    check(reused, map);
+    previous = reused;
+  }
+}
+
 /** Every form a rule of ours takes. */
 const RULE_FORMS = {
   jump: /^-A TNAT(-\S+)? -s \S+\/\d+ -j TNAT-\S+$/,
@@ -131,53 +195,25 @@ describe('a render reusing the one before it equals a render from scratch', () =
     publicAddress: fc.constantFrom(ip('192.0.2.1'), ip('198.51.100.7')),
     block: fc.constantFrom({ first: 1024, last: 1087 }, { first: 2048, last: 2048 }),
   });
-  const editArb = fc.oneof(
-    fc.record({ add: plainArb }),
-    fc.record({ remove: fc.nat() }),
-    fc.record({ rebind: fc.nat(), to: plainArb }),
-  );
 
   test('on random edits of odd maps (repeated clients, one-port blocks)', () => {
     fc.assert(
       fc.property(
         fc.array(plainArb, { maxLength: 200 }),
-        fc.array(editArb, { minLength: 1, maxLength: 12 }),
+        fc.array(editArb(plainArb), { minLength: 1, maxLength: 12 }),
         (start, edits) => {
-          let list = [...start];
-          let previous = renderIptablesChains(arrayPortMap(list, 64), options);
-          for (const edit of edits) {
-            if ('add' in edit) list.push(edit.add);
-            else if ('remove' in edit) list.splice(edit.remove % (list.length || 1), 1);
-            else if (list.length > 0) {
-              const at = edit.rebind % list.length;
-              const old = list[at];
-              if (old) list[at] = { ...edit.to, client: old.client };
-            }
-            list = [...list];
-            const map = arrayPortMap(list, 64);
-            const reused = renderIptablesChains(map, options, previous);
-            expectSameAsScratch(reused, map);
-            previous = reused;
-          }
+          renderChained(
+            start,
+            edits,
+            renderIptablesChains(arrayPortMap(start, 64), options),
+            (map, previous) => renderIptablesChains(map, options, previous),
+            expectSameAsScratch,
+          );
         },
       ),
       { numRuns: 100 },
     );
   });
-
-  /** The rows of a map as a plain list, to edit. */
-  function listOf(map: PortMap): PlainAssignment[] {
-    const rows = assignmentColumns(map);
-    const list: PlainAssignment[] = [];
-    for (let row = 0; row < rows.count; row++) {
-      list.push({
-        client: rows.client[row] ?? 0,
-        publicAddress: rows.publicAddresses[rows.publicIndex[row] ?? 0] ?? 0,
-        block: { first: rows.firstPort[row] ?? 0, last: rows.lastPort[row] ?? 0 },
-      });
-    }
-    return list;
-  }
 
   /** The chains of `after` that it did not take from `before`. */
   function written(after: IptablesNat, before: IptablesNat): [string, readonly string[]][] {
@@ -331,5 +367,97 @@ describe('a render reusing the one before it equals a render from scratch', () =
     expect(
       formsOf([...renderIptablesChains(slash16Map(), options).chains.values()].flat()).other,
     ).toEqual([]);
+  });
+});
+
+/**
+ * The same for the nftables table: the element lines of clients bound as before are copied
+ * from the earlier render's text (the daemon's last plan, whose text goes on past our table
+ * with the IPv6 one), and the result must be the render from scratch, byte for byte.
+ */
+describe('an nftables render reusing the one before it equals a render from scratch', () => {
+  const nftOptions = { outInterface: 'eth0', table: 'traceable_nat' };
+
+  function expectNftSameAsScratch(reused: NftRender, map: PortMap): void {
+    const scratch = renderNftTableReusing(map, nftOptions);
+    expect(reused.text === scratch.text).toBe(true);
+    expect([...reused.layout.clientsStart]).toEqual([...scratch.layout.clientsStart]);
+    expect([...reused.layout.othersStart]).toEqual([...scratch.layout.othersStart]);
+  }
+
+  /** As the plan keeps it: the IPv6 table after ours, in the same text. */
+  function withIpv6After(render: NftRender): NftRender {
+    return { ...render, text: `${render.text}table ip6 traceable_nat6 {\n}\n` };
+  }
+
+  test('on random sequences of profile changes, mapped with stability', () => {
+    fc.assert(
+      fc.property(profileSequenceArb(8), ([first, ...rest]) => {
+        if (!first) throw new Error('no map');
+        let previous = renderNftTableReusing(first, nftOptions);
+        for (const map of rest) {
+          const reused = renderNftTableReusing(map, nftOptions, withIpv6After(previous));
+          expectNftSameAsScratch(reused, map);
+          previous = reused;
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  test('on random edits of odd maps (repeated clients, one-port blocks, blocks from one first port), options changed on the way', () => {
+    const plain: fc.Arbitrary<PlainAssignment> = fc.record({
+      client: fc.integer({ min: ip('10.42.0.0'), max: ip('10.42.1.255') }),
+      publicAddress: fc.constantFrom(ip('192.0.2.1'), ip('198.51.100.7')),
+      // Two blocks from the same first port: only the last tells them apart.
+      block: fc.constantFrom(
+        { first: 1024, last: 1087 },
+        { first: 1024, last: 1024 },
+        { first: 2048, last: 2048 },
+      ),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(plain, { maxLength: 200 }),
+        fc.array(editArb(plain), { minLength: 1, maxLength: 12 }),
+        (start, edits) => {
+          renderChained(
+            start,
+            edits,
+            renderNftTableReusing(arrayPortMap(start, 64), {
+              outInterface: 'ens3',
+              table: 'other',
+            }),
+            (map, previous) => renderNftTableReusing(map, nftOptions, previous),
+            expectNftSameAsScratch,
+          );
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  test('a one-client change of a /16 copies every other element line from the earlier text', () => {
+    const before = slash16Map();
+    const rendered = renderNftTableReusing(before, nftOptions);
+    const list = listOf(before);
+    const middle = list.length >> 1;
+    const moved = list[middle];
+    if (!moved) throw new Error('the /16 map is empty');
+    list[middle] = { ...moved, block: { first: 1024, last: 1024 } };
+    const after = arrayPortMap(list, before.blockSize);
+    expectNftSameAsScratch(renderNftTableReusing(after, nftOptions, rendered), after);
+    // Marked copies: the earlier text with one unchanged client's lines altered (same length)
+    // comes through altered, and the moved client's line is written anew.
+    const kept = middle + 7;
+    const { clientsStart, othersStart } = rendered.layout;
+    const mark = (text: string, from: number) =>
+      text.slice(0, from) + '\t\t\t#' + text.slice(from + 4);
+    const marked = mark(mark(rendered.text, clientsStart[kept] ?? 0), othersStart[kept] ?? 0);
+    const reused = renderNftTableReusing(after, nftOptions, { ...rendered, text: marked });
+    const lines = reused.text.split('\n');
+    expect(lines.filter((line) => line.startsWith('\t\t\t#'))).toHaveLength(2);
+    const scratch = renderNftTableReusing(after, nftOptions).text.split('\n');
+    expect(lines.filter((line, i) => line !== scratch[i])).toHaveLength(2);
   });
 });
