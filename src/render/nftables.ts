@@ -74,10 +74,13 @@ const COMMA = 44;
 export interface NftLayout {
   /** The rows rendered. */
   readonly rows: AssignmentColumns;
-  /** Where each row's line in map `clients` starts in the text; then where the last one ends. */
-  readonly clientsStart: Float64Array;
+  /**
+   * Where each row's line in map `clients` starts in the text, then where the last one ends
+   * (a V8 string holds under 2^30 characters, so 32 bits hold any offset).
+   */
+  readonly clientsStart: Uint32Array;
   /** The same in map `others`. */
-  readonly othersStart: Float64Array;
+  readonly othersStart: Uint32Array;
 }
 
 /** A render of our table, with its layout. */
@@ -89,7 +92,7 @@ export interface NftRender {
 /** The element lines of one map of an earlier render, and which of its rows each row equals. */
 interface MapReuse {
   readonly text: string;
-  readonly starts: Float64Array;
+  readonly starts: Uint32Array;
   /** For each row, the earlier row with the same client, address and block; or -1. */
   readonly match: Int32Array;
 }
@@ -127,7 +130,7 @@ function matchRows(rows: AssignmentColumns, old: AssignmentColumns): Int32Array 
  */
 function writeMap(
   writer: LineWriter,
-  map: { readonly name: string; readonly type: string; readonly starts: Float64Array },
+  map: { readonly name: string; readonly type: string; readonly starts: Uint32Array },
   rows: AssignmentColumns,
   element: (row: number) => void,
   reuse: MapReuse | undefined,
@@ -194,12 +197,12 @@ export function renderNftTableReusing(
   const table = options.table ?? DEFAULT_NFT_TABLE;
   const rows = assignmentColumns(map);
   const match = previous && matchRows(rows, previous.layout.rows);
-  const reuseOf = (starts: Float64Array | undefined): MapReuse | undefined =>
+  const reuseOf = (starts: Uint32Array | undefined): MapReuse | undefined =>
     previous && match && starts && { text: previous.text, starts, match };
   const layout: NftLayout = {
     rows,
-    clientsStart: new Float64Array(rows.count + 1),
-    othersStart: new Float64Array(rows.count + 1),
+    clientsStart: new Uint32Array(rows.count + 1),
+    othersStart: new Uint32Array(rows.count + 1),
   };
   const oif = JSON.stringify(options.outInterface);
   const publicText = rows.publicAddresses.map((address) => encodeText(formatIpv4(address)));
