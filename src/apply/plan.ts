@@ -10,7 +10,7 @@ import { assignmentColumns } from '../mapping/columns.js';
 import { mapClients, previousFromAssignments } from '../mapping/map.js';
 import type { NatSettings, PortMap, PreviousAssignments } from '../mapping/types.js';
 import { parseIpv4 } from '../net/ipv4.js';
-import { renderIptablesChains, type IptablesNat } from '../render/iptables.js';
+import { rebaseOnto, renderIptablesChains, type IptablesNat } from '../render/iptables.js';
 import { renderNftTableReusing, type NftLayout, type NftRender } from '../render/nftables.js';
 import { readAssignments, type ReadRules } from '../render/read-rules.js';
 import {
@@ -172,4 +172,34 @@ export function planRuleset(
     ipv6,
     ipv6Removal: ipv6 ? undefined : removal6(current.rulesText6, config.firewall.rulesFile6),
   };
+}
+
+const compacted = new WeakSet<RulesetPlan>();
+
+/**
+ * The plan as the daemon keeps it between applies: the same plan, its iptables render's
+ * strings made slices of fileText (see rebaseOnto), so that it holds the rules text once.
+ * A plan already compacted, or one without an iptables render, is returned as it is.
+ */
+export function compactPlan(plan: RulesetPlan): RulesetPlan {
+  if (plan.iptables === undefined || compacted.has(plan)) return plan;
+  const iptables = rebaseOnto(plan.iptables, plan.fileText);
+  if (iptables === undefined) return plan;
+  let ourPart: string | undefined;
+  const compact: RulesetPlan = {
+    backend: plan.backend,
+    discovery: plan.discovery,
+    map: plan.map,
+    fileText: plan.fileText,
+    iptables,
+    nftLayout: plan.nftLayout,
+    mergeTemplate: plan.mergeTemplate,
+    get ourPart() {
+      return (ourPart ??= canonicalNat(iptables));
+    },
+    ipv6: plan.ipv6,
+    ipv6Removal: plan.ipv6Removal,
+  };
+  compacted.add(compact);
+  return compact;
 }

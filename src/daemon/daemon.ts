@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { applyRuleset, type ApplyOptions } from '../apply/apply.js';
+import { compactPlan } from '../apply/plan.js';
 import type { Config } from '../config.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { isTnatError } from '../errors.js';
@@ -193,12 +194,14 @@ export class Daemon {
     const full = this.fullCheck !== undefined;
     const trusted = full ? undefined : this.trusted;
     this.fullCheck = undefined;
+    let written = false;
     try {
       const result = await applyRuleset(
         this.config,
         { runner: this.deps.runner, clock: this.deps.clock, discover: this.deps.discover },
         { requester: 'traceable-nat daemon', trusted, kernelCheck: full ? 'full' : undefined },
       );
+      written = result.rulesFileWritten;
       this.trusted = {
         plan: result.plan,
         archive: result.activeArchive,
@@ -246,6 +249,11 @@ export class Daemon {
       this.lastFailure = error;
     }
     notifier.status(this.status());
+    // Once the apply is logged: a plan whose rules file was written (its text encoded, so made
+    // one flat string) holds that text once between applies, not twice (compactPlan). Another
+    // plan's text may still be pieces of the file read back, which is held once already.
+    if (this.trusted && written)
+      this.trusted = { ...this.trusted, plan: compactPlan(this.trusted.plan) };
     this.deps.releaseMemory?.();
   }
 }

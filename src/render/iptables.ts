@@ -590,6 +590,40 @@ export function layoutOfRulesFile(
 }
 
 /**
+ * `nat` with every string it holds made a slice of `fileText`, the rules file it was merged
+ * into, which holds its rules text whole (once flattened, one string): what the daemon keeps
+ * between applies then holds that text once, instead of once more in the render's own pieces
+ * and in the lines it took from the render before (a /16: 13 MB). The chains keep their lines,
+ * equal ones; undefined when `fileText` does not hold the rules text as one run.
+ */
+export function rebaseOnto(nat: IptablesNat, fileText: string): IptablesNat | undefined {
+  const { rulesText, layout } = nat;
+  if (rulesText === undefined || rulesText.length === 0) return undefined;
+  const at = fileText.indexOf(rulesText);
+  if (at < 0) return undefined;
+  const chains = new Map<string, readonly string[]>();
+  let start = at;
+  for (const [name, rules] of nat.chains) {
+    const lines: string[] = [];
+    for (const rule of rules) {
+      const end = start + rule.length;
+      if (fileText.charCodeAt(end) !== 10) return undefined;
+      lines.push(fileText.slice(start, end));
+      start = end + 1;
+    }
+    chains.set(name, lines);
+  }
+  if (start !== at + rulesText.length) return undefined;
+  const text = fileText.slice(at, start);
+  return {
+    chains,
+    jump: nat.jump,
+    rulesText: text,
+    layout: layout && { ...layout, pieces: [text] },
+  };
+}
+
+/**
  * A digest of how this renderer writes rules: the render of a small map that takes every form
  * a rule can have (jumps, tcp, udp and other rules, one-port blocks, a shared address). A
  * rules file whose archive records the same digest was written the way this renderer would

@@ -13,6 +13,7 @@ import type { NatSettings, PortMap } from '../../src/mapping/types.js';
 import { formatCidr4 } from '../../src/net/ipv4.js';
 import {
   layoutOfRulesFile,
+  rebaseOnto,
   renderFormat,
   renderFormatSample,
   renderIptablesChains,
@@ -304,6 +305,51 @@ describe('a render reusing the one before it equals a render from scratch', () =
       }),
       { numRuns: 40 },
     );
+  });
+
+  test('rebased onto the merged rules file (what the daemon keeps), a render reuses it exactly, chained', () => {
+    const eduvpn = readFixture('eduvpn3-rules.v4');
+    const template = prepareMerge(eduvpn, 'rules.v4');
+    fc.assert(
+      fc.property(profileSequenceArb(6), ([first, ...rest]) => {
+        if (!first) throw new Error('no map');
+        const keep = (nat: IptablesNat): IptablesNat => {
+          // A copy of the file, as the daemon's plan holds its text: not the render's pieces.
+          const fileText = Buffer.from(template.render(nat), 'utf8').toString('utf8');
+          const rebased = rebaseOnto(nat, fileText);
+          if (nat.rulesText === '') return nat;
+          if (!rebased) throw new Error('not rebased');
+          expect([...rebased.chains]).toEqual([...nat.chains]);
+          expect(rebased.rulesText).toBe(nat.rulesText);
+          expect(rebased.layout?.pieces).toEqual([nat.rulesText]);
+          return rebased;
+        };
+        let previous = keep(renderIptablesChains(first, options));
+        for (const map of rest) {
+          const reused = renderIptablesChains(map, options, previous);
+          expectSameAsScratch(reused, map);
+          previous = keep(reused);
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  test('no rebase onto a text that does not hold the rules text as one run', () => {
+    const nat = renderIptablesChains(slash16Map(), options);
+    const text = nat.rulesText ?? '';
+    expect(rebaseOnto(nat, `*nat\n${text}COMMIT\n`)?.rulesText).toBe(text);
+    // A text cut short does not hold it; nor do chains whose lines are not that text.
+    expect(rebaseOnto(nat, `*nat\n${text.slice(0, -2)}\nCOMMIT\n`)).toBeUndefined();
+    // One line a character shorter and the next one longer: the same length in all.
+    const [name, rules = []] = [...nat.chains].find(([, lines]) => lines.length >= 2) ?? [];
+    const [one = '', two = ''] = rules;
+    const shortened = new Map(nat.chains).set(name ?? '', [
+      one.slice(0, -1),
+      `${two}x`,
+      ...rules.slice(2),
+    ]);
+    expect(rebaseOnto({ ...nat, chains: shortened }, text)).toBeUndefined();
   });
 
   test('from a rules file: a removed profile rewrites only the chains above it', () => {
