@@ -5,9 +5,9 @@
  * rename; after the portal's directory is deleted and created again it applies the new file.
  * The periodic check is an hour away, so only the watcher can make these pass.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { discover } from '../../src/cli/discovery.js';
@@ -17,6 +17,7 @@ import { createNotifier } from '../../src/daemon/notify.js';
 import { watchSources } from '../../src/daemon/watch.js';
 import { systemClock } from '../../src/system/clock.js';
 import { netnsRunner } from '../helpers/netns-runner.js';
+import { spawnDaemon } from '../helpers/daemon-process.js';
 import { createTopology, isRoot, type Topology } from '../helpers/netns.js';
 import { collectLines, type LineLog } from '../helpers/process-lines.js';
 import {
@@ -118,20 +119,10 @@ describeKernel('the daemon keeps hearing the eduVPN files', () => {
         2,
       ),
     );
-    // `ip netns exec` execs the program: the child's pid is the daemon's.
-    daemon = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        net.gateway,
-        resolve('bin/traceable-nat'),
-        'daemon',
-        '--config',
-        sandbox.configFile,
-      ],
-      { env: { ...process.env, JOURNAL_STREAM: '8:12345', TRACEABLE_NAT_LOG_LEVEL: 'debug' } },
-    );
+    daemon = spawnDaemon(net.gateway, sandbox.configFile, {
+      JOURNAL_STREAM: '8:12345',
+      TRACEABLE_NAT_LOG_LEVEL: 'debug',
+    });
     log = collectLines(daemon);
     await log.waitFor((line) => parseLog(line)?.msg === 'daemon ready', 30000);
   });

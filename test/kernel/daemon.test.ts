@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { spawnDaemon } from '../helpers/daemon-process.js';
 import { createTopology, isRoot, type Topology } from '../helpers/netns.js';
 import { collectLines, type LineLog } from '../helpers/process-lines.js';
 import { createSandbox, renderPortalConfig, type Sandbox } from '../helpers/sandbox.js';
@@ -77,28 +78,12 @@ describeKernel('the daemon under a real notify socket', () => {
     listener = spawn('python3', [resolve('test/helpers/notify-listener.py'), socket, '120']);
     notifications = collectLines(listener);
     await notifications.waitFor((line) => line.includes('listening'), 10000);
-    // `ip netns exec` execs the program: the child's pid is the daemon's, so signals reach it.
-    daemon = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        net.gateway,
-        resolve('bin/traceable-nat'),
-        'daemon',
-        '--config',
-        sandbox.configFile,
-      ],
-      {
-        env: {
-          ...process.env,
-          NOTIFY_SOCKET: socket,
-          WATCHDOG_USEC: '400000',
-          JOURNAL_STREAM: '8:12345',
-          TRACEABLE_NAT_LOG_LEVEL: 'debug',
-        },
-      },
-    );
+    daemon = spawnDaemon(net.gateway, sandbox.configFile, {
+      NOTIFY_SOCKET: socket,
+      WATCHDOG_USEC: '400000',
+      JOURNAL_STREAM: '8:12345',
+      TRACEABLE_NAT_LOG_LEVEL: 'debug',
+    });
     log = collectLines(daemon);
     exit = new Promise((resolveExit) => {
       daemon.on('exit', (code) => {
