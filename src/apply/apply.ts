@@ -165,6 +165,12 @@ export interface ApplyResult {
   readonly rulesFileWritten: boolean;
   /** The rules file, when it holds plan.fileText after this apply (see TrustedPlan.rulesFile). */
   readonly rulesFile: FileIdentity | undefined;
+  /**
+   * The rules file's text as read from disk, when it already held plan.fileText (not written):
+   * one flat string, where the plan's may be pieces of the render; the daemon keeps it instead
+   * (see compactPlan).
+   */
+  readonly rulesText: string | undefined;
   /** iptables with nat6: rules.v6 was written. */
   readonly rulesFile6Written: boolean;
   readonly kernel: KernelChange | undefined;
@@ -668,6 +674,7 @@ export async function applyRuleset(
           : undefined,
       rulesFileWritten: decision.file,
       rulesFile: decision.file ? renamedIdentity : fileRight ? identity : undefined,
+      rulesText: !decision.file && fileRight ? currentText : undefined,
       rulesFile6Written: decision.file6,
       kernel,
       kernelRead: view.how,

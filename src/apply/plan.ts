@@ -177,20 +177,23 @@ export function planRuleset(
 const compacted = new WeakSet<RulesetPlan>();
 
 /**
- * The plan as the daemon keeps it between applies: the same plan, its iptables render's
- * strings made slices of fileText (see rebaseOnto), so that it holds the rules text once.
- * A plan already compacted, or one without an iptables render, is returned as it is.
+ * The plan as the daemon keeps it between applies: the same plan, with `flatText` (the same
+ * text as fileText, as one flat string: the file's bytes read back, or fileText once encoded)
+ * as its fileText, and its iptables render's strings made slices of it (see rebaseOnto), so
+ * that it holds the rules text once. A plan already compacted, one without an iptables render,
+ * or a `flatText` that is not its text is returned as it is.
  */
-export function compactPlan(plan: RulesetPlan): RulesetPlan {
+export function compactPlan(plan: RulesetPlan, flatText = plan.fileText): RulesetPlan {
   if (plan.iptables === undefined || compacted.has(plan)) return plan;
-  const iptables = rebaseOnto(plan.iptables, plan.fileText);
+  if (flatText !== plan.fileText) return plan;
+  const iptables = rebaseOnto(plan.iptables, flatText);
   if (iptables === undefined) return plan;
   let ourPart: string | undefined;
   const compact: RulesetPlan = {
     backend: plan.backend,
     discovery: plan.discovery,
     map: plan.map,
-    fileText: plan.fileText,
+    fileText: flatText,
     iptables,
     nftLayout: plan.nftLayout,
     mergeTemplate: plan.mergeTemplate,

@@ -194,14 +194,16 @@ export class Daemon {
     const full = this.fullCheck !== undefined;
     const trusted = full ? undefined : this.trusted;
     this.fullCheck = undefined;
-    let written = false;
+    /** The rules file's text, flat, when it holds the plan's (see compactPlan). */
+    let flatText: string | undefined;
     try {
       const result = await applyRuleset(
         this.config,
         { runner: this.deps.runner, clock: this.deps.clock, discover: this.deps.discover },
         { requester: 'traceable-nat daemon', trusted, kernelCheck: full ? 'full' : undefined },
       );
-      written = result.rulesFileWritten;
+      // Written: encoded, so the plan's own text is flat now; else, if right, the file's text.
+      flatText = result.rulesFileWritten ? result.plan.fileText : result.rulesText;
       this.trusted = {
         plan: result.plan,
         archive: result.activeArchive,
@@ -249,11 +251,10 @@ export class Daemon {
       this.lastFailure = error;
     }
     notifier.status(this.status());
-    // Once the apply is logged: a plan whose rules file was written (its text encoded, so made
-    // one flat string) holds that text once between applies, not twice (compactPlan). Another
-    // plan's text may still be pieces of the file read back, which is held once already.
-    if (this.trusted && written)
-      this.trusted = { ...this.trusted, plan: compactPlan(this.trusted.plan) };
+    // Once the apply is logged: between applies the plan holds its rules text once, as one
+    // flat string, instead of also in the render's pieces and the lines of the text before.
+    if (this.trusted && flatText !== undefined)
+      this.trusted = { ...this.trusted, plan: compactPlan(this.trusted.plan, flatText) };
     this.deps.releaseMemory?.();
   }
 }

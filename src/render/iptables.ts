@@ -591,16 +591,21 @@ export function layoutOfRulesFile(
 
 /**
  * `nat` with every string it holds made a slice of `fileText`, the rules file it was merged
- * into, which holds its rules text whole (once flattened, one string): what the daemon keeps
- * between applies then holds that text once, instead of once more in the render's own pieces
- * and in the lines it took from the render before (a /16: 13 MB). The chains keep their lines,
- * equal ones; undefined when `fileText` does not hold the rules text as one run.
+ * into, which holds its rules text whole (one flat string): what the daemon keeps between
+ * applies then holds that text once, instead of once more in the render's own pieces and in
+ * the lines it took from the render before (a /16: 13 MB). The run is found by its first line
+ * (searching for the whole rules text would first copy its pieces into one string), and each
+ * line of it is compared with the chain's own: undefined when `fileText` does not hold the
+ * rules text as one run.
  */
 export function rebaseOnto(nat: IptablesNat, fileText: string): IptablesNat | undefined {
   const { rulesText, layout } = nat;
   if (rulesText === undefined || rulesText.length === 0) return undefined;
-  const at = fileText.indexOf(rulesText);
-  if (at < 0) return undefined;
+  const firstLine = [...nat.chains.values()].find((rules) => rules.length > 0)?.[0];
+  if (firstLine === undefined) return undefined;
+  const found = fileText.indexOf(`\n${firstLine}\n`);
+  if (found < 0) return undefined;
+  const at = found + 1;
   const chains = new Map<string, readonly string[]>();
   let start = at;
   for (const [name, rules] of nat.chains) {
@@ -608,7 +613,9 @@ export function rebaseOnto(nat: IptablesNat, fileText: string): IptablesNat | un
     for (const rule of rules) {
       const end = start + rule.length;
       if (fileText.charCodeAt(end) !== 10) return undefined;
-      lines.push(fileText.slice(start, end));
+      const line = fileText.slice(start, end);
+      if (line !== rule) return undefined;
+      lines.push(line);
       start = end + 1;
     }
     chains.set(name, lines);

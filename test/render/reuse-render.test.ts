@@ -338,7 +338,8 @@ describe('a render reusing the one before it equals a render from scratch', () =
   test('no rebase onto a text that does not hold the rules text as one run', () => {
     const nat = renderIptablesChains(slash16Map(), options);
     const text = nat.rulesText ?? '';
-    expect(rebaseOnto(nat, `*nat\n${text}COMMIT\n`)?.rulesText).toBe(text);
+    const file = `*nat\n${text}COMMIT\n`;
+    expect(rebaseOnto(nat, file)?.rulesText).toBe(text);
     // A text cut short does not hold it; nor do chains whose lines are not that text.
     expect(rebaseOnto(nat, `*nat\n${text.slice(0, -2)}\nCOMMIT\n`)).toBeUndefined();
     // One line a character shorter and the next one longer: the same length in all.
@@ -349,7 +350,23 @@ describe('a render reusing the one before it equals a render from scratch', () =
       `${two}x`,
       ...rules.slice(2),
     ]);
-    expect(rebaseOnto({ ...nat, chains: shortened }, text)).toBeUndefined();
+    expect(rebaseOnto({ ...nat, chains: shortened }, file)).toBeUndefined();
+    // One character of one line changed: every line break where it was, the text not the same.
+    const changed = new Map(nat.chains).set(name ?? '', [
+      one,
+      `${two.slice(0, -1)}${two.endsWith('5') ? '6' : '5'}`,
+      ...rules.slice(2),
+    ]);
+    expect(rebaseOnto({ ...nat, chains: changed }, file)).toBeUndefined();
+    // Every line the same, but one line break another character: not the rules text.
+    const middle = text.indexOf('\n', text.length >> 1);
+    const broken = `*nat\n${text.slice(0, middle)}\r${text.slice(middle + 1)}COMMIT\n`;
+    expect(rebaseOnto(nat, broken)).toBeUndefined();
+    // Not flattened first: the rules text given as many pieces is found all the same.
+    const pieces = [...nat.chains.values()].map((lines) =>
+      lines.map((line) => `${line}\n`).join(''),
+    );
+    expect(rebaseOnto(nat, `*nat\n${pieces.join('')}COMMIT\n`)?.rulesText).toBe(text);
   });
 
   test('from a rules file: a removed profile rewrites only the chains above it', () => {
