@@ -166,9 +166,9 @@ export interface ApplyResult {
   /** The rules file, when it holds plan.fileText after this apply (see TrustedPlan.rulesFile). */
   readonly rulesFile: FileIdentity | undefined;
   /**
-   * The rules file's text as read from disk, when it already held plan.fileText (not written):
-   * one flat string, where the plan's may be pieces of the render; the daemon keeps it instead
-   * (see compactPlan).
+   * The rules file's text as one flat string, when it holds plan.fileText after this apply:
+   * the plan's own text when written (encoding flattened it), else the file's as read, where
+   * the plan's may still be pieces of the render. The daemon keeps it (see compactPlan).
    */
   readonly rulesText: string | undefined;
   /** iptables with nat6: rules.v6 was written. */
@@ -674,7 +674,7 @@ export async function applyRuleset(
           : undefined,
       rulesFileWritten: decision.file,
       rulesFile: decision.file ? renamedIdentity : fileRight ? identity : undefined,
-      rulesText: !decision.file && fileRight ? currentText : undefined,
+      rulesText: decision.file ? plan.fileText : fileRight ? currentText : undefined,
       rulesFile6Written: decision.file6,
       kernel,
       kernelRead: view.how,

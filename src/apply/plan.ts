@@ -155,22 +155,31 @@ export function planRuleset(
   const iptables = renderIptablesChains(map, { outInterface }, current.previousRender);
   const mergeTemplate =
     current.mergeTemplate ?? prepareMerge(current.rulesText, config.firewall.rulesFile);
-  const fileText = mergeTemplate.render(iptables);
-  let ourPart: string | undefined;
-  return {
-    backend,
+  return iptablesPlan({
     discovery,
     map,
-    fileText,
+    fileText: mergeTemplate.render(iptables),
     iptables,
     mergeTemplate,
+    ipv6,
+    ipv6Removal: ipv6 ? undefined : removal6(current.rulesText6, config.firewall.rulesFile6),
+  });
+}
+
+/** An iptables plan of these parts, with our part in its canonical form built when asked. */
+function iptablesPlan(
+  parts: Omit<RulesetPlan, 'backend' | 'iptables' | 'ourPart'> & { iptables: IptablesNat },
+): RulesetPlan {
+  const { iptables } = parts;
+  let ourPart: string | undefined;
+  return {
+    ...parts,
+    backend: 'iptables',
     // The merge writes our chains in this order, so this equals ourPartOf(fileText) unparsed.
     // Built when asked: only a rules file edited since its archive needs it (a /16: 70 ms).
     get ourPart() {
       return (ourPart ??= canonicalNat(iptables));
     },
-    ipv6,
-    ipv6Removal: ipv6 ? undefined : removal6(current.rulesText6, config.firewall.rulesFile6),
   };
 }
 
@@ -188,21 +197,16 @@ export function compactPlan(plan: RulesetPlan, flatText = plan.fileText): Rulese
   if (flatText !== plan.fileText) return plan;
   const iptables = rebaseOnto(plan.iptables, flatText);
   if (iptables === undefined) return plan;
-  let ourPart: string | undefined;
-  const compact: RulesetPlan = {
-    backend: plan.backend,
+  // Field by field: spreading the plan would build its canonical part (a getter).
+  const compact = iptablesPlan({
     discovery: plan.discovery,
     map: plan.map,
     fileText: flatText,
     iptables,
-    nftLayout: plan.nftLayout,
     mergeTemplate: plan.mergeTemplate,
-    get ourPart() {
-      return (ourPart ??= canonicalNat(iptables));
-    },
     ipv6: plan.ipv6,
     ipv6Removal: plan.ipv6Removal,
-  };
+  });
   compacted.add(compact);
   return compact;
 }

@@ -194,7 +194,7 @@ export class Daemon {
     const full = this.fullCheck !== undefined;
     const trusted = full ? undefined : this.trusted;
     this.fullCheck = undefined;
-    /** The rules file's text, flat, when it holds the plan's (see compactPlan). */
+    /** The rules file's text, flat, when it holds the plan's (ApplyResult.rulesText). */
     let flatText: string | undefined;
     try {
       const result = await applyRuleset(
@@ -202,8 +202,7 @@ export class Daemon {
         { runner: this.deps.runner, clock: this.deps.clock, discover: this.deps.discover },
         { requester: 'traceable-nat daemon', trusted, kernelCheck: full ? 'full' : undefined },
       );
-      // Written: encoded, so the plan's own text is flat now; else, if right, the file's text.
-      flatText = result.rulesFileWritten ? result.plan.fileText : result.rulesText;
+      flatText = result.rulesText;
       this.trusted = {
         plan: result.plan,
         archive: result.activeArchive,

@@ -197,8 +197,8 @@ export function renderNftTableReusing(
   const table = options.table ?? DEFAULT_NFT_TABLE;
   const rows = assignmentColumns(map);
   const match = previous && matchRows(rows, previous.layout.rows);
-  const reuseOf = (starts: Uint32Array | undefined): MapReuse | undefined =>
-    previous && match && starts && { text: previous.text, starts, match };
+  const reuseOf = (starts: (layout: NftLayout) => Uint32Array): MapReuse | undefined =>
+    previous && match && { text: previous.text, starts: starts(previous.layout), match };
   const layout: NftLayout = {
     rows,
     clientsStart: new Uint32Array(rows.count + 1),
@@ -242,14 +242,14 @@ export function renderNftTableReusing(
       writer.byte(DASH);
       writer.decimal(rows.lastPort[row] ?? 0);
     },
-    reuseOf(previous?.layout.clientsStart),
+    reuseOf((earlier) => earlier.clientsStart),
   );
   writeMap(
     writer,
     { name: 'others', type: 'ipv4_addr : ipv4_addr', starts: layout.othersStart },
     rows,
     pair,
-    reuseOf(previous?.layout.othersStart),
+    reuseOf((earlier) => earlier.othersStart),
   );
   line('\tchain postrouting {');
   // Before eduVPN's masquerade chain (priority srcnat): the first NAT decision wins. The
