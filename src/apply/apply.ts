@@ -19,6 +19,7 @@ import {
   type ArchiveHead,
 } from '../archive/anchor.js';
 import { archiveBody, parseArchiveHeader, sha256 } from '../archive/header.js';
+import { identityOf, sameIdentity, type FileIdentity } from '../system/file-identity.js';
 import { removeStaleIndexTemporaries } from '../archive/index-file.js';
 import { archiveName, type ArchiveName } from '../archive/names.js';
 import {
@@ -95,38 +96,6 @@ export interface TrustedPlan {
    * it is still that file, unchanged, its 14.5 MB (a /16) are not read again.
    */
   readonly rulesFile?: FileIdentity | undefined;
-}
-
-/**
- * What changes whenever a file's bytes do: its inode (a new file renamed into place), size,
- * and modification and status change times in nanoseconds (any write, even one that restores
- * the modification time, moves the status change time). As git trusts its index: a write
- * within the same clock tick as the rename that made the file ours would go unseen until the
- * daemon's periodic check, which reads the file whole.
- */
-export interface FileIdentity {
-  readonly dev: bigint;
-  readonly ino: bigint;
-  readonly size: bigint;
-  readonly mtimeNs: bigint;
-  readonly ctimeNs: bigint;
-}
-
-function identityOf(path: string): FileIdentity | undefined {
-  try {
-    const stat = lstatSync(path, { bigint: true });
-    if (!stat.isFile()) return undefined;
-    const { dev, ino, size, mtimeNs, ctimeNs } = stat;
-    return { dev, ino, size, mtimeNs, ctimeNs };
-  } catch {
-    return undefined;
-  }
-}
-
-const IDENTITY_KEYS = ['dev', 'ino', 'size', 'mtimeNs', 'ctimeNs'] as const;
-
-function sameIdentity(a: FileIdentity | undefined, b: FileIdentity | undefined): boolean {
-  return a !== undefined && b !== undefined && IDENTITY_KEYS.every((key) => a[key] === b[key]);
 }
 
 export interface ApplyOptions {

@@ -593,41 +593,100 @@ export function layoutOfRulesFile(
  * `nat` with every string it holds made a slice of `fileText`, the rules file it was merged
  * into, which holds its rules text whole (one flat string): what the daemon keeps between
  * applies then holds that text once, instead of once more in the render's own pieces and in
- * the lines it took from the render before (a /16: 13 MB). The run is found by its first line
- * (searching for the whole rules text would first copy its pieces into one string), and each
- * line of it is compared with the chain's own: undefined when `fileText` does not hold the
- * rules text as one run.
+ * the lines it took from the render before (a /16: 13 MB). Undefined when `fileText` does not
+ * hold the rules text as one run (see rulesRunIn).
  */
 export function rebaseOnto(nat: IptablesNat, fileText: string): IptablesNat | undefined {
-  const { rulesText, layout } = nat;
+  const at = rulesRunIn(nat, fileText);
+  if (at === undefined) return undefined;
+  const names = [...nat.chains.keys()];
+  const textStart = new Float64Array(names.length + 1);
+  names.forEach((name, i) => {
+    const rules = nat.chains.get(name) ?? [];
+    textStart[i + 1] = rules.reduce((end, rule) => end + rule.length + 1, textStart[i] ?? 0);
+  });
+  const chains = chainsOfText(names, fileText, at, textStart);
+  if (chains === undefined) return undefined;
+  const text = fileText.slice(at, at + (nat.rulesText ?? '').length);
+  return {
+    chains,
+    jump: nat.jump,
+    rulesText: text,
+    layout: nat.layout && { ...nat.layout, pieces: [text] },
+  };
+}
+
+/**
+ * Where `fileText` holds the rules text of `nat` as one run, its rules in order, each on a line
+ * of its own: found by its first line (searching for the whole rules text would first copy its
+ * pieces into one string), then compared line by line. Undefined when it holds no such run.
+ */
+export function rulesRunIn(nat: IptablesNat, fileText: string): number | undefined {
+  const { rulesText } = nat;
   if (rulesText === undefined || rulesText.length === 0) return undefined;
   const firstLine = [...nat.chains.values()].find((rules) => rules.length > 0)?.[0];
   if (firstLine === undefined) return undefined;
   const found = fileText.indexOf(`\n${firstLine}\n`);
   if (found < 0) return undefined;
   const at = found + 1;
-  const chains = new Map<string, readonly string[]>();
   let start = at;
-  for (const [name, rules] of nat.chains) {
-    const lines: string[] = [];
+  for (const rules of nat.chains.values()) {
     for (const rule of rules) {
       const end = start + rule.length;
-      if (fileText.charCodeAt(end) !== 10) return undefined;
-      const line = fileText.slice(start, end);
-      if (line !== rule) return undefined;
-      lines.push(line);
+      if (fileText.charCodeAt(end) !== 10 || !fileText.startsWith(rule, start)) return undefined;
       start = end + 1;
+    }
+  }
+  return start === at + rulesText.length ? at : undefined;
+}
+
+/**
+ * Chains whose rules are lines of `text` from `at` on, one after the other: chain `names[i]`
+ * holds the lines from `at + textStart[i]` to `at + textStart[i + 1]` (each line with its
+ * `\n`). Undefined when a chain's part does not end with a line break.
+ */
+function chainsOfText(
+  names: readonly string[],
+  text: string,
+  at: number,
+  textStart: ArrayLike<number>,
+): Map<string, readonly string[]> | undefined {
+  const chains = new Map<string, readonly string[]>();
+  let start = at;
+  for (const [i, name] of names.entries()) {
+    const end = at + (textStart[i + 1] ?? 0);
+    if (start !== at + (textStart[i] ?? 0)) return undefined;
+    const lines: string[] = [];
+    while (start < end) {
+      const newline = text.indexOf('\n', start);
+      if (newline < 0 || newline >= end) return undefined;
+      lines.push(text.slice(start, newline));
+      start = newline + 1;
     }
     chains.set(name, lines);
   }
-  if (start !== at + rulesText.length) return undefined;
-  const text = fileText.slice(at, start);
-  return {
-    chains,
-    jump: nat.jump,
-    rulesText: text,
-    layout: layout && { ...layout, pieces: [text] },
-  };
+  return chains;
+}
+
+/**
+ * Our chains as `rulesRunIn` found them in `text` at `at`, for a render `layout` whose pieces
+ * were let go: the daemon keeps the layout alone between applies, and gets the chains back from
+ * the rules file when it still is the file it wrote (see TextlessPlan). Undefined when `text`
+ * cannot hold them there (too short, or a chain's part does not end a line).
+ */
+export function chainsFromLayout(
+  layout: ChainLayout,
+  jump: string,
+  text: string,
+  at: number,
+): IptablesNat | undefined {
+  const { names, textStart } = layout;
+  const length = textStart[names.length] ?? 0;
+  if (at < 1 || at + length > text.length || text.charCodeAt(at - 1) !== 10) return undefined;
+  const chains = chainsOfText(names, text, at, textStart);
+  if (chains === undefined) return undefined;
+  const rulesText = text.slice(at, at + length);
+  return { chains, jump, rulesText, layout: { ...layout, pieces: [rulesText] } };
 }
 
 /**

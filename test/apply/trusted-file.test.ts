@@ -21,6 +21,7 @@ import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { ALPHA } from '../helpers/profiles.js';
 import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
 import { SteppingClock } from '../helpers/stepping-clock.js';
+import { writeKeepingMtime } from '../helpers/edit-in-place.js';
 
 /** The fake table, and a real `sh -c` for firewall.afterWrite. */
 class TableWithShell extends FakeNatTable {
@@ -112,11 +113,8 @@ test('an edit in place of the same size, its modification time put back, is seen
   const edited = editInPlace(text);
   expect(edited.length).toBe(text.length);
   expect(edited).not.toBe(text);
-  writeFileSync(sandbox.rulesFile, edited);
   // The modification time put back to the nanosecond: only the status change time moved.
-  const mtimeNs = first.rulesFile?.mtimeNs ?? 0n;
-  const seconds = `${mtimeNs / 1_000_000_000n}.${(mtimeNs % 1_000_000_000n).toString().padStart(9, '0')}`;
-  expect(spawnSync('touch', ['-m', '-d', `@${seconds}`, sandbox.rulesFile]).status).toBe(0);
+  writeKeepingMtime(sandbox.rulesFile, edited, first.rulesFile?.mtimeNs ?? 0n);
   const after = statSync(sandbox.rulesFile, { bigint: true });
   expect([after.ino, after.size, after.mtimeNs]).toEqual([
     first.rulesFile?.ino,

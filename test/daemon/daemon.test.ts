@@ -6,8 +6,9 @@
  * synchronous files needs no more than one turn of the event loop). The real program under
  * real signals, iptables and inotify is tested in test/kernel/daemon*.test.ts.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { planFromDisk } from '../../src/apply/apply.js';
 import { loadConfig } from '../../src/config-file.js';
 import { discover } from '../../src/cli/discovery.js';
 import { Daemon } from '../../src/daemon/daemon.js';
@@ -333,6 +334,33 @@ test('a profile file cut mid-write: one error, the rules stay, the daemon goes o
   expect(applies().at(-1)).toMatchObject({ trigger: 'change', outcome: 'applied' });
   expect(table.save()).toContain('-s 10.42.2.2/32');
   expect(notifier.sent.at(-1)).not.toContain('last error');
+});
+
+test('the rules file edited in place while a change settles, after the daemon read it back: the apply sees the edit', async () => {
+  await daemon.start();
+  const before = rulesFile();
+  table.calls.length = 0;
+  // The settle begins: the daemon reads its plan's text back from the rules file now.
+  changed();
+  // Then one digit of a port changes, the file's size and modification time as they were.
+  const at = /--to-source 192\.0\.2\.\d+:\d/.exec(before);
+  if (!at) throw new Error('no translation in the rules file');
+  const digit = at.index + at[0].length - 1;
+  const edited =
+    before.slice(0, digit) + (before[digit] === '1' ? '2' : '1') + before.slice(digit + 1);
+  const { mtime } = statSync(sandbox.rulesFile);
+  writeFileSync(sandbox.rulesFile, edited);
+  utimesSync(sandbox.rulesFile, mtime, mtime);
+  const config = loadConfig(sandbox.configFile);
+  const expected = planFromDisk(config, discover(config)).fileText;
+  await time.advance(SETTLE_MS);
+
+  // Not trusted: the kernel was read (whole: the file is not the newest archive's ruleset), and
+  // the file holds what a dry run plans.
+  expect(applies().at(-1)).toMatchObject({ trigger: 'change', kernelRead: 'full' });
+  expect(table.calls.length).toBeGreaterThan(0);
+  expect(rulesFile() === expected).toBe(true);
+  expect(rulesFile() === edited).toBe(false);
 });
 
 test('a hand-made drift: unseen by a change (which trusts the last apply), repaired by the periodic check', async () => {

@@ -12,8 +12,10 @@ import { assignmentColumns } from '../../src/mapping/columns.js';
 import type { NatSettings, PortMap } from '../../src/mapping/types.js';
 import { formatCidr4 } from '../../src/net/ipv4.js';
 import {
+  chainsFromLayout,
   layoutOfRulesFile,
   rebaseOnto,
+  rulesRunIn,
   renderFormat,
   renderFormatSample,
   renderIptablesChains,
@@ -86,6 +88,25 @@ function profileSequenceArb(maxSteps: number): fc.Arbitrary<PortMap[]> {
       }
       return maps;
     });
+}
+
+/**
+ * Random chained profile sequences, each render reusing what `keep` made of the one before (as
+ * the daemon keeps it between applies): every render equals a render from scratch.
+ */
+function expectChainedReuseExact(keep: (nat: IptablesNat) => IptablesNat): void {
+  fc.assert(
+    fc.property(profileSequenceArb(6), ([first, ...rest]) => {
+      if (!first) throw new Error('no map');
+      let previous = keep(renderIptablesChains(first, options));
+      for (const map of rest) {
+        const reused = renderIptablesChains(map, options, previous);
+        expectSameAsScratch(reused, map);
+        previous = keep(reused);
+      }
+    }),
+    { numRuns: 40 },
+  );
 }
 
 /** The rows of a map as a plain list, to edit. */
@@ -296,7 +317,8 @@ describe('a render reusing the one before it equals a render from scratch', () =
           const file = merge(renderIptablesChains(before, options));
           const { template, ours } = prepareMergeAndExtract(file, 'rules.v4');
           const layout = layoutOfRulesFile(ours, assignmentColumns(before));
-          expect(layout).toBeDefined();
+          // Every profile removed: no rule, so no text to take (the next render starts over).
+          expect(layout === undefined).toBe(before.clientCount === 0);
           const previous = { chains: ours.chains, jump: ours.jump ?? '', layout };
           const reused = renderIptablesChains(map, options, previous);
           expectSameAsScratch(reused, map);
@@ -310,29 +332,54 @@ describe('a render reusing the one before it equals a render from scratch', () =
   test('rebased onto the merged rules file (what the daemon keeps), a render reuses it exactly, chained', () => {
     const eduvpn = readFixture('eduvpn3-rules.v4');
     const template = prepareMerge(eduvpn, 'rules.v4');
-    fc.assert(
-      fc.property(profileSequenceArb(6), ([first, ...rest]) => {
-        if (!first) throw new Error('no map');
-        const keep = (nat: IptablesNat): IptablesNat => {
-          // A copy of the file, as the daemon's plan holds its text: not the render's pieces.
-          const fileText = Buffer.from(template.render(nat), 'utf8').toString('utf8');
-          const rebased = rebaseOnto(nat, fileText);
-          if (nat.rulesText === '') return nat;
-          if (!rebased) throw new Error('not rebased');
-          expect([...rebased.chains]).toEqual([...nat.chains]);
-          expect(rebased.rulesText).toBe(nat.rulesText);
-          expect(rebased.layout?.pieces).toEqual([nat.rulesText]);
-          return rebased;
-        };
-        let previous = keep(renderIptablesChains(first, options));
-        for (const map of rest) {
-          const reused = renderIptablesChains(map, options, previous);
-          expectSameAsScratch(reused, map);
-          previous = keep(reused);
-        }
-      }),
-      { numRuns: 40 },
-    );
+    expectChainedReuseExact((nat: IptablesNat): IptablesNat => {
+      // A copy of the file, as the daemon's plan holds its text: not the render's pieces.
+      const fileText = Buffer.from(template.render(nat), 'utf8').toString('utf8');
+      const rebased = rebaseOnto(nat, fileText);
+      if (nat.rulesText === '') return nat;
+      if (!rebased) throw new Error('not rebased');
+      expect([...rebased.chains]).toEqual([...nat.chains]);
+      expect(rebased.rulesText).toBe(nat.rulesText);
+      expect(rebased.layout?.pieces).toEqual([nat.rulesText]);
+      return rebased;
+    });
+  });
+
+  test('kept as its layout alone and got back from the merged rules file (the daemon between applies), a render reuses it exactly, chained', () => {
+    const eduvpn = readFixture('eduvpn3-rules.v4');
+    const template = prepareMerge(eduvpn, 'rules.v4');
+    expectChainedReuseExact((nat: IptablesNat): IptablesNat => {
+      const fileText = template.render(nat);
+      const at = rulesRunIn(nat, fileText);
+      if (nat.rulesText === '') return nat;
+      if (at === undefined || nat.layout === undefined) throw new Error('no run');
+      // What is kept: no text, no chains; the text comes back as the file's bytes.
+      const layout = { ...nat.layout, pieces: [] };
+      const read = Buffer.from(fileText, 'utf8').toString('utf8');
+      const back = chainsFromLayout(layout, nat.jump, read, at);
+      if (!back) throw new Error('not got back');
+      expect([...back.chains]).toEqual([...nat.chains]);
+      expect(back.rulesText).toBe(nat.rulesText);
+      expect(back.jump).toBe(nat.jump);
+      return back;
+    });
+  });
+
+  test('no chains got back from a text that does not hold them where the layout says', () => {
+    const nat = renderIptablesChains(slash16Map(), options);
+    const text = nat.rulesText ?? '';
+    const layout = nat.layout;
+    if (!layout) throw new Error('no layout');
+    const file = `*nat\n${text}COMMIT\n`;
+    expect(rulesRunIn(nat, file)).toBe(5);
+    expect(chainsFromLayout(layout, nat.jump, file, 5)?.rulesText).toBe(text);
+    // Shifted by one character, cut short, or a line break moved: refused.
+    expect(chainsFromLayout(layout, nat.jump, `*nat\n#${text}COMMIT\n`, 5)).toBeUndefined();
+    expect(chainsFromLayout(layout, nat.jump, `x*nat\n${text}COMMIT\n`, 5)).toBeUndefined();
+    expect(chainsFromLayout(layout, nat.jump, `*nat\n${text.slice(0, -2)}`, 5)).toBeUndefined();
+    const second = (layout.textStart[2] ?? 0) + 5;
+    const moved = `${file.slice(0, second - 1)}x${file.slice(second)}`;
+    expect(chainsFromLayout(layout, nat.jump, moved, 5)).toBeUndefined();
   });
 
   test('no rebase onto a text that does not hold the rules text as one run', () => {
