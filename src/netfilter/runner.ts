@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statfsSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandError } from '../errors.js';
@@ -28,70 +28,100 @@ export interface CommandRunner {
   run(command: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
 }
 
-export const processRunner: CommandRunner = {
-  run(command, args, options = {}) {
-    return new Promise((resolve, reject) => {
-      const output = outputFile();
-      let child: ReturnType<typeof spawn>;
-      try {
-        child = spawn(command, args, { stdio: ['pipe', output?.fd ?? 'pipe', 'pipe'] });
-      } catch (error) {
-        output?.take();
-        throw error;
-      }
-      if (child.pid !== undefined) options.onSpawn?.(child.pid);
-      const stdout: Buffer[] = [];
-      const stderr: Buffer[] = [];
-      child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
-      child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
-      child.on('error', (error: NodeJS.ErrnoException) => {
-        output?.take();
-        const missing = error.code === 'ENOENT';
-        reject(
-          new CommandError(
-            missing
-              ? `${command} is not installed: install it (apt-get install ${packageOf(command)})`
-              : `${command} could not be started: ${error.message}`,
-            { command: [command, ...args], exitCode: null, stderr: '', cause: error },
-          ),
-        );
-      });
-      child.on('close', (code, signal) => {
-        const result = {
-          stdout: (output?.take() ?? Buffer.concat(stdout)).toString('utf8'),
-          stderr: Buffer.concat(stderr).toString('utf8'),
-          exitCode: code ?? 128,
-        };
-        if (result.exitCode === 0 || options.allowFailure) {
-          resolve(result);
-          return;
-        }
-        const reason = signal ? `was killed by ${signal}` : `exited with status ${result.exitCode}`;
-        const firstLine = result.stderr.trim().split('\n')[0] ?? '';
-        reject(
-          new CommandError(`${command} ${reason}${firstLine ? `: ${firstLine}` : ''}`, {
-            command: [command, ...args],
-            exitCode: code,
-            stderr: result.stderr,
-          }),
-        );
-      });
-      // A child that exits early (bad option) closes stdin; that is reported through 'close'.
-      child.stdin?.on('error', () => undefined);
-      child.stdin?.end(options.input ?? '');
-    });
-  },
+/** Where the process runner puts a child's output (see outputFile). */
+export interface OutputPlaces {
+  /** Directories to try, in order: a RAM-backed one first. */
+  readonly dirs: readonly string[];
+  /** A directory with less space free than this is passed over. */
+  readonly minFreeBytes: number;
+}
+
+/**
+ * /dev/shm is memory, which a full disk does not touch; the temporary directory after it (under
+ * the unit, its own PrivateTmp=). 256 MiB free, many times a /16's largest listing (14.5 MB).
+ */
+export const OUTPUT_PLACES: OutputPlaces = {
+  dirs: ['/dev/shm', tmpdir()],
+  minFreeBytes: 256 * 1024 * 1024,
 };
+
+export const processRunner: CommandRunner = createProcessRunner(OUTPUT_PLACES);
+
+export function createProcessRunner(places: OutputPlaces): CommandRunner {
+  return { run: (command, args, options = {}) => runProcess(places, command, args, options) };
+}
+
+function runProcess(
+  places: OutputPlaces,
+  command: string,
+  args: readonly string[],
+  options: RunOptions,
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const output = outputFile(places);
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(command, args, { stdio: ['pipe', output?.fd ?? 'pipe', 'pipe'] });
+    } catch (error) {
+      output?.take();
+      throw error;
+    }
+    if (child.pid !== undefined) options.onSpawn?.(child.pid);
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      output?.take();
+      const missing = error.code === 'ENOENT';
+      reject(
+        new CommandError(
+          missing
+            ? `${command} is not installed: install it (apt-get install ${packageOf(command)})`
+            : `${command} could not be started: ${error.message}`,
+          { command: [command, ...args], exitCode: null, stderr: '', cause: error },
+        ),
+      );
+    });
+    child.on('close', (code, signal) => {
+      const result = {
+        stdout: (output?.take() ?? Buffer.concat(stdout)).toString('utf8'),
+        stderr: Buffer.concat(stderr).toString('utf8'),
+        exitCode: code ?? 128,
+      };
+      if (result.exitCode === 0 || options.allowFailure) {
+        resolve(result);
+        return;
+      }
+      const reason = signal ? `was killed by ${signal}` : `exited with status ${result.exitCode}`;
+      const firstLine = result.stderr.trim().split('\n')[0] ?? '';
+      reject(
+        new CommandError(`${command} ${reason}${firstLine ? `: ${firstLine}` : ''}`, {
+          command: [command, ...args],
+          exitCode: code,
+          stderr: result.stderr,
+        }),
+      );
+    });
+    // A child that exits early (bad option) closes stdin; that is reported through 'close'.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(options.input ?? '');
+  });
+}
 
 /**
  * Where a child's standard output goes: an unlinked temporary file, read back in one piece when
  * the child is done, instead of a pipe. A /16's `iptables-save` is 14.5 MB, which a pipe hands
  * over in 64 KiB buffers that are joined and freed again, and the daemon's resident memory kept
  * what that left behind (issue 13: idle 25 s after a restart on an iptables /16, 83.5 -> 72.0
- * MiB). Undefined where no such file can be made: the output then comes through a pipe.
+ * MiB; 77.2 MiB with the pipe's buffers copied into one growing buffer). A file on a full file
+ * system would cut the output short, and most tools exit 0 all the same: only a directory with
+ * `minFreeBytes` free is taken. Undefined where there is none: the output comes through a pipe.
  */
-function outputFile(): { readonly fd: number; take(): Buffer } | undefined {
-  const path = join(tmpdir(), `traceable-nat-out-${process.pid}-${randomBytes(6).toString('hex')}`);
+function outputFile(places: OutputPlaces): { readonly fd: number; take(): Buffer } | undefined {
+  const dir = places.dirs.find((candidate) => freeBytes(candidate) >= places.minFreeBytes);
+  if (dir === undefined) return undefined;
+  const path = join(dir, `traceable-nat-out-${process.pid}-${randomBytes(6).toString('hex')}`);
   let fd: number;
   try {
     fd = openSync(path, 'wx+', 0o600);
@@ -126,6 +156,16 @@ function outputFile(): { readonly fd: number; take(): Buffer } | undefined {
       }
     },
   };
+}
+
+/** What an unprivileged writer may still put in `dir`; 0 when it cannot be known. */
+function freeBytes(dir: string): number {
+  try {
+    const stat = statfsSync(dir);
+    return stat.bavail * stat.bsize;
+  } catch {
+    return 0;
+  }
 }
 
 function packageOf(command: string): string {
