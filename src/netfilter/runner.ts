@@ -119,8 +119,16 @@ function runProcess(
  * `minFreeBytes` free is taken. Undefined where there is none: the output comes through a pipe.
  */
 function outputFile(places: OutputPlaces): { readonly fd: number; take(): Buffer } | undefined {
-  const dir = places.dirs.find((candidate) => freeBytes(candidate) >= places.minFreeBytes);
-  if (dir === undefined) return undefined;
+  for (const dir of places.dirs) {
+    if (freeBytes(dir) < places.minFreeBytes) continue;
+    const fd = openUnlinked(dir);
+    if (fd !== undefined) return readBack(fd);
+  }
+  return undefined;
+}
+
+/** A new file in `dir`, open for reading and writing, already unlinked; undefined if none. */
+function openUnlinked(dir: string): number | undefined {
   const path = join(dir, `traceable-nat-out-${process.pid}-${randomBytes(6).toString('hex')}`);
   let fd: number;
   try {
@@ -130,10 +138,14 @@ function outputFile(places: OutputPlaces): { readonly fd: number; take(): Buffer
   }
   try {
     unlinkSync(path);
+    return fd;
   } catch {
     closeSync(fd);
     return undefined;
   }
+}
+
+function readBack(fd: number): { readonly fd: number; take(): Buffer } {
   let open = true;
   return {
     fd,

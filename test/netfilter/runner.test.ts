@@ -8,7 +8,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandError } from '../../src/errors.js';
-import { createProcessRunner, OUTPUT_PLACES } from '../../src/netfilter/runner.js';
+import { createProcessRunner, OUTPUT_PLACES, processRunner } from '../../src/netfilter/runner.js';
+import type { CommandRunner } from '../../src/netfilter/runner.js';
 import { isRoot, sh } from '../helpers/netns.js';
 
 const leftovers = (dir: string) =>
@@ -76,6 +77,24 @@ describe.each([
   });
 });
 
+/** Where a child's standard output goes, as the child sees it (node's pipes are socket pairs). */
+async function whereOutputGoes(runner: CommandRunner): Promise<string> {
+  return (await runner.run('readlink', ['/proc/self/fd/1'])).stdout.trim();
+}
+
+test('the output goes to the first directory that takes a file, else to a pipe', async () => {
+  const noDir = '/nonexistent/traceable-nat-test';
+  expect(await whereOutputGoes(createProcessRunner({ dirs: [noDir], minFreeBytes: 0 }))).toMatch(
+    /^socket:\[\d+\]$/,
+  );
+  const second = createProcessRunner({ dirs: [noDir, tmpdir()], minFreeBytes: 0 });
+  expect(await whereOutputGoes(second)).toMatch(
+    new RegExp(`^${tmpdir()}/traceable-nat-out-${process.pid}-[0-9a-f]{12} \\(deleted\\)$`),
+  );
+  // On this machine (and CI's), /dev/shm has room: the default runner writes there.
+  expect(await whereOutputGoes(processRunner)).toMatch(/^\/dev\/shm\/traceable-nat-out-/);
+});
+
 // Mounting a tmpfs needs root; CI runs as root.
 const testAsRoot = isRoot() ? test : test.skip;
 
@@ -91,6 +110,7 @@ testAsRoot(
         dirs: [small],
         minFreeBytes: OUTPUT_PLACES.minFreeBytes,
       });
+      expect(await whereOutputGoes(guarded)).toMatch(/^socket:\[\d+\]$/);
       const result = await guarded.run('sh', ['-c', `cat; ${BIG}`], { input: 'first\n' });
       expectBigOutput(result.stdout);
       // What the guard prevents: the output cut at 64 KiB (sed says so and exits 4; a tool that
