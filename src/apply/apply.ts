@@ -137,7 +137,8 @@ export interface ApplyResult {
   /**
    * The rules file's text as one flat string, when it holds plan.fileText after this apply:
    * the plan's own text when written (encoding flattened it), else the file's as read, where
-   * the plan's may still be pieces of the render. The daemon keeps it (see compactPlan).
+   * the plan's may still be pieces of the render. The daemon keeps the plan without it, while
+   * the file holds it (see keepTrust).
    */
   readonly rulesText: string | undefined;
   /** iptables with nat6: rules.v6 was written. */
