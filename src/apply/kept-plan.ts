@@ -10,13 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { identityOf, sameIdentity } from '../system/file-identity.js';
 import type { TrustedPlan } from './apply.js';
-import {
-  compactPlan,
-  planWithText,
-  textlessPlan,
-  type RulesetPlan,
-  type TextlessPlan,
-} from './plan.js';
+import { planWithText, textlessPlan, type RulesetPlan, type TextlessPlan } from './plan.js';
 
 export type KeptTrust =
   | (Omit<TrustedPlan, 'plan'> & { readonly plan: RulesetPlan; readonly textless?: undefined })
@@ -34,8 +28,8 @@ export type KeptTrust =
 /**
  * What to keep of `trusted`, the plan an apply left active with `flatText` the rules file's
  * text as one flat string (ApplyResult.rulesText; undefined when the file does not hold the
- * plan's text): the plan without its text when the file's identity is known, else the plan
- * holding its text once (see compactPlan).
+ * plan's text): the plan without its text when the file's identity is known, else the plan as
+ * it is (a rules file with CRLF line ends, say, where our rules are no run of `\n` lines).
  */
 export function keepTrust(trusted: TrustedPlan, flatText: string | undefined): KeptTrust {
   const { plan, ...rest } = trusted;
@@ -47,7 +41,7 @@ export function keepTrust(trusted: TrustedPlan, flatText: string | undefined): K
     const ascii = trusted.rulesFile?.size === BigInt(textless.length);
     return { ...rest, textless, ascii };
   }
-  return { ...rest, plan: flatText === undefined ? plan : compactPlan(plan, flatText) };
+  return { ...rest, plan };
 }
 
 /**

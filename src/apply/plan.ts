@@ -12,7 +12,6 @@ import type { NatSettings, PortMap, PreviousAssignments } from '../mapping/types
 import { parseIpv4 } from '../net/ipv4.js';
 import {
   chainsFromLayout,
-  rebaseOnto,
   renderIptablesChains,
   rulesRunIn,
   type ChainLayout,
@@ -190,34 +189,6 @@ function iptablesPlan(
   };
 }
 
-const compacted = new WeakSet<RulesetPlan>();
-
-/**
- * The plan as the daemon keeps it between applies: the same plan, with `flatText` (the same
- * text as fileText, as one flat string: the file's bytes read back, or fileText once encoded)
- * as its fileText, and its iptables render's strings made slices of it (see rebaseOnto), so
- * that it holds the rules text once. A plan already compacted, one without an iptables render,
- * or a `flatText` that is not its text is returned as it is.
- */
-export function compactPlan(plan: RulesetPlan, flatText = plan.fileText): RulesetPlan {
-  if (plan.iptables === undefined || compacted.has(plan)) return plan;
-  if (flatText !== plan.fileText) return plan;
-  const iptables = rebaseOnto(plan.iptables, flatText);
-  if (iptables === undefined) return plan;
-  // Field by field: spreading the plan would build its canonical part (a getter).
-  const compact = iptablesPlan({
-    discovery: plan.discovery,
-    map: plan.map,
-    fileText: flatText,
-    iptables,
-    mergeTemplate: plan.mergeTemplate,
-    ipv6: plan.ipv6,
-    ipv6Removal: plan.ipv6Removal,
-  });
-  compacted.add(compact);
-  return compact;
-}
-
 /**
  * A plan without its rules text: what the daemon keeps between applies while the rules file
  * holds that text (a /16: 14.5 MB for iptables, 5 MB for nftables, and for iptables some
@@ -246,9 +217,9 @@ const textlessOrigin = new WeakMap<RulesetPlan, TextlessPlan>();
  * its render has a layout and the text holds its rules as one run; else undefined.
  */
 export function textlessPlan(plan: RulesetPlan, flatText: string): TextlessPlan | undefined {
-  const known = textlessOrigin.get(plan);
-  if (known !== undefined && plan.fileText === flatText) return known;
   if (flatText !== plan.fileText) return undefined;
+  const known = textlessOrigin.get(plan);
+  if (known !== undefined) return known;
   const parts = {
     backend: plan.backend,
     discovery: plan.discovery,
@@ -283,7 +254,6 @@ export function planWithText(textless: TextlessPlan, text: string): RulesetPlan 
     const iptables = chainsFromLayout(layout, jump, text, at);
     if (iptables === undefined) return undefined;
     plan = iptablesPlan({ ...parts, fileText: text, iptables });
-    compacted.add(plan);
   }
   textlessOrigin.set(plan, textless);
   return plan;

@@ -590,33 +590,6 @@ export function layoutOfRulesFile(
 }
 
 /**
- * `nat` with every string it holds made a slice of `fileText`, the rules file it was merged
- * into, which holds its rules text whole (one flat string): what the daemon keeps between
- * applies then holds that text once, instead of once more in the render's own pieces and in
- * the lines it took from the render before (a /16: 13 MB). Undefined when `fileText` does not
- * hold the rules text as one run (see rulesRunIn).
- */
-export function rebaseOnto(nat: IptablesNat, fileText: string): IptablesNat | undefined {
-  const at = rulesRunIn(nat, fileText);
-  if (at === undefined) return undefined;
-  const names = [...nat.chains.keys()];
-  const textStart = new Float64Array(names.length + 1);
-  names.forEach((name, i) => {
-    const rules = nat.chains.get(name) ?? [];
-    textStart[i + 1] = rules.reduce((end, rule) => end + rule.length + 1, textStart[i] ?? 0);
-  });
-  const chains = chainsOfText(names, fileText, at, textStart);
-  if (chains === undefined) return undefined;
-  const text = fileText.slice(at, at + (nat.rulesText ?? '').length);
-  return {
-    chains,
-    jump: nat.jump,
-    rulesText: text,
-    layout: nat.layout && { ...nat.layout, pieces: [text] },
-  };
-}
-
-/**
  * Where `fileText` holds the rules text of `nat` as one run, its rules in order, each on a line
  * of its own: found by its first line (searching for the whole rules text would first copy its
  * pieces into one string), then compared line by line. Undefined when it holds no such run.

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseConfig } from '../../src/config.js';
 import { parsePortalConfig } from '../../src/eduvpn/portal.js';
 import fc from 'fast-check';
-import { compactPlan, ourPartOf, planRuleset } from '../../src/apply/plan.js';
+import { ourPartOf, planRuleset } from '../../src/apply/plan.js';
 import { clientBindings } from '../../src/archive/binding-columns.js';
 import { renderArchive } from '../../src/archive/header.js';
 import {
@@ -154,29 +154,5 @@ describe('planRuleset', () => {
     );
     // Most sites fit: the property was checked, not skipped.
     expect(compared).toBeGreaterThan(30);
-  });
-});
-
-describe('compactPlan', () => {
-  const plan = planRuleset(config, discovery, { rulesText: defaultRules, archiveBody: undefined });
-  /** The same text as one flat string, as the rules file's bytes read back give it. */
-  const flat = Buffer.from(plan.fileText, 'utf8').toString('utf8');
-
-  test('keeps the same plan, on the flat text: its render, our part and what it plans', () => {
-    const compact = compactPlan(plan, flat);
-    expect(compact).not.toBe(plan);
-    expect(compact.fileText).toBe(flat);
-    expect([...(compact.iptables?.chains ?? [])]).toEqual([...(plan.iptables?.chains ?? [])]);
-    expect(compact.iptables?.rulesText).toBe(plan.iptables?.rulesText);
-    expect(compact.ourPart).toBe(plan.ourPart);
-    expect([compact.map, compact.mergeTemplate]).toEqual([plan.map, plan.mergeTemplate]);
-    // Compacted once: the next call gives it back as it is.
-    expect(compactPlan(compact, flat)).toBe(compact);
-  });
-
-  test('a text that is not the plan is not taken, even one that holds its rules', () => {
-    const other = `${flat}# edited\n`;
-    expect(compactPlan(plan, other)).toBe(plan);
-    expect(compactPlan(plan, flat.replace('COMMIT', 'COMMIX'))).toBe(plan);
   });
 });
