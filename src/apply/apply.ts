@@ -73,6 +73,7 @@ import { formatCidr6, formatIpv6 } from '../net/ipv6.js';
 import { clientsByProtocol, removalProblem } from './guard.js';
 import { clientsByProtocolOf, resolvePendingArchives } from './pending.js';
 import { ourPartOf, planRuleset, previousFromMap, type RulesetPlan } from './plan.js';
+import { planCacheFile, readPlanCache, writePlanCache, type PlanCacheKey } from './plan-cache.js';
 import { TOOL_VERSION } from '../version.js';
 
 export interface ApplyDeps {
@@ -163,6 +164,11 @@ export interface ApplyResult {
    * chose, by its name. For the log and the benchmark; nothing decides on it.
    */
   readonly timings: Readonly<Record<string, number>>;
+  /**
+   * The plan cache (src/apply/plan-cache.ts): whether the rules file's template and our chains
+   * came from it instead of a parse of the file, and whether this apply wrote it.
+   */
+  readonly planCache: { readonly read: boolean; readonly written: boolean };
 }
 
 const RULES_FILE_MODE = 0o640;
@@ -300,6 +306,7 @@ export async function applyRuleset(
     // Under the lock, every temporary file is a killed applier's leftover.
     removeStaleTemporaries(firewall.rulesFile);
     removeStaleTemporaries(firewall.stateFile);
+    removeStaleTemporaries(planCacheFile(firewall.stateFile));
     removeStaleTemporaries(join(firewall.archiveDir, archiveName(firewall.backend, 0)));
     removeStaleIndexTemporaries(firewall.archiveDir);
     if (firewall.backend === 'iptables') {
@@ -343,14 +350,24 @@ export async function applyRuleset(
     const currentText = unchangedFile ? claim.plan.fileText : currentBytes?.toString('utf8');
     const currentText6 = readRulesFile6(config);
     // The bytes this process archived from the trusted plan hold its text: equal digests.
+    const claimArchived =
+      claim?.archiveSha256 !== undefined && claim.archiveSha256 === newest?.sha256;
+    // The rules file's bytes are the newest archive's (their digest anchored as its body).
+    const fileIsBody =
+      newest !== undefined && !claimArchived && rulesFileIsBody(anchor.head, newest, currentBytes);
     const archived =
       newest === undefined
         ? undefined
-        : claim?.archiveSha256 !== undefined && claim.archiveSha256 === newest.sha256
+        : claimArchived
           ? claim.plan.fileText
-          : rulesFileIsBody(anchor.head, newest, currentBytes)
+          : fileIsBody
             ? currentText
             : archiveBody(newest.text);
+    // What the plan cache is keyed by, while the rules file is the anchored newest archive's.
+    const cacheKey: PlanCacheKey | undefined =
+      fileIsBody && anchor.head?.body !== undefined
+        ? { rulesFile: firewall.rulesFile, body: anchor.head.body, archive: newest.sha256 }
+        : undefined;
     const trusted =
       claim?.plan.backend === firewall.backend &&
       claim.plan.fileText === currentText &&
@@ -363,7 +380,7 @@ export async function applyRuleset(
     // the clients' stability, the merge template and the claim on the kernel.
     const active =
       trusted === undefined && newest && archived !== undefined && archived === currentText
-        ? readActive(newest, archived, firewall)
+        ? readActive(newest, archived, firewall, cacheKey)
         : undefined;
     lap('read');
     const plan =
@@ -454,6 +471,7 @@ export async function applyRuleset(
     let archive: { path: string; sha256: string } | undefined;
     let conntrackDeleted = 0;
     let renamedIdentity: FileIdentity | undefined;
+    let committedBody: string | undefined;
 
     // The steps in decideApply's order; each runs only when decided.
     const steps: Record<ApplyStep, () => void | Promise<void>> = {
@@ -545,6 +563,7 @@ export async function applyRuleset(
         if (!archive) return;
         const committed = archive;
         const body = await bodyDigest?.then((digest) => Buffer.from(digest).toString('hex'));
+        committedBody = body;
         try {
           updateDirState(firewall.stateFile, firewall.archiveDir, () => ({
             head: {
@@ -631,6 +650,22 @@ export async function applyRuleset(
       await steps[step]();
       lap(step);
     }
+    // The plan cache for the rules file as this apply leaves it, unless it was just read.
+    const leftKey: PlanCacheKey | undefined =
+      archive && committedBody !== undefined && decision.file
+        ? { rulesFile: firewall.rulesFile, body: committedBody, archive: archive.sha256 }
+        : !decision.file && fileRight && !active?.cached
+          ? cacheKey
+          : undefined;
+    let cacheWritten = false;
+    if (leftKey !== undefined) {
+      try {
+        cacheWritten = writePlanCache(planCacheFile(firewall.stateFile), leftKey, plan);
+        if (cacheWritten) lap('plan-cache');
+      } catch {
+        // Only a cache: the next apply parses the rules file instead.
+      }
+    }
 
     return {
       outcome: decision.outcome,
@@ -654,6 +689,7 @@ export async function applyRuleset(
       warnings,
       durationMs: deps.clock.now() - started,
       timings,
+      planCache: { read: active?.cached === true, written: cacheWritten },
     };
   } finally {
     if (preparing) (await preparing.catch(() => undefined))?.discard();
@@ -704,11 +740,14 @@ function readActive(
   newest: StoredArchive,
   text: string,
   firewall: Config['firewall'],
+  cacheKey: PlanCacheKey | undefined,
 ): {
   previous: PreviousAssignments | undefined;
   template: MergeTemplate | undefined;
   claim: KernelClaim;
   render: IptablesNat | undefined;
+  /** The template and chains came from the plan cache. */
+  cached: boolean;
 } {
   const { sha256 } = newest;
   const { bindings, blockSize } = activeBindings(
@@ -718,16 +757,32 @@ function readActive(
   // The mapping's stability input is the same columns (it reads only the first ports).
   const previous: PreviousAssignments | undefined =
     bindings.count > 0 ? { blockSize, bindings } : undefined;
-  // iptables: one parse gives the merge template and our part as the file holds it.
-  const merged =
-    firewall.backend === 'iptables' ? prepareMergeAndExtract(text, firewall.rulesFile) : undefined;
-  const ours = merged?.ours;
+  if (firewall.backend !== 'iptables') {
+    const claim = { sha256, text, nat: undefined, bindings };
+    return { previous, template: undefined, claim, render: undefined, cached: false };
+  }
+  // iptables: the plan cache, or one parse, gives the merge template and our part as the
+  // file holds it.
+  const cached =
+    cacheKey && readPlanCache(planCacheFile(firewall.stateFile), cacheKey, text, bindings);
+  const { template, ours } = cached ?? prepareMergeAndExtract(text, firewall.rulesFile);
+  const header = newest.header ?? text;
   return {
     previous,
-    template: merged?.template,
+    template,
     claim: { sha256, text, nat: ours, bindings },
-    render: ours && renderToReuse(newest.header ?? text, ours, bindings),
+    render: cached
+      ? rendersLikeThis(header)
+        ? cached.render
+        : undefined
+      : renderToReuse(header, ours, bindings),
+    cached: cached !== undefined,
   };
+}
+
+/** Whether the archive's header (`headerText`) says this renderer wrote its rules. */
+function rendersLikeThis(headerText: string): boolean {
+  return parseArchiveHeader(headerText)?.settings.render === renderFormat();
 }
 
 /**
@@ -741,7 +796,7 @@ export function renderToReuse(
   ours: ExtractedNat,
   bindings: Bindings,
 ): IptablesNat | undefined {
-  if (parseArchiveHeader(headerText)?.settings.render !== renderFormat()) return undefined;
+  if (!rendersLikeThis(headerText)) return undefined;
   const layout = layoutOfRulesFile(ours, bindings);
   return layout && { chains: ours.chains, jump: ours.jump ?? '', layout };
 }

@@ -554,18 +554,40 @@ export function layoutOfRulesFile(
   const { rulesText } = nat;
   if (rulesText === undefined) return undefined;
   const names = [...nat.chains.keys()];
+  const textStart = new Float64Array(names.length + 1);
+  let offset = 0;
+  for (const [i, rules] of [...nat.chains.values()].entries()) {
+    textStart[i] = offset;
+    for (const rule of rules) offset += rule.length + 1;
+  }
+  textStart[names.length] = offset;
+  return layoutOfChains(names, textStart, rows, rulesText);
+}
+
+/**
+ * The layout of chains `names` whose rules are `rulesText`, chain `names[i]` holding the part
+ * from `textStart[i]` to `textStart[i + 1]`, rendered from `rows`: their tree and each one's
+ * rows (see layoutOfRulesFile). Undefined when the chains are not one tree in our order, or
+ * the offsets do not span the text.
+ */
+export function layoutOfChains(
+  names: readonly string[],
+  textStart: Float64Array,
+  rows: AssignmentColumns,
+  rulesText: string,
+): ChainLayout | undefined {
   const count = names.length;
+  if (textStart.length !== count + 1 || textStart[count] !== rulesText.length) return undefined;
   const rowLow = new Int32Array(count);
   const rowHigh = new Int32Array(count);
   const subtreeEnd = new Int32Array(count);
-  const textStart = new Float64Array(count + 1);
   const ranges: { first: number; last: number; prefix: number }[] = [];
   const open: number[] = [];
-  let offset = 0;
   for (let i = 0; i < count; i++) {
     const name = names[i] ?? '';
     const range = prefixOfChain(name);
     if (range === undefined || (i === 0) !== (name === ROOT_CHAIN)) return undefined;
+    if ((textStart[i] ?? 0) > (textStart[i + 1] ?? 0)) return undefined;
     const first = range.network;
     const last = first + 2 ** (32 - range.prefix) - 1;
     ranges.push({ first, last, prefix: range.prefix });
@@ -580,12 +602,8 @@ export function layoutOfRulesFile(
     open.push(i);
     rowLow[i] = firstRowFrom(rows.client, rows.count, first);
     rowHigh[i] = firstRowFrom(rows.client, rows.count, last + 1);
-    textStart[i] = offset;
-    for (const rule of nat.chains.get(name) ?? []) offset += rule.length + 1;
   }
   for (const top of open) subtreeEnd[top] = count;
-  textStart[count] = offset;
-  if (offset !== rulesText.length) return undefined;
   return { rows, names, rowLow, rowHigh, subtreeEnd, textStart, pieces: [rulesText] };
 }
 
@@ -617,25 +635,35 @@ export function rulesRunIn(nat: IptablesNat, fileText: string): number | undefin
 /**
  * Chains whose rules are lines of `text` from `at` on, one after the other: chain `names[i]`
  * holds the lines from `at + textStart[i]` to `at + textStart[i + 1]` (each line with its
- * `\n`). Undefined when a chain's part does not end with a line break.
+ * `\n`). Undefined when a chain's part does not end with a line break, or, with `checkNames`,
+ * when its first or last line is not a rule of its chain (`-A NAME ...`).
  */
-function chainsOfText(
+export function chainsOfText(
   names: readonly string[],
   text: string,
   at: number,
   textStart: ArrayLike<number>,
+  checkNames = false,
 ): Map<string, readonly string[]> | undefined {
   const chains = new Map<string, readonly string[]>();
   let start = at;
   for (const [i, name] of names.entries()) {
     const end = at + (textStart[i + 1] ?? 0);
     if (start !== at + (textStart[i] ?? 0)) return undefined;
+    const lead = `-A ${name} `;
     const lines: string[] = [];
     while (start < end) {
       const newline = text.indexOf('\n', start);
       if (newline < 0 || newline >= end) return undefined;
       lines.push(text.slice(start, newline));
       start = newline + 1;
+    }
+    // In a file our merge wrote, each chain's rules are one group of lines in the order of
+    // `names`: a group starting and ending with rules of its chain lies where the text has it.
+    const first = lines[0];
+    const last = lines.at(-1);
+    if (checkNames && first !== undefined && last !== undefined) {
+      if (!first.startsWith(lead) || !last.startsWith(lead)) return undefined;
     }
     chains.set(name, lines);
   }

@@ -5,7 +5,7 @@
  */
 import { parseRulesFile } from './rules-file-parse.js';
 import type { ParsedTable, RulesFile, RulesLine } from './rules-file-parse.js';
-import { CANARY_CHAIN, CHAIN_PREFIX, isOurChain, ROOT_CHAIN } from './iptables.js';
+import { CANARY_CHAIN, chainsOfText, CHAIN_PREFIX, isOurChain, ROOT_CHAIN } from './iptables.js';
 import type { IptablesNat } from './iptables.js';
 
 export { parseRulesFile, splitRuleWords } from './rules-file-parse.js';
@@ -103,6 +103,18 @@ export const NO_NAT: IptablesNat = { chains: new Map(), jump: '' };
 export interface MergeTemplate {
   /** The rules file with `ours` filled in. */
   render(ours: IptablesNat): string;
+  /** The same template as plain data (see TemplateForm). */
+  readonly form: TemplateForm;
+}
+
+/**
+ * A merge template as data, to be kept beside the rules file (src/apply/plan-cache.ts): the
+ * file's own text, without any line of ours, cut where our declarations, our jump and our rules
+ * go, in this order; and the line ending our lines get.
+ */
+export interface TemplateForm {
+  readonly parts: readonly (string | { readonly slot: Slot })[];
+  readonly lineEnding: string;
 }
 
 /**
@@ -297,19 +309,81 @@ function templateOf(parsed: RulesFile): MergeTemplate {
     });
   }
   parts.push(text);
-  const asLines = (lines: readonly string[]) => lines.map((line) => line + lineEnding).join('');
+  return templateOfForm({ parts, lineEnding });
+}
+
+const asLines = (lines: readonly string[], lineEnding: string) =>
+  lines.map((line) => line + lineEnding).join('');
+
+/** The template `form` is the data of (see MergeTemplate.form). */
+export function templateOfForm(form: TemplateForm): MergeTemplate {
+  const { parts, lineEnding } = form;
   return {
+    form,
     render(ours) {
       const fill: Record<Slot, () => string> = {
-        declarations: () => asLines(ourDeclarations(ours)),
-        jump: () => asLines(ours.jump === '' ? [] : [ours.jump]),
-        rules: () => rulesText(ours, lineEnding) ?? asLines(ourRules(ours)),
+        declarations: () => asLines(ourDeclarations(ours), lineEnding),
+        jump: () => asLines(ours.jump === '' ? [] : [ours.jump], lineEnding),
+        rules: () => rulesText(ours, lineEnding) ?? asLines(ourRules(ours), lineEnding),
       };
       // Concatenated, not joined: our rules are most of a big file and are not copied again.
       let merged = '';
       for (const part of parts) merged += typeof part === 'string' ? part : fill[part.slot]();
       return merged;
     },
+  };
+}
+
+/**
+ * prepareMergeAndExtract of `text`, the rules file a merge with `form` wrote, without scanning
+ * it: from what that merge knew, our chains' names in order, where each one's rules start in
+ * its rules text (`textStart`, the text's length last) and the jump. Everything is checked
+ * against `text`: each part of the template where it must stand, our declarations and jump in
+ * their slots, our rules one run of `\n` lines, and each chain's part starting and ending with
+ * a rule of that chain (`-A NAME `). Undefined when any of it does not hold (the caller then
+ * parses the file).
+ */
+export function mergeFromForm(
+  text: string,
+  form: TemplateForm,
+  ours: { readonly names: readonly string[]; readonly textStart: Float64Array; jump: string },
+): { template: MergeTemplate; ours: ExtractedNat; at: number } | undefined {
+  const { names, textStart, jump } = ours;
+  if (form.lineEnding !== '\n' || textStart.length !== names.length + 1) return undefined;
+  const declarations = asLines(
+    names.map((name) => `:${name} - [0:0]`),
+    '\n',
+  );
+  const jumpText = jump === '' ? '' : jump + '\n';
+  const rulesLength = textStart[names.length] ?? 0;
+  let at: number | undefined;
+  let offset = 0;
+  for (const part of form.parts) {
+    let expected: string | undefined;
+    if (typeof part === 'string') expected = part;
+    else if (part.slot === 'declarations') expected = declarations;
+    else if (part.slot === 'jump') expected = jumpText;
+    else {
+      if (at !== undefined) return undefined;
+      at = offset;
+      offset += rulesLength;
+      continue;
+    }
+    if (text.slice(offset, offset + expected.length) !== expected) return undefined;
+    offset += expected.length;
+  }
+  if (at === undefined || offset !== text.length) return undefined;
+  if (rulesLength > 0 && (at < 1 || text.charCodeAt(at - 1) !== 10)) return undefined;
+  const chains = chainsOfText(names, text, at, textStart, true);
+  if (chains === undefined) return undefined;
+  return {
+    template: templateOfForm(form),
+    ours: {
+      chains,
+      jump: jump === '' ? undefined : jump,
+      rulesText: text.slice(at, at + rulesLength),
+    },
+    at,
   };
 }
 

@@ -61,7 +61,10 @@ test('a first apply times reading, planning and each step it ran, in that order'
     'commit-archive',
     'rename-rules',
     'forget-conntrack',
+    // Last, off the way to the kernel: the compact state for the next apply's read.
+    'plan-cache',
   ]);
+  expect(result.planCache).toEqual({ read: false, written: true });
   expectDurations(result);
 });
 
@@ -69,6 +72,8 @@ test('an apply with nothing to change times only reading, planning and the kerne
   await apply();
   const result = await apply();
   expect(result.outcome).toBe('unchanged');
+  // The plan cache the first apply wrote was read, so it is not written again.
+  expect(result.planCache).toEqual({ read: true, written: false });
   expect(Object.keys(result.timings)).toEqual(READ_PLAN);
   expectDurations(result);
 });
