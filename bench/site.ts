@@ -28,6 +28,7 @@ export interface Site {
   readonly portalConfig: string;
   readonly rulesFile: string;
   readonly archiveDir: string;
+  readonly stateFile: string;
   writeProfiles(profiles: readonly Profile[]): void;
   writeConfig(settings: SiteSettings): void;
 }
@@ -62,6 +63,7 @@ export function createSite(cleanup: Cleanup, label: string): Site {
     portalConfig,
     rulesFile: join(dir, 'rules'),
     archiveDir: join(dir, 'archive'),
+    stateFile: join(dir, 'state.json'),
     writeProfiles(profiles: readonly Profile[]) {
       writeFileSync(portalConfig, renderPortalConfig(profiles));
     },
@@ -84,7 +86,7 @@ export function createSite(cleanup: Cleanup, label: string): Site {
           rulesFile: site.rulesFile,
           archiveDir: settings.archiveDir ?? site.archiveDir,
           lockFile: join(dir, 'lock'),
-          stateFile: join(dir, 'state.json'),
+          stateFile: site.stateFile,
           lockTimeoutMs: 10000,
         },
         daemon: { settleMs: settings.settleMs ?? 2000, verifyIntervalMs: 600000 },
