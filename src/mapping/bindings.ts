@@ -5,18 +5,10 @@
  * listing. Comparing a /16's held and planned bindings is one merge walk over integers, where
  * 65 533 objects a side cost more in garbage collection than the comparison (issue 13). Pure.
  */
-import type { AssignmentColumns } from './types.js';
+import type { AssignmentColumns, Binding } from './types.js';
 
 /** One per client, ascending by client (the first binding a ruleset lists of each client). */
 export type Bindings = AssignmentColumns;
-
-/** A binding as a parsed ruleset or a listing gives it. */
-export interface BindingLike {
-  readonly client: number;
-  readonly publicAddress: number;
-  readonly firstPort: number;
-  readonly lastPort: number;
-}
 
 export const NO_BINDINGS: Bindings = {
   count: 0,
@@ -32,7 +24,7 @@ export const NO_BINDINGS: Bindings = {
  * two bindings, and the first one is what the kernel applies. A list that is not ascending is
  * sorted stably first, so the first of a client stays first.
  */
-export function bindingsOf(list: readonly BindingLike[]): Bindings {
+export function bindingsOf(list: readonly Binding[]): Bindings {
   let ascending = true;
   for (let i = 1; i < list.length && ascending; i++)
     ascending = (list[i]?.client ?? 0) >= (list[i - 1]?.client ?? 0);
@@ -72,7 +64,7 @@ export function publicAddressAt(bindings: Bindings, row: number): number {
 }
 
 /** Row `row` as an object, for the few callers that want one. */
-export function bindingAtRow(bindings: Bindings, row: number): BindingLike {
+export function bindingAtRow(bindings: Bindings, row: number): Binding {
   return {
     client: bindings.client[row] ?? 0,
     publicAddress: publicAddressAt(bindings, row),

@@ -21,6 +21,20 @@ export interface NatSettings {
   readonly configKey?: 'nat' | 'nat6' | undefined;
 }
 
+/**
+ * One client's binding: the public address and the block of source ports its connections
+ * leave from. `A` is the address type: number (uint32) for IPv4, bigint for IPv6. What a
+ * ruleset is read back as (ReadAssignment adds the protocols), what the apply compares
+ * (Bindings: the same as columns of integers), what an archive's binding index stores.
+ */
+export interface Binding<A extends number | bigint = number> {
+  readonly client: A;
+  readonly publicAddress: A;
+  readonly firstPort: number;
+  readonly lastPort: number;
+}
+
+/** A binding as the mapping hands it out: its block whole, and the pool the client is in. */
 export interface Assignment {
   readonly client: number;
   readonly publicAddress: number;

@@ -5,6 +5,7 @@
  * expression over the text.
  */
 import { mostCommonBlockSize } from '../mapping/bindings.js';
+import type { Binding } from '../mapping/types.js';
 import { isOurChain } from './iptables.js';
 
 export type ProtocolSet = 'tcp' | 'udp' | 'both';
@@ -13,11 +14,7 @@ export type ProtocolSet = 'tcp' | 'udp' | 'both';
  * One client's binding as read back. `A` is the address type: number for IPv4, bigint for IPv6
  * (src/render/read-rules6.ts), so trace and lookup run the same code over either.
  */
-export interface ReadAssignment<A extends number | bigint = number> {
-  readonly client: A;
-  readonly publicAddress: A;
-  readonly firstPort: number;
-  readonly lastPort: number;
+export interface ReadAssignment<A extends number | bigint = number> extends Binding<A> {
   readonly proto: ProtocolSet;
   /** IPv6 prefix mode: the NETMAP that gives the client its own public address (every port). */
   readonly netmap?: Netmap6 | undefined;

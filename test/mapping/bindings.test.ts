@@ -5,18 +5,18 @@ import {
   mostCommonBlockSize,
   sameBindings,
   walkBindings,
-  type BindingLike,
   type Bindings,
 } from '../../src/mapping/bindings.js';
 import { assignmentColumns } from '../../src/mapping/columns.js';
+import type { Binding } from '../../src/mapping/types.js';
 import { mapClients } from '../../src/mapping/map.js';
 import { clientBindings, type BindingColumns } from '../../src/archive/binding-columns.js';
 import { ip, poolOf, publicAddresses } from './fixtures.js';
 
-const rows = (bindings: Bindings): BindingLike[] =>
+const rows = (bindings: Bindings): Binding[] =>
   Array.from({ length: bindings.count }, (_, row) => bindingAtRow(bindings, row));
 
-const binding = (client: number, firstPort: number, publicAddress = 7): BindingLike => ({
+const binding = (client: number, firstPort: number, publicAddress = 7): Binding => ({
   client,
   publicAddress,
   firstPort,
@@ -24,7 +24,7 @@ const binding = (client: number, firstPort: number, publicAddress = 7): BindingL
 });
 
 /** The first binding of each client by a Set, ascending by client (stable). */
-function firstOfEach(list: readonly BindingLike[]): BindingLike[] {
+function firstOfEach(list: readonly Binding[]): Binding[] {
   const seen = new Set<number>();
   const firsts = list.filter((entry) => !seen.has(entry.client) && seen.add(entry.client));
   return firsts.sort((a, b) => a.client - b.client);
@@ -138,7 +138,7 @@ describe('walkBindings', () => {
 });
 
 /** The size most blocks have, the larger on a tie; 0 for none. */
-function referenceBlockSize(list: readonly BindingLike[]): number {
+function referenceBlockSize(list: readonly Binding[]): number {
   const sizes = list.map((entry) => entry.lastPort - entry.firstPort + 1);
   const count = (size: number) => sizes.filter((other) => other === size).length;
   return [...sizes].sort((a, b) => count(b) - count(a) || b - a)[0] ?? 0;
@@ -146,7 +146,7 @@ function referenceBlockSize(list: readonly BindingLike[]): number {
 
 describe('clientBindings and mostCommonBlockSize', () => {
   /** An index's columns, rows as listed, every binding for both protocols. */
-  function indexColumns(list: readonly BindingLike[]): BindingColumns {
+  function indexColumns(list: readonly Binding[]): BindingColumns {
     const addresses = [...new Set(list.map((entry) => entry.publicAddress))];
     return {
       addresses,
