@@ -39,6 +39,13 @@ const SLASH24: Profile = { id: 'small', range: '10.42.0.0/24' };
 /** Enough public addresses for the /16 and what the changes add, at 64 ports per client. */
 export const PUBLIC_ADDRESSES = publicAddressesFor(65533 + 1 + 253);
 
+/** One `traceable-nat apply --json`: its wall time, its `read` step, whether it read the plan cache. */
+interface CliRun {
+  readonly ms: number;
+  readonly readMs: number;
+  readonly cacheRead: boolean | undefined;
+}
+
 interface Step {
   readonly result: ApplyResult;
   readonly totalMs: number;
@@ -137,11 +144,15 @@ class ApplyBench {
    * Applies `profiles` through the CLI, as an operator would (`traceable-nat apply`): wall
    * time of the whole process, node's start and module loading included.
    */
-  async cliStep(profiles: readonly Profile[]): Promise<number> {
+  async cliStep(profiles: readonly Profile[]): Promise<CliRun> {
     this.site.writeProfiles(profiles);
-    const { ms } = timed(() =>
-      this.ours.exec([process.execPath, CLI, 'apply', '--config', this.site.configFile]),
+    const { ms, value: stdout } = timed(() =>
+      this.ours.exec([process.execPath, CLI, 'apply', '--json', '--config', this.site.configFile]),
     );
+    const report = JSON.parse(stdout) as {
+      timings?: Record<string, number>;
+      planCache?: { read: boolean };
+    };
     const newest = readdirSync(this.site.archiveDir)
       .map((name) => parseArchiveName(name))
       .filter((name) => name !== undefined)
@@ -150,7 +161,7 @@ class ApplyBench {
       .at(-1);
     const wait = newest === undefined ? 0 : (newest + 1) * 1000 + 20 - Date.now();
     if (wait > 0) await sleep(wait);
-    return ms;
+    return { ms, readMs: report.timings?.read ?? Number.NaN, cacheRead: report.planCache?.read };
   }
 
   /**
@@ -160,7 +171,7 @@ class ApplyBench {
   async cliSteps(without: readonly Profile[], withIt: readonly Profile[]): Promise<number[]> {
     const times: number[] = [];
     for (const profiles of [without, withIt, without, withIt])
-      times.push(await this.cliStep(profiles));
+      times.push((await this.cliStep(profiles)).ms);
     return times;
   }
 
@@ -172,9 +183,9 @@ class ApplyBench {
   async cliCacheSteps(
     without: readonly Profile[],
     withIt: readonly Profile[],
-  ): Promise<{ cached: number[]; parsed: number[] }> {
-    const cached: number[] = [];
-    const parsed: number[] = [];
+  ): Promise<{ cached: CliRun[]; parsed: CliRun[] }> {
+    const cached: CliRun[] = [];
+    const parsed: CliRun[] = [];
     for (const [i, profiles] of [without, withIt, without, withIt, without, withIt].entries()) {
       const drop = i % 2 === 1;
       if (drop) rmSync(planCacheFile(this.site.stateFile), { force: true });
@@ -334,17 +345,26 @@ export async function measureApplyTimes(
 
     if (backend === 'iptables') {
       const { cached, parsed } = await bench.cliCacheSteps([SLASH16], [SLASH16, ONE_CLIENT]);
-      const show = (times: number[]) => times.map((ms) => ms.toFixed(0)).join(', ');
+      const show = (runs: CliRun[], key: 'ms' | 'readMs') =>
+        runs.map((run) => run[key].toFixed(0)).join(', ');
+      const readCache = cached.every((run) => run.cacheRead === true);
+      const parsedAll = parsed.every((run) => run.cacheRead === false);
       metrics.push({
         section: SECTION,
         name: `${backend}: the same through the CLI, with the plan cache against without it`,
-        value: median(cached),
+        value: median(cached.map((run) => run.ms)),
         unit: 'ms',
-        baseline: { name: 'the same, the plan cache deleted before each', value: median(parsed) },
-        note: `interleaved, medians of ${show(cached)} ms and ${show(parsed)} ms`,
+        baseline: {
+          name: 'the same, the plan cache deleted before each',
+          value: median(parsed.map((run) => run.ms)),
+        },
+        note:
+          `interleaved, medians of ${show(cached, 'ms')} ms and ${show(parsed, 'ms')} ms; ` +
+          `their read step ${show(cached, 'readMs')} ms and ${show(parsed, 'readMs')} ms` +
+          (readCache && parsedAll ? '' : '; CHECK FAILED: the cache was not read as meant'),
       });
       progress(
-        `apply ${backend}: through the CLI with the plan cache ${show(cached)} ms, without ${show(parsed)} ms`,
+        `apply ${backend}: through the CLI with the plan cache ${show(cached, 'ms')} ms (read ${show(cached, 'readMs')}), without ${show(parsed, 'ms')} ms (read ${show(parsed, 'readMs')})`,
       );
     }
 

@@ -88,6 +88,7 @@ function resultJson(result: ApplyResult): Record<string, unknown> {
     warnings: result.warnings,
     durationMs: result.durationMs,
     timings: result.timings,
+    planCache: result.planCache,
   };
 }
 

@@ -249,6 +249,7 @@ export class Daemon {
         backend: result.plan.backend,
         durationMs: result.durationMs,
         timings: result.timings,
+        planCache: result.planCache,
         kernel: result.kernel?.summary ?? null,
         kernelRead: result.kernelRead,
         warnings: result.warnings,
