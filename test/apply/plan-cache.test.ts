@@ -8,7 +8,7 @@
  * operator. Each must be refused, and the apply must then give what a parse of the file gives.
  * And a cache that is right must give exactly what the parse gives.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { applyRuleset, planFromDisk, type ApplyResult } from '../../src/apply/apply.js';
@@ -267,6 +267,35 @@ describe('the apply', () => {
     expect(result.planCache.read).toBe(false);
     expect(readFileSync(site.sandbox.rulesFile, 'utf8')).toBe(expected);
     expect(expected).toContain('-o eth0 -j MASQUERADE');
+  });
+});
+
+describe('faults around the cache', () => {
+  test('a cache that cannot be put in place leaves the apply as it was, and no temporary file', async () => {
+    const site = createSite();
+    // A directory where the cache goes: its temporary file is written, the rename fails.
+    mkdirSync(cacheFile(site), { recursive: true });
+    const first = await apply(site);
+    expect(first.outcome).toBe('applied');
+    expect(first.planCache).toEqual({ read: false, written: false });
+    site.sandbox.writeProfiles([ALPHA, GAMMA]);
+    const expected = parsedPlanText(site);
+    const second = await apply(site);
+    expect(second.outcome).toBe('applied');
+    expect(second.planCache.read).toBe(false);
+    expect(readFileSync(site.sandbox.rulesFile, 'utf8')).toBe(expected);
+    expect(readdirSync(site.sandbox.dir).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+  });
+
+  test('the temporary file of a cache write that was killed is removed by the next apply', async () => {
+    const site = createSite();
+    await apply(site);
+    const leftover = join(site.sandbox.dir, '.plan-cache.json.0123456789ab.tmp');
+    writeFileSync(leftover, '{"half":');
+    site.sandbox.writeProfiles([ALPHA, GAMMA]);
+    const result = await apply(site);
+    expect(result.planCache).toEqual({ read: true, written: true });
+    expect(existsSync(leftover)).toBe(false);
   });
 });
 
