@@ -152,7 +152,9 @@ describe('planRuleset', () => {
       }),
       { numRuns: 60 },
     );
-    // Most sites fit: the property was checked, not skipped.
-    expect(compared).toBeGreaterThan(30);
+    // The property was checked, not skipped: about 70 % of these random sites fit (34-49 of
+    // 60 in eighteen runs), so more than 30 failed about once in a few hundred runs; 15 keeps
+    // the check and leaves chance out of it.
+    expect(compared).toBeGreaterThanOrEqual(15);
   });
 });
