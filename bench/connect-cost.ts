@@ -38,7 +38,9 @@ function expectedSource(layout: ConnectLayout, map: PortMap, address: string): E
   }
   const assignment = map.forward(parseIpv4(address) ?? 0);
   if (!assignment) throw new Error(`${address} is not a client of the layout`);
-  const ports = layout.anyPort ? undefined : assignment.block;
+  const ports = layout.anyPort
+    ? undefined
+    : { first: assignment.firstPort, last: assignment.lastPort };
   return { address: formatIpv4(assignment.publicAddress), ports };
 }
 

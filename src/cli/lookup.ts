@@ -50,8 +50,8 @@ function lookupNow(context: CommandContext, options: OptionValues, client: numbe
     profileId: assignment.pool.profileId,
     subnet: formatCidr4(assignment.pool.subnet4),
     publicAddress: formatIpv4(assignment.publicAddress),
-    firstPort: assignment.block.first,
-    lastPort: assignment.block.last,
+    firstPort: assignment.firstPort,
+    lastPort: assignment.lastPort,
   };
   context.io.stdout(
     options.json

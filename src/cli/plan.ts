@@ -12,7 +12,7 @@ import { hasIpv6Clients, IPV6_UNTRACEABLE, planIpv6FromDisk } from './ipv6-plan.
 import { renderTable } from './table.js';
 
 function formatAssignment(assignment: Assignment): string {
-  return `${formatIpv4(assignment.publicAddress)}:${assignment.block.first}-${assignment.block.last}`;
+  return `${formatIpv4(assignment.publicAddress)}:${assignment.firstPort}-${assignment.lastPort}`;
 }
 
 function poolRows(map: PortMap): { cells: string[]; json: Record<string, unknown> }[] {

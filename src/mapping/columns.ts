@@ -51,7 +51,7 @@ function columnsOfAssignments(map: PortMap): AssignmentColumns {
   const indexOfAddress = new Map<number, number>();
   const publicAddresses: number[] = [];
   let count = 0;
-  for (const { client, publicAddress, block } of map.assignments()) {
+  for (const { client, publicAddress, firstPort, lastPort } of map.assignments()) {
     if (count === rows.client.length) {
       // A map whose clientCount undercounts its assignments: grow rather than trust it.
       const grown = filling(Math.max(16, count * 2));
@@ -68,8 +68,8 @@ function columnsOfAssignments(map: PortMap): AssignmentColumns {
     }
     rows.client[count] = client;
     rows.publicIndex[count] = index;
-    rows.firstPort[count] = block.first;
-    rows.lastPort[count] = block.last;
+    rows.firstPort[count] = firstPort;
+    rows.lastPort[count] = lastPort;
     count++;
   }
   const trimmed: Filling = {

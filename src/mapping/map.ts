@@ -125,7 +125,7 @@ class SlotMap implements PortMap {
     if (publicAddress === undefined || block === undefined) {
       throw new Error(`client number ${index} has slot ${slot}, outside the layout`);
     }
-    return { client, publicAddress, block, pool };
+    return { client, publicAddress, firstPort: block.first, lastPort: block.last, pool };
   }
 
   forward(client: number): Assignment | undefined {

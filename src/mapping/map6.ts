@@ -121,7 +121,7 @@ class SlotMap6 implements PortMap6 {
       twin: assignment.client,
       pool: span.pool,
       publicAddress,
-      block: assignment.block,
+      block: { first: assignment.firstPort, last: assignment.lastPort },
     };
   }
 

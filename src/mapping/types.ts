@@ -34,11 +34,8 @@ export interface Binding<A extends number | bigint = number> {
   readonly lastPort: number;
 }
 
-/** A binding as the mapping hands it out: its block whole, and the pool the client is in. */
-export interface Assignment {
-  readonly client: number;
-  readonly publicAddress: number;
-  readonly block: PortBlock;
+/** A binding as the mapping hands it out, with the pool the client is in. */
+export interface Assignment extends Binding {
   readonly pool: ClientPool;
 }
 

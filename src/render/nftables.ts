@@ -5,7 +5,7 @@
  */
 import { bindingsOf, publicAddressAt, walkBindings, type Bindings } from '../mapping/bindings.js';
 import { assignmentColumns, type AssignmentColumns } from '../mapping/columns.js';
-import type { PortBlock, PortMap } from '../mapping/types.js';
+import type { Binding, PortMap } from '../mapping/types.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { encodeText, LineWriter } from './line-writer.js';
 
@@ -18,17 +18,7 @@ export interface NftOptions {
   readonly table?: string;
 }
 
-/** One client's (public address, port block), from a PortMap or read back from a ruleset. */
-export type NftAssignment =
-  | { readonly client: number; readonly publicAddress: number; readonly block: PortBlock }
-  | {
-      readonly client: number;
-      readonly publicAddress: number;
-      readonly firstPort: number;
-      readonly lastPort: number;
-    };
-
-export type AssignmentSource = PortMap | Bindings | Iterable<NftAssignment>;
+export type AssignmentSource = PortMap | Bindings | Iterable<Binding>;
 
 function isPortMap(source: AssignmentSource): source is PortMap {
   return 'assignments' in source && typeof source.assignments === 'function';
@@ -42,14 +32,7 @@ function isBindings(source: AssignmentSource): source is Bindings {
 function bindingsOfSource(source: AssignmentSource): Bindings {
   if (isPortMap(source)) return assignmentColumns(source);
   if (isBindings(source)) return source;
-  return bindingsOf(
-    Array.from(source, (item) => ({
-      client: item.client,
-      publicAddress: item.publicAddress,
-      firstPort: 'block' in item ? item.block.first : item.firstPort,
-      lastPort: 'block' in item ? item.block.last : item.lastPort,
-    })),
-  );
+  return bindingsOf([...source]);
 }
 
 /** `client : public address`, the element of `others` and the start of one of `clients`. */

@@ -3,14 +3,11 @@
  * which (public address, block): sparse clients, several public addresses, odd block sizes.
  */
 import type { ClientPool } from '../../src/eduvpn/pool.js';
-import type { Assignment, PortBlock, PortMap } from '../../src/mapping/types.js';
+import type { Assignment, Binding, PortBlock, PortMap } from '../../src/mapping/types.js';
 import { parseIpv4 } from '../../src/net/ipv4.js';
 
-export interface PlainAssignment {
-  readonly client: number;
-  readonly publicAddress: number;
-  readonly block: PortBlock;
-}
+/** A binding without its pool: the map gives every one the same test pool. */
+export type PlainAssignment = Binding;
 
 export function ip(text: string): number {
   const value = parseIpv4(text);
@@ -35,7 +32,11 @@ export function arrayPortMap(list: readonly PlainAssignment[], blockSize: number
   const assignments: Assignment[] = sorted.map((entry) => ({ ...entry, pool }));
   const byClient = new Map(assignments.map((entry) => [entry.client, entry]));
   const publicAddresses = [...new Set(sorted.map((entry) => entry.publicAddress))];
-  const blocks = [...new Map(sorted.map((entry) => [entry.block.first, entry.block])).values()];
+  const blocks = [
+    ...new Map(
+      sorted.map((entry) => [entry.firstPort, { first: entry.firstPort, last: entry.lastPort }]),
+    ).values(),
+  ];
   return {
     blockSize,
     publicAddresses,
@@ -46,8 +47,8 @@ export function arrayPortMap(list: readonly PlainAssignment[], blockSize: number
       assignments.find(
         (entry) =>
           entry.publicAddress === publicAddress &&
-          entry.block.first <= port &&
-          port <= entry.block.last,
+          entry.firstPort <= port &&
+          port <= entry.lastPort,
       ),
     assignments: () => assignments,
   };
@@ -79,7 +80,8 @@ export function sequentialPortMap(options: SequentialOptions): PortMap {
       list.push({
         client,
         publicAddress: ip(address),
-        block: { first: last - options.blockSize + 1, last },
+        firstPort: last - options.blockSize + 1,
+        lastPort: last,
       });
     }
   }

@@ -138,9 +138,9 @@ describeKernel.each(['iptables', 'nftables'] as const)('trace on real applies (%
       for (const text of SAMPLE) {
         const client = parseIpv4(text) ?? 0;
         for (const map of [change.before, change.after]) {
-          const block = map.forward(client)?.block;
+          const block = map.forward(client);
           if (!block) continue;
-          for (const port of [block.first, block.last]) {
+          for (const port of [block.firstPort, block.lastPort]) {
             const old = change.before.reverse(PUBLIC, port);
             const next = change.after.reverse(PUBLIC, port);
             const expectAt = (held: typeof old): { status: string; clients: string[] } =>
@@ -174,8 +174,8 @@ describeKernel.each(['iptables', 'nftables'] as const)('trace on real applies (%
       const result = lookupClientAt([archiveDir()], alpha, time);
       return { status: result.status, ports: result.matches.map((m) => m.assignment.firstPort) };
     };
-    const before = first?.before.forward(alpha)?.block.first;
-    const back = second?.after.forward(alpha)?.block.first;
+    const before = first?.before.forward(alpha)?.firstPort;
+    const back = second?.after.forward(alpha)?.firstPort;
     expect(at((first?.activated ?? 0) - 600)).toEqual({ status: 'found', ports: [before] });
     expect(at(first?.activated ?? 0)).toEqual({ status: 'ambiguous', ports: [before] });
     expect(at((first?.activated ?? 0) + 600)).toMatchObject({ status: 'not-found', ports: [] });

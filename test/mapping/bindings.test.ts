@@ -122,11 +122,11 @@ describe('walkBindings', () => {
       minPortsPerClient: 64,
     });
     const listed = bindingsOf(
-      [...map.assignments()].map(({ client, publicAddress, block }) => ({
+      [...map.assignments()].map(({ client, publicAddress, firstPort, lastPort }) => ({
         client,
         publicAddress,
-        firstPort: block.first,
-        lastPort: block.last,
+        firstPort,
+        lastPort,
       })),
     );
     expect(sameBindings(listed, assignmentColumns(map))).toBe(true);

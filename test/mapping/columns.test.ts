@@ -12,8 +12,8 @@ function columnsOfAssignments(map: PortMap) {
   return {
     client: list.map((entry) => entry.client),
     publicAddress: list.map((entry) => entry.publicAddress),
-    firstPort: list.map((entry) => entry.block.first),
-    lastPort: list.map((entry) => entry.block.last),
+    firstPort: list.map((entry) => entry.firstPort),
+    lastPort: list.map((entry) => entry.lastPort),
   };
 }
 
@@ -65,7 +65,7 @@ describe('assignmentColumns', () => {
             [...first.assignments()].map((entry) => ({
               client: entry.client,
               publicAddress: entry.publicAddress,
-              firstPort: entry.block.first,
+              firstPort: entry.firstPort,
             })),
           );
           for (const map of [first, mapClients([...after, ...before], settings, previous)]) {
@@ -81,8 +81,8 @@ describe('assignmentColumns', () => {
   test('a map without columns() is read from its assignments and sorted by client', () => {
     const map = arrayPortMap(
       [
-        { client: ip('10.0.0.9'), publicAddress: ip('192.0.2.2'), block: { first: 10, last: 19 } },
-        { client: ip('10.0.0.3'), publicAddress: ip('192.0.2.1'), block: { first: 20, last: 29 } },
+        { client: ip('10.0.0.9'), publicAddress: ip('192.0.2.2'), firstPort: 10, lastPort: 19 },
+        { client: ip('10.0.0.3'), publicAddress: ip('192.0.2.1'), firstPort: 20, lastPort: 29 },
       ],
       10,
     );

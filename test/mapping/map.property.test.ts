@@ -127,7 +127,8 @@ function checkMap(map: PortMap, pools: readonly ClientPool[], settings: NatSetti
   const used = new Set<number>();
   let previousClient = -1;
   for (const assignment of map.assignments()) {
-    const { client, publicAddress, block, pool } = assignment;
+    const { client, publicAddress, firstPort, lastPort, pool } = assignment;
+    const block = { first: firstPort, last: lastPort };
     if (client <= previousClient) problems.push(`${client} out of order`);
     previousClient = client;
     if (!poolSet.has(pool) || client < pool.first || client > pool.last) {
@@ -135,12 +136,15 @@ function checkMap(map: PortMap, pools: readonly ClientPool[], settings: NatSetti
     }
     const slot = slotOf(map, publicAddress, block);
     if (!(slot >= 0) || used.has(slot)) problems.push(`${client} has slot ${slot}`);
+    // One of the map's blocks, whole.
+    if (map.blocks[slot % map.blocks.length]?.last !== lastPort) problems.push(`${client} block`);
     used.add(slot);
     slots.set(client, slot);
     const forward = map.forward(client);
     if (
       forward?.publicAddress !== publicAddress ||
-      forward.block !== block ||
+      forward.firstPort !== firstPort ||
+      forward.lastPort !== lastPort ||
       forward.pool !== pool
     ) {
       problems.push(`forward of ${client}`);
@@ -166,7 +170,7 @@ function checkProbes(map: PortMap, used: ReadonlySet<number>, probes: [number, n
     const handedOut = block !== undefined && used.has(slotOf(map, publicAddress, block));
     expect(found !== undefined).toBe(handedOut);
     if (found) {
-      expect(found.block.first <= port && port <= found.block.last).toBe(true);
+      expect(found.firstPort <= port && port <= found.lastPort).toBe(true);
       expect(map.forward(found.client)).toEqual(found);
     }
   }
@@ -237,7 +241,7 @@ describe('mapClients properties', () => {
           [...first.assignments()].map((a) => ({
             client: a.client,
             publicAddress: a.publicAddress,
-            firstPort: a.block.first,
+            firstPort: a.firstPort,
           })),
         );
         const second = mapClients(after, settings, previous);

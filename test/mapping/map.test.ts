@@ -18,7 +18,13 @@ function mappingError(pools: readonly ClientPool[], settings: NatSettings): stri
 
 function blockOf(pools: readonly ClientPool[], settings: NatSettings, client: string) {
   const assignment = mapClients(pools, settings).forward(ip(client));
-  return assignment && { publicAddress: formatIpv4(assignment.publicAddress), ...assignment.block };
+  return (
+    assignment && {
+      publicAddress: formatIpv4(assignment.publicAddress),
+      first: assignment.firstPort,
+      last: assignment.lastPort,
+    }
+  );
 }
 
 /** The seed's profile: one /24 split into a UDP and a TCP process, 250 clients. */
@@ -68,8 +74,8 @@ describe('mapClients: layout', () => {
     const later = poolOf('b', '10.0.1.0/30');
     const earlier = poolOf('a', '10.0.0.0/30');
     const map = mapClients([later, earlier], settingsOf({ portsPerClient: 256 }));
-    expect(map.forward(ip('10.0.1.2'))?.block.first).toBe(65280);
-    expect(map.forward(ip('10.0.0.2'))?.block.first).toBe(65024);
+    expect(map.forward(ip('10.0.1.2'))?.firstPort).toBe(65280);
+    expect(map.forward(ip('10.0.0.2'))?.firstPort).toBe(65024);
     expect([...map.assignments()].map((a) => [formatIpv4(a.client), a.pool])).toEqual([
       ['10.0.0.2', earlier],
       ['10.0.1.2', later],
@@ -88,7 +94,7 @@ describe('mapClients: layout', () => {
   test('a pool without client addresses (a /31) is skipped', () => {
     const map = mapClients([poolOf('p2p', '10.9.0.0/31'), ...SLASH24], settingsOf());
     expect(map.clientCount).toBe(253);
-    expect(map.forward(ip('10.0.0.2'))?.block.first).toBe(65408);
+    expect(map.forward(ip('10.0.0.2'))?.firstPort).toBe(65408);
   });
 
   test.each([
@@ -290,15 +296,13 @@ describe('mapClients: scale', () => {
     expect(map.blockSize).toBe(64);
     const seen = new Set<string>();
     for (const assignment of map.assignments()) {
-      seen.add(`${assignment.publicAddress}:${assignment.block.first}`);
+      seen.add(`${assignment.publicAddress}:${assignment.firstPort}`);
     }
     expect(seen.size).toBe(65533);
     expect(map.forward(ip('10.0.255.254'))).toMatchObject({
       publicAddress: ip('192.0.2.66'),
-      block: {
-        first: 1024 + 64 * (1008 - 1 - (65532 % 1008)),
-        last: 1024 + 64 * (1008 - (65532 % 1008)) - 1,
-      },
+      firstPort: 1024 + 64 * (1008 - 1 - (65532 % 1008)),
+      lastPort: 1024 + 64 * (1008 - (65532 % 1008)) - 1,
     });
   });
 });

@@ -112,7 +112,10 @@ function problemsOf(map: PortMap6, settings: NatSettings6): string[] {
     ) {
       problems.push(`${client} outside its pool's range`);
     }
-    if (map.forward(client)?.block !== block) problems.push(`forward ${client}`);
+    const forward = map.forward(client)?.block;
+    if (forward?.first !== block.first || forward.last !== block.last) {
+      problems.push(`forward ${client}`);
+    }
     for (const port of [block.first, block.last]) {
       if (map.reverse(publicAddress, port)?.client !== client) problems.push(`reverse ${port}`);
     }

@@ -76,7 +76,8 @@ const oddMapArb: fc.Arbitrary<PortMap> = fc
       list.map(({ client, publicAddress, first, length }) => ({
         client,
         publicAddress,
-        block: { first, last: Math.min(65535, first + length) },
+        firstPort: first,
+        lastPort: Math.min(65535, first + length),
       })),
       64,
     ),

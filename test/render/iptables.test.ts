@@ -36,7 +36,7 @@ function expectEveryClientTranslated(map: PortMap, table: NatTable, sample: numb
     if (!assignment) throw new Error(`no assignment for ${formatIpv4(client)}`);
     const src = formatIpv4(client);
     const publicAddress = formatIpv4(assignment.publicAddress);
-    const ports = portsOf(assignment.block.first, assignment.block.last);
+    const ports = portsOf(assignment.firstPort, assignment.lastPort);
     for (const proto of ['tcp', 'udp'] as const) {
       const result = walkIptables(table, { src, proto, out: 'eth0' });
       expect({
@@ -268,7 +268,8 @@ describe('the tree for any set of clients (property)', () => {
         const list = clients.map((client, i) => ({
           client,
           publicAddress: ip(i % 3 === 0 ? '192.0.2.1' : '192.0.2.2'),
-          block: { first: 1024 + 64 * (i % 1000), last: 1024 + 64 * (i % 1000) + 63 },
+          firstPort: 1024 + 64 * (i % 1000),
+          lastPort: 1024 + 64 * (i % 1000) + 63,
         }));
         const map = arrayPortMap(list, 64);
         const table = loadNatTable(asRules(renderIptablesChains(map, options)));

@@ -20,11 +20,11 @@ const FILE = '/etc/iptables/rules.v4';
 const SLASH16_TIMEOUT = 180_000;
 
 function expected(map: PortMap) {
-  return [...map.assignments()].map(({ client, publicAddress, block }) => ({
+  return [...map.assignments()].map(({ client, publicAddress, firstPort, lastPort }) => ({
     client,
     publicAddress,
-    firstPort: block.first,
-    lastPort: block.last,
+    firstPort,
+    lastPort,
     proto: 'both',
   }));
 }
@@ -171,7 +171,7 @@ describeAsRoot('rendered rules in a real kernel (network namespace)', () => {
       inNamespace(['nft', '-f', '-'], renderNftTable(treeMap(), options));
       const moved = [...treeMap().assignments()].map((entry) =>
         entry.client === ip('10.42.0.20')
-          ? { ...entry, publicAddress: ip('198.51.100.7'), block: { first: 1024, last: 3071 } }
+          ? { ...entry, publicAddress: ip('198.51.100.7'), firstPort: 1024, lastPort: 3071 }
           : entry,
       );
       const after = arrayPortMap(moved, 2048);

@@ -16,7 +16,7 @@ function moveClient(client: string, to: { publicAddress: string; first: number; 
   const map = treeMap();
   const list = [...map.assignments()].map((entry) =>
     entry.client === ip(client)
-      ? { ...entry, publicAddress: ip(to.publicAddress), block: { first: to.first, last: to.last } }
+      ? { ...entry, publicAddress: ip(to.publicAddress), firstPort: to.first, lastPort: to.last }
       : entry,
   );
   return arrayPortMap(list, map.blockSize);
@@ -52,7 +52,8 @@ describe('renderNftTable', () => {
         {
           client: ip('10.42.0.2'),
           publicAddress: ip('192.0.2.1'),
-          block: { first: 4096, last: 4096 },
+          firstPort: 4096,
+          lastPort: 4096,
         },
       ],
       1,
@@ -106,7 +107,8 @@ describe('renderNftDelta', () => {
         {
           client: ip('10.42.0.2'),
           publicAddress: ip('192.0.2.1'),
-          block: { first: 65280, last: 65535 },
+          firstPort: 65280,
+          lastPort: 65535,
         },
       ],
       256,

@@ -16,11 +16,11 @@ import { slash16Map, tinyMap, treeMap } from './maps.js';
 const options = { outInterface: 'eth0' };
 
 function expected(map: PortMap) {
-  return [...map.assignments()].map(({ client, publicAddress, block }) => ({
+  return [...map.assignments()].map(({ client, publicAddress, firstPort, lastPort }) => ({
     client,
     publicAddress,
-    firstPort: block.first,
-    lastPort: block.last,
+    firstPort,
+    lastPort,
     proto: 'both',
   }));
 }
@@ -188,8 +188,8 @@ describe('readAssignments', () => {
       expect(bindingAtRow(bindings, row)).toEqual({
         client: ip('10.42.128.0'),
         publicAddress: map.forward(ip('10.42.128.0'))?.publicAddress,
-        firstPort: map.forward(ip('10.42.128.0'))?.block.first,
-        lastPort: map.forward(ip('10.42.128.0'))?.block.last,
+        firstPort: map.forward(ip('10.42.128.0'))?.firstPort,
+        lastPort: map.forward(ip('10.42.128.0'))?.lastPort,
       });
     }
   });

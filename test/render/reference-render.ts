@@ -27,8 +27,9 @@ function leafRules(chain: string, clients: readonly Assignment[], scoped: boolea
   const head = `-A ${chain}`;
   const sources = clients.map(({ client }) => `-s ${formatIpv4(client)}/32`);
   for (const protocol of ['tcp', 'udp']) {
-    clients.forEach(({ publicAddress, block }, i) => {
-      const target = `-j SNAT --to-source ${formatIpv4(publicAddress)}:${formatPortBlock(block)}`;
+    clients.forEach(({ publicAddress, firstPort, lastPort }, i) => {
+      const ports = formatPortBlock({ first: firstPort, last: lastPort });
+      const target = `-j SNAT --to-source ${formatIpv4(publicAddress)}:${ports}`;
       rules.push(`${head} ${sources[i] ?? ''} -p ${protocol} ${target}`);
     });
     rules.push(`${head} -p ${protocol} -j RETURN`);
@@ -100,9 +101,7 @@ export function referenceNftTable(map: PortMap, options: NftOptions): string {
   const pair = ({ client, publicAddress }: Assignment) =>
     `${formatIpv4(client)} : ${formatIpv4(publicAddress)}`;
   const oif = JSON.stringify(options.outInterface);
-  const clients = entries.map(
-    (entry) => `${pair(entry)} . ${entry.block.first}-${entry.block.last}`,
-  );
+  const clients = entries.map((entry) => `${pair(entry)} . ${entry.firstPort}-${entry.lastPort}`);
   return [
     `# traceable-nat: a fixed source port block per VPN client (table ip ${table}, replaced whole)`,
     `table ip ${table}`,

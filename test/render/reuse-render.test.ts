@@ -116,7 +116,8 @@ function listOf(map: PortMap): PlainAssignment[] {
     list.push({
       client: rows.client[row] ?? 0,
       publicAddress: rows.publicAddresses[rows.publicIndex[row] ?? 0] ?? 0,
-      block: { first: rows.firstPort[row] ?? 0, last: rows.lastPort[row] ?? 0 },
+      firstPort: rows.firstPort[row] ?? 0,
+      lastPort: rows.lastPort[row] ?? 0,
     });
   }
   return list;
@@ -211,11 +212,13 @@ describe('a render reusing the one before it equals a render from scratch', () =
   });
 
   /** Clients of one /23, so that leaves, their parents and the root all change and stay. */
-  const plainArb: fc.Arbitrary<PlainAssignment> = fc.record({
-    client: fc.integer({ min: ip('10.42.0.0'), max: ip('10.42.1.255') }),
-    publicAddress: fc.constantFrom(ip('192.0.2.1'), ip('198.51.100.7')),
-    block: fc.constantFrom({ first: 1024, last: 1087 }, { first: 2048, last: 2048 }),
-  });
+  const plainArb: fc.Arbitrary<PlainAssignment> = fc
+    .record({
+      client: fc.integer({ min: ip('10.42.0.0'), max: ip('10.42.1.255') }),
+      publicAddress: fc.constantFrom(ip('192.0.2.1'), ip('198.51.100.7')),
+      block: fc.constantFrom([1024, 1087], [2048, 2048]),
+    })
+    .map(({ block: [firstPort, lastPort], ...rest }) => ({ ...rest, firstPort, lastPort }));
 
   test('on random edits of odd maps (repeated clients, one-port blocks)', () => {
     fc.assert(
@@ -248,7 +251,7 @@ describe('a render reusing the one before it equals a render from scratch', () =
     // One client in the middle moves to another block.
     const middle = list[list.length >> 1];
     if (!middle) throw new Error('the /16 map is empty');
-    list[list.length >> 1] = { ...middle, block: { first: 1024, last: 1024 } };
+    list[list.length >> 1] = { ...middle, firstPort: 1024, lastPort: 1024 };
     const after = arrayPortMap(list, before.blockSize);
     const reused = renderIptablesChains(after, options, rendered);
     expectSameAsScratch(reused, after);
@@ -262,14 +265,15 @@ describe('a render reusing the one before it equals a render from scratch', () =
     list.unshift({
       client: ip('10.41.255.254'),
       publicAddress: ip('198.51.100.1'),
-      block: middle.block,
+      firstPort: middle.firstPort,
+      lastPort: middle.lastPort,
     });
     const shifted = arrayPortMap(list, before.blockSize);
     const afterShift = renderIptablesChains(shifted, options, reused);
     expectSameAsScratch(afterShift, shifted);
     const last = list.at(-1);
     if (!last) throw new Error('the /16 map is empty');
-    list[list.length - 1] = { ...last, block: { first: 2048, last: 2048 } };
+    list[list.length - 1] = { ...last, firstPort: 2048, lastPort: 2048 };
     const lastChanged = arrayPortMap(list, before.blockSize);
     const again = renderIptablesChains(lastChanged, options, afterShift);
     expectSameAsScratch(again, lastChanged);
@@ -280,7 +284,8 @@ describe('a render reusing the one before it equals a render from scratch', () =
     const list: PlainAssignment[] = Array.from({ length: 600 }, (_, i) => ({
       client: ip('10.42.0.0') + i * 3,
       publicAddress: ip('192.0.2.1'),
-      block: { first: 1024 + (i % 64) * 16, last: 1039 + (i % 64) * 16 },
+      firstPort: 1024 + (i % 64) * 16,
+      lastPort: 1039 + (i % 64) * 16,
     }));
     let previous = renderIptablesChains(arrayPortMap(list, 16), options);
     let mostPieces = 0;
@@ -290,7 +295,7 @@ describe('a render reusing the one before it equals a render from scratch', () =
       const at = (step * 149) % list.length;
       const old = list[at];
       if (!old) throw new Error('no client');
-      list[at] = { ...old, block: { first: 60000 + step, last: 60000 + step } };
+      list[at] = { ...old, firstPort: 60000 + step, lastPort: 60000 + step };
       const map = arrayPortMap(list, 16);
       const reused = renderIptablesChains(map, options, previous);
       const pieces = reused.layout?.pieces.length ?? 0;
@@ -499,16 +504,14 @@ describe('an nftables render reusing the one before it equals a render from scra
   });
 
   test('on random edits of odd maps (repeated clients, one-port blocks, blocks from one first port), options changed on the way', () => {
-    const plain: fc.Arbitrary<PlainAssignment> = fc.record({
-      client: fc.integer({ min: ip('10.42.0.0'), max: ip('10.42.1.255') }),
-      publicAddress: fc.constantFrom(ip('192.0.2.1'), ip('198.51.100.7')),
-      // Two blocks from the same first port: only the last tells them apart.
-      block: fc.constantFrom(
-        { first: 1024, last: 1087 },
-        { first: 1024, last: 1024 },
-        { first: 2048, last: 2048 },
-      ),
-    });
+    const plain: fc.Arbitrary<PlainAssignment> = fc
+      .record({
+        client: fc.integer({ min: ip('10.42.0.0'), max: ip('10.42.1.255') }),
+        publicAddress: fc.constantFrom(ip('192.0.2.1'), ip('198.51.100.7')),
+        // Two blocks from the same first port: only the last tells them apart.
+        block: fc.constantFrom([1024, 1087], [1024, 1024], [2048, 2048]),
+      })
+      .map(({ block: [firstPort, lastPort], ...rest }) => ({ ...rest, firstPort, lastPort }));
     fc.assert(
       fc.property(
         fc.array(plain, { maxLength: 200 }),
@@ -537,7 +540,7 @@ describe('an nftables render reusing the one before it equals a render from scra
     const middle = list.length >> 1;
     const moved = list[middle];
     if (!moved) throw new Error('the /16 map is empty');
-    list[middle] = { ...moved, block: { first: 1024, last: 1024 } };
+    list[middle] = { ...moved, firstPort: 1024, lastPort: 1024 };
     const after = arrayPortMap(list, before.blockSize);
     expectNftSameAsScratch(renderNftTableReusing(after, nftOptions, rendered), after);
     // Marked copies: the earlier text with one unchanged client's lines altered (same length)

@@ -325,7 +325,7 @@ describe('extractNatPart and diffChains', () => {
 
   test('name the one leaf that changed when one client moves', () => {
     const moved = [...treeMap().assignments()].map((entry) =>
-      entry.client === ip('10.42.0.20') ? { ...entry, block: { first: 1024, last: 3071 } } : entry,
+      entry.client === ip('10.42.0.20') ? { ...entry, firstPort: 1024, lastPort: 3071 } : entry,
     );
     const after = renderIptablesChains(arrayPortMap(moved, 2048), options);
     expect(diffChains(tree.chains, after.chains)).toEqual({
