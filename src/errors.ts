@@ -13,7 +13,8 @@ export type ErrorCode =
   | 'E_COMMAND' // iptables-restore, nft, conntrack ... failed
   | 'E_LOCK' // another applier holds the lock
   | 'E_ARCHIVE' // the archive of rulesets is unreadable or inconsistent
-  | 'E_WRITE'; // the rules file or an archive cannot be written: nothing was applied
+  | 'E_WRITE' // the rules file or an archive cannot be written: nothing was applied
+  | 'E_UNFINISHED'; // the new rules are active, but recording them did not finish
 
 /** Codes that mean "applying failed; the previous rules stay active" rather than bad input. */
 export const APPLY_FAILURE_CODES: ReadonlySet<ErrorCode> = new Set([
@@ -49,6 +50,14 @@ export class TnatError extends Error {
     this.code = code;
     this.where = options.where;
   }
+}
+
+/**
+ * A load that failed after the kernel took part of the new ruleset (IPv4 loaded, IPv6 refused,
+ * and the IPv4 rules could not be put back): the apply keeps what records it, as after a kill.
+ */
+export class PartialLoadError extends TnatError {
+  override readonly name = 'PartialLoadError';
 }
 
 /** A child process that failed: the command, its exit status and what it printed on stderr. */

@@ -48,7 +48,7 @@ import {
 } from '../mapping/bindings.js';
 import { assignmentColumns } from '../mapping/columns.js';
 import type { PreviousAssignments } from '../mapping/types.js';
-import { isTnatError, TnatError } from '../errors.js';
+import { isTnatError, PartialLoadError, TnatError } from '../errors.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { readAssignments } from '../render/read-rules.js';
@@ -302,6 +302,9 @@ export async function applyRuleset(
   let rulesTemporary: string | undefined;
   let rulesTemporary6: string | undefined;
   let bodyDigest: Promise<ArrayBuffer> | undefined;
+  // Set once the kernel took the new ruleset: from then on a failure must not undo what
+  // records it (the pending archive), and must not say that nothing was applied.
+  let kernelChanged = false as boolean; // set in a step: not narrowed to false here
   try {
     // Under the lock, every temporary file is a killed applier's leftover.
     removeStaleTemporaries(firewall.rulesFile);
@@ -542,6 +545,7 @@ export async function applyRuleset(
             current.recordChild(pid);
           });
         kernel = await driver.apply(plan, force, recordChild, canaryOf());
+        kernelChanged = true;
       },
       'set-canary': async () => {
         // Rules right but no canary, or another one (after a boot, or from an older version):
@@ -647,7 +651,18 @@ export async function applyRuleset(
       },
     };
     for (const step of decision.steps) {
-      await steps[step]();
+      try {
+        await steps[step]();
+      } catch (error) {
+        if (error instanceof PartialLoadError) kernelChanged = true;
+        if (!kernelChanged) throw error;
+        throw unfinished(error, step, {
+          pending:
+            pending === undefined && pending6 === undefined ? undefined : firewall.archiveDir,
+          archive,
+          rulesFile: rulesTemporary === undefined ? undefined : firewall.rulesFile,
+        });
+      }
       lap(step);
     }
     // The plan cache for the rules file as this apply leaves it, unless it was just read.
@@ -693,12 +708,49 @@ export async function applyRuleset(
     };
   } finally {
     if (preparing) (await preparing.catch(() => undefined))?.discard();
-    pending?.discard();
-    pending6?.discard();
+    // A pending archive whose ruleset the kernel holds stays: the next apply archives it, as
+    // after a kill (resolvePendingArchives), and trace treats the time until then as uncertain.
+    if (!kernelChanged) {
+      pending?.discard();
+      pending6?.discard();
+    }
     if (rulesTemporary !== undefined) unlinkSync(rulesTemporary);
     if (rulesTemporary6 !== undefined) unlinkSync(rulesTemporary6);
     release();
   }
+}
+
+/**
+ * The error of a step that failed after the kernel took the new ruleset: the ruleset is active,
+ * so the message says so, and what was not done that the next apply does.
+ */
+function unfinished(
+  error: unknown,
+  step: ApplyStep,
+  left: {
+    /** The archive directory, while its pending archive was not given its name. */
+    readonly pending: string | undefined;
+    readonly archive: { readonly path: string } | undefined;
+    /** The rules file, while it was not replaced. */
+    readonly rulesFile: string | undefined;
+  },
+): TnatError {
+  const cause = isTnatError(error) ? error.message : String(error);
+  const recorded =
+    left.pending !== undefined
+      ? `its archive stays pending in ${left.pending} (trace gives both the old and the new answer from this apply's start on) until the next apply archives it`
+      : left.archive !== undefined
+        ? `it is archived as ${left.archive.path}`
+        : 'it is archived';
+  const file =
+    left.rulesFile !== undefined
+      ? `; ${left.rulesFile} still holds the previous rules (a boot would load those) until the next apply writes it`
+      : '';
+  return new TnatError(
+    'E_UNFINISHED',
+    `the new ruleset is active in the kernel, but the apply did not finish (${step}: ${cause}); ${recorded}${file}: fix the cause and run traceable-nat apply again`,
+    { cause: error },
+  );
 }
 
 /**

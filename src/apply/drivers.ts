@@ -19,7 +19,7 @@ import type { CommandRunner } from '../netfilter/runner.js';
 import { nftChainText, renderNftCanary, renderNftDelta } from '../render/nftables.js';
 import { fingerprint6, translations6 as readTranslations6 } from '../render/fingerprint6.js';
 import { CANARY_CHAIN, type IptablesNat } from '../render/iptables.js';
-import { isTnatError, TnatError } from '../errors.js';
+import { isTnatError, PartialLoadError } from '../errors.js';
 import { readAssignments } from '../render/read-rules.js';
 import { assignmentColumns } from '../mapping/columns.js';
 import { bindingsOf, NO_BINDINGS, sameBindings, type Bindings } from '../mapping/bindings.js';
@@ -327,7 +327,7 @@ async function restoreIpv4(
   try {
     await kernel.load(back);
   } catch (error) {
-    throw new TnatError(
+    throw new PartialLoadError(
       'E_COMMAND',
       `ip6tables-restore refused the IPv6 rules (${isTnatError(cause) ? cause.message : String(cause)}) after the IPv4 rules were loaded, and putting the previous IPv4 rules back failed too (${isTnatError(error) ? error.message : String(error)}): the IPv4 rules are the new ones, the IPv6 rules the old ones; run traceable-nat apply again once the cause is fixed`,
       { cause },

@@ -16,6 +16,8 @@ export const EXIT = {
   ambiguous: 3,
   /** Applying failed in the kernel or on disk; the previous rules stay active. */
   applyFailed: 4,
+  /** The new rules are active, but recording them did not finish; the next apply finishes it. */
+  unfinished: 5,
 } as const;
 
 export function processIo(): CliIo {

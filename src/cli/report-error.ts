@@ -5,6 +5,7 @@ import { EXIT, type CliIo } from './io.js';
 export function reportError(error: unknown, io: CliIo): number {
   if (isTnatError(error)) {
     io.stderr(`traceable-nat: ${error.message}\n`);
+    if (error.code === 'E_UNFINISHED') return EXIT.unfinished;
     return APPLY_FAILURE_CODES.has(error.code) ? EXIT.applyFailed : EXIT.badInput;
   }
   // parseArgs throws TypeErrors with a code for unknown or malformed options.

@@ -1,0 +1,171 @@
+/**
+ * A step that fails after the kernel took the new ruleset. The kernel keeps it, so the apply
+ * must neither say that nothing was applied nor drop what records it: its pending archive stays
+ * (trace gives both answers from the apply's start, and the next apply archives it, as after a
+ * kill), the error says the new rules are active and what is left to do (exit status 5), and
+ * the next apply finishes. These tests make the archive's final name taken (link(2) fails) or
+ * the rules file a directory (rename(2) fails) right after the load, against a fake nat table.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
+import { archiveName } from '../../src/archive/names.js';
+import { discover } from '../../src/cli/discovery.js';
+import { EXIT } from '../../src/cli/io.js';
+import { reportError } from '../../src/cli/report-error.js';
+import { loadConfig } from '../../src/config-file.js';
+import { isTnatError, TnatError } from '../../src/errors.js';
+import type { RunOptions } from '../../src/netfilter/runner.js';
+import { FakeNatTable } from '../helpers/fake-nat-table.js';
+import { readArchiveText } from '../helpers/archive-files.js';
+import { ALPHA, GAMMA } from '../helpers/profiles.js';
+import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
+import { SteppingClock } from '../helpers/stepping-clock.js';
+
+/** GAMMA's first client: in the new ruleset, not in the old one. */
+const GAMMA_CLIENT = '10.42.2.2';
+
+/** The fake table, with something done right after a load that changed it. */
+class TableWithAfterLoad extends FakeNatTable {
+  afterLoad: (() => void) | undefined;
+
+  override run(command: string, args: readonly string[], options?: RunOptions) {
+    const result = super.run(command, args, options);
+    const loads = command === 'iptables-restore' && !args.includes('--test');
+    if (!loads || this.afterLoad === undefined) return result;
+    const then = this.afterLoad;
+    this.afterLoad = undefined;
+    return result.then((value) => {
+      then();
+      return value;
+    });
+  }
+}
+
+let sandbox: Sandbox;
+let table: TableWithAfterLoad;
+let clock: SteppingClock;
+
+beforeEach(() => {
+  sandbox = createSandbox('iptables');
+  sandbox.writeProfiles([ALPHA]);
+  sandbox.writeConfig({ nat: { publicAddresses: ['192.0.2.1', '192.0.2.2'] } });
+  table = new TableWithAfterLoad();
+  clock = new SteppingClock(Date.parse('2026-12-07T12:00:00Z'));
+});
+
+afterEach(() => {
+  sandbox.remove();
+});
+
+async function apply(): Promise<ApplyResult> {
+  const config = loadConfig(sandbox.configFile);
+  try {
+    return await applyRuleset(config, { runner: table, clock, discover });
+  } finally {
+    clock.ms += 2000;
+  }
+}
+
+async function failure(): Promise<TnatError> {
+  try {
+    await apply();
+  } catch (error) {
+    if (isTnatError(error)) return error;
+    throw error;
+  }
+  throw new Error('the apply did not fail');
+}
+
+const archiveFiles = () => readdirSync(sandbox.archiveDir).sort();
+const pendingFile = () => join(sandbox.archiveDir, 'rules.v4.pending');
+
+test('the archive cannot be given its name: it stays pending, and the next apply archives it', async () => {
+  await apply();
+  sandbox.writeProfiles([ALPHA, GAMMA]);
+  const oldRules = readFileSync(sandbox.rulesFile, 'utf8');
+  // Its final name taken right after the load (a file copied in), so link(2) fails.
+  const taken = [true, false].map((gz) =>
+    join(sandbox.archiveDir, archiveName('iptables', Math.floor(clock.ms / 1000), gz)),
+  );
+  table.afterLoad = () => {
+    for (const path of taken) writeFileSync(path, 'not an archive\n');
+  };
+  const error = await failure();
+  expect(error.code).toBe('E_UNFINISHED');
+  expect(error.message).toMatch(/^the new ruleset is active in the kernel, but the apply did not/);
+  expect(error.message).toContain(`its archive stays pending in ${sandbox.archiveDir}`);
+  expect(error.message).toContain(`${sandbox.rulesFile} still holds the previous rules`);
+  // What records the active ruleset stayed; the kernel holds it; the rules file is the old one.
+  expect(existsSync(pendingFile())).toBe(true);
+  expect(readArchiveText(pendingFile())).toContain(`-s ${GAMMA_CLIENT}/32`);
+  expect(table.save()).toContain(`-s ${GAMMA_CLIENT}/32`);
+  expect(readFileSync(sandbox.rulesFile, 'utf8')).toBe(oldRules);
+  const io = { stdout: () => undefined, stderr: () => undefined, env: {} };
+  expect(reportError(error, io)).toBe(EXIT.unfinished);
+
+  // The operator takes the copied-in files away; the next apply finishes.
+  for (const path of taken) rmSync(path);
+  const next = await apply();
+  expect(next.warnings.join('\n')).toMatch(/had loaded its ruleset; it is now archived as /);
+  expect(existsSync(pendingFile())).toBe(false);
+  const newest = archiveFiles()
+    .filter((name) => /^rules\.v4\.\d+(\.gz)?$/.test(name))
+    .at(-1);
+  expect(readArchiveText(join(sandbox.archiveDir, newest ?? ''))).toContain(
+    `-s ${GAMMA_CLIENT}/32`,
+  );
+  expect(readFileSync(sandbox.rulesFile, 'utf8')).toContain(`-s ${GAMMA_CLIENT}/32`);
+  // And it stays finished: nothing left to change.
+  expect((await apply()).outcome).toBe('unchanged');
+});
+
+test('the rules file cannot be replaced: the ruleset is active and archived, and the next apply writes the file', async () => {
+  await apply();
+  sandbox.writeProfiles([ALPHA, GAMMA]);
+  const before = archiveFiles();
+  table.afterLoad = () => {
+    rmSync(sandbox.rulesFile);
+    mkdirSync(sandbox.rulesFile);
+  };
+  const error = await failure();
+  expect(error.code).toBe('E_UNFINISHED');
+  expect(error.message).toContain('rename-rules');
+  expect(error.message).toMatch(/it is archived as \S+rules\.v4\.\d+\.gz/);
+  expect(error.message).toContain(`${sandbox.rulesFile} still holds the previous rules`);
+  const added = archiveFiles().filter((name) => !before.includes(name));
+  expect(added.some((name) => /^rules\.v4\.\d+\.gz$/.test(name))).toBe(true);
+  expect(existsSync(pendingFile())).toBe(false);
+  expect(table.save()).toContain(`-s ${GAMMA_CLIENT}/32`);
+
+  rmSync(sandbox.rulesFile, { recursive: true });
+  const next = await apply();
+  expect(next.outcome).toBe('file-updated');
+  expect(next.archive).toBeUndefined();
+  expect(readFileSync(sandbox.rulesFile, 'utf8')).toContain(`-s ${GAMMA_CLIENT}/32`);
+});
+
+test('a failure before the load still says nothing was applied, and leaves no pending archive', async () => {
+  await apply();
+  sandbox.writeProfiles([ALPHA, GAMMA]);
+  // The kernel refuses the load: the previous rules stay, exit status 4.
+  table.afterLoad = undefined;
+  const refusing = new (class extends FakeNatTable {
+    override run(command: string, args: readonly string[], options?: RunOptions) {
+      if (command === 'iptables-restore' && !args.includes('--test')) {
+        return Promise.reject(new TnatError('E_COMMAND', 'iptables-restore refused line 1'));
+      }
+      return super.run(command, args, options);
+    }
+  })();
+  refusing.load(table.save());
+  const config = loadConfig(sandbox.configFile);
+  const error = await applyRuleset(config, { runner: refusing, clock, discover }).then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
+  expect(isTnatError(error) && error.code).toBe('E_COMMAND');
+  expect(existsSync(pendingFile())).toBe(false);
+  const io = { stdout: () => undefined, stderr: () => undefined, env: {} };
+  expect(reportError(error, io)).toBe(EXIT.applyFailed);
+});
