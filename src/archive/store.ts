@@ -380,7 +380,14 @@ export function commitPending(
   try {
     linkSync(join(dir, pendingName(backend)), path);
   } catch (error) {
-    throw archiveError(dir, 'written', error);
+    // After the kernel took the ruleset: the caller says what that means (never "nothing was
+    // applied").
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new TnatError(
+      'E_WRITE',
+      `${path} cannot be created from ${pendingName(backend)} (${code}): free space in ${dir}, or move away what holds that name`,
+      { cause: error },
+    );
   }
   chmodSync(path, 0o440);
   removeQuietly(join(dir, pendingName(backend)));

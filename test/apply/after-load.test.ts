@@ -95,6 +95,8 @@ test('the archive cannot be given its name: it stays pending, and the next apply
   expect(error.code).toBe('E_UNFINISHED');
   expect(error.message).toMatch(/^the new ruleset is active in the kernel, but the apply did not/);
   expect(error.message).toContain(`its archive stays pending in ${sandbox.archiveDir}`);
+  expect(error.message).toContain('(EEXIST)');
+  expect(error.message).not.toContain('nothing was applied');
   expect(error.message).toContain(`${sandbox.rulesFile} still holds the previous rules`);
   // What records the active ruleset stayed; the kernel holds it; the rules file is the old one.
   expect(existsSync(pendingFile())).toBe(true);
