@@ -16,6 +16,7 @@ import { reportError } from '../../src/cli/report-error.js';
 import { loadConfig } from '../../src/config-file.js';
 import { isTnatError, TnatError } from '../../src/errors.js';
 import type { RunOptions } from '../../src/netfilter/runner.js';
+import { FakeDualNatTable } from '../helpers/fake-dual-nat-table.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { readArchiveText } from '../helpers/archive-files.js';
 import { ALPHA, GAMMA } from '../helpers/profiles.js';
@@ -170,4 +171,51 @@ test('a failure before the load still says nothing was applied, and leaves no pe
   expect(existsSync(pendingFile())).toBe(false);
   const io = { stdout: () => undefined, stderr: () => undefined, env: {} };
   expect(reportError(error, io)).toBe(EXIT.applyFailed);
+});
+
+test('with nat6, IPv6 refused and the IPv4 rules not put back: the new IPv4 rules are active, so their archive stays pending, and the next apply finishes both', async () => {
+  sandbox.writeConfig({
+    nat: { publicAddresses: ['192.0.2.1', '192.0.2.2'] },
+    nat6: { publicAddresses: ['2001:db8::1'] },
+  });
+  let refuse = false;
+  const dual = new (class extends FakeDualNatTable {
+    override run(command: string, args: readonly string[], options?: RunOptions) {
+      const loads = command.endsWith('tables-restore') && !args.includes('--test');
+      // Once armed: the IPv6 load is refused, and so is the IPv4 load that would undo IPv4's.
+      if (refuse && loads && (command === 'ip6tables-restore' || this.ipv4Loaded)) {
+        return Promise.reject(new TnatError('E_COMMAND', `${command} refused line 1`));
+      }
+      if (refuse && loads) this.ipv4Loaded = true;
+      return super.run(command, args, options);
+    }
+    ipv4Loaded = false;
+  })();
+  const config = () => loadConfig(sandbox.configFile);
+  const applyDual = async () => {
+    try {
+      return await applyRuleset(config(), { runner: dual, clock, discover });
+    } finally {
+      clock.ms += 2000;
+    }
+  };
+  await applyDual();
+  sandbox.writeProfiles([ALPHA, GAMMA]);
+  refuse = true;
+  const error = await applyDual().then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
+  expect(isTnatError(error) && error.code).toBe('E_UNFINISHED');
+  expect(String(error)).toContain('the IPv4 rules are the new ones, the IPv6 rules the old ones');
+  expect(dual.save()).toContain(`-s ${GAMMA_CLIENT}/32`);
+  expect(existsSync(pendingFile())).toBe(true);
+
+  refuse = false;
+  const next = await applyDual();
+  expect(next.warnings.join('\n')).toMatch(/had loaded its ruleset; it is now archived as /);
+  expect(readdirSync(sandbox.archiveDir).filter((name) => name.endsWith('.pending'))).toEqual([]);
+  // IPv6 caught up: GAMMA's IPv6 twins are translated now, as the archive says.
+  expect(dual.ipv6.save()).toContain('fd0a:2a:2::2');
+  expect((await applyDual()).outcome).toBe('unchanged');
 });
