@@ -8,7 +8,7 @@ import { applyRuleset, type TrustedPlan } from '../apply/apply.js';
 import { keepTrust, restoreTrust, type KeptTrust } from '../apply/kept-plan.js';
 import type { Config } from '../config.js';
 import type { Discovery } from '../eduvpn/pool.js';
-import { isTnatError } from '../errors.js';
+import { CommandError, isTnatError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import type { Clock } from '../system/clock.js';
@@ -105,14 +105,43 @@ export class Daemon {
     // more apply after it, instead of waiting for the periodic check.
     this.startWatching();
     await this.requestFullCheck('start');
-    if (isEnvironmentFailure(this.lastFailure)) {
+    const missing = isEnvironmentFailure(this.lastFailure) ? undefined : await this.missingTool();
+    if (isEnvironmentFailure(this.lastFailure) || missing !== undefined) {
       this.stopWatching();
       if (this.watchdogTimer !== undefined) timers.clearInterval(this.watchdogTimer);
-      logger.error(errorFields(this.lastFailure), 'daemon not started: the first apply failed');
-      throw this.lastFailure;
+      const failure = missing ?? this.lastFailure;
+      logger.error(
+        errorFields(failure),
+        missing === undefined
+          ? 'daemon not started: the first apply failed'
+          : 'daemon not started: conntrack is not installed',
+      );
+      throw failure;
     }
     notifier.ready(this.status());
     logger.info({ status: this.status() }, 'daemon ready');
+  }
+
+  /**
+   * `conntrack`, when the configuration has the apply delete the entries of changed clients
+   * (firewall.flushConntrack): an apply without it only warns, since the new rules are active by
+   * then, and the first apply seldom changes a block, so the start is where its absence is said.
+   * Without it, a client's open connections keep their old ports after its block changes, and
+   * trace names the block's new holder for them. A CommandError that could not start it, or
+   * undefined.
+   */
+  private async missingTool(): Promise<CommandError | undefined> {
+    if (!this.config.firewall.flushConntrack) return undefined;
+    try {
+      await this.deps.runner.run('conntrack', ['--version']);
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof CommandError) || error.exitCode !== null) return undefined;
+      return new CommandError(
+        `${error.message}, or set firewall.flushConntrack: false; without it, the open connections of a client whose port block changes keep their old ports, and trace names the block's new holder for them`,
+        { command: error.command, exitCode: null, stderr: '', cause: error },
+      );
+    }
   }
 
   /** SIGHUP: read our own configuration again (keep the old one if the new one is invalid). */

@@ -15,8 +15,9 @@ import { Daemon } from '../../src/daemon/daemon.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import type { Notifier } from '../../src/daemon/notify.js';
 import type { SourceWatcher } from '../../src/daemon/watch.js';
-import { isTnatError } from '../../src/errors.js';
-import type { CommandRunner } from '../../src/netfilter/runner.js';
+import { CommandError, isTnatError } from '../../src/errors.js';
+import { isEnvironmentFailure } from '../../src/daemon/start-failure.js';
+import type { CommandRunner, RunOptions } from '../../src/netfilter/runner.js';
 import { extractNatPart } from '../../src/render/rules-file.js';
 import type { Clock } from '../../src/system/clock.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
@@ -525,6 +526,56 @@ test('a first apply that fails on the environment: start throws before READY=1, 
   expect(watching()).toEqual([]);
   expect(time.pending).toBe(0);
   expect(kernelLoads()).toEqual([]);
+});
+
+/** The fake table, where `conntrack` is not installed (as the process runner says so). */
+class TableWithoutConntrack extends FakeNatTable {
+  override run(command: string, args: readonly string[], options?: RunOptions) {
+    if (command !== 'conntrack') return super.run(command, args, options);
+    this.calls.push([command, ...args].join(' '));
+    return Promise.reject(
+      new CommandError('conntrack is not installed: install it (apt-get install conntrack)', {
+        command: [command, ...args],
+        exitCode: null,
+        stderr: '',
+      }),
+    );
+  }
+}
+
+test('conntrack not installed: the rules are applied, then start throws before READY=1, saying what to do', async () => {
+  table = new TableWithoutConntrack();
+  daemon = newDaemon(table);
+  const error = await daemon.start().then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(CommandError);
+  expect(isEnvironmentFailure(error)).toBe(true);
+  expect(String(error)).toContain(
+    'conntrack is not installed: install it (apt-get install conntrack), or set firewall.flushConntrack: false',
+  );
+  expect(notifier.sent.some((message) => message.startsWith('READY=1'))).toBe(false);
+  expect(errors().at(-1)).toMatchObject({
+    msg: 'daemon not started: conntrack is not installed',
+    code: 'E_COMMAND',
+  });
+  // The firewall is not lost for it: the first apply loaded the rules before the check.
+  expect(kernelLoads()).toHaveLength(1);
+  expect(table.save()).toContain('-s 10.42.0.2/32');
+  expect(watching()).toEqual([]);
+  expect(time.pending).toBe(0);
+});
+
+test('conntrack not installed and firewall.flushConntrack: false: the daemon starts', async () => {
+  writeConfig((config) => {
+    (config.firewall as Record<string, unknown>).flushConntrack = false;
+  });
+  table = new TableWithoutConntrack();
+  daemon = newDaemon(table);
+  await daemon.start();
+  expect(notifier.sent.at(-1)).toMatch(/^READY=1\nSTATUS=503 clients/);
+  expect(table.calls.some((call) => call.startsWith('conntrack'))).toBe(false);
 });
 
 test('a first apply that fails on the eduVPN files: READY=1 all the same, the status says what is wrong', async () => {
