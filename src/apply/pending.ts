@@ -49,12 +49,17 @@ const CHILD_WAIT_MIN_MS = 15_000;
  * Waits for the killed applier's kernel command. Deciding while it still runs would read a
  * kernel that may take the pending ruleset a moment later, unarchived: refuse instead.
  */
-async function waitForChild(pid: number | undefined, clock: Clock, timeoutMs: number) {
+async function waitForChild(
+  pid: number | undefined,
+  identity: string | undefined,
+  clock: Clock,
+  timeoutMs: number,
+) {
   if (pid === undefined) return;
   const waitMs = Math.max(timeoutMs, CHILD_WAIT_MIN_MS);
   const until = clock.now() + waitMs;
-  while (isProcessAlive(pid) && clock.now() < until) await clock.sleep(50);
-  if (isProcessAlive(pid)) {
+  while (isProcessAlive(pid, identity) && clock.now() < until) await clock.sleep(50);
+  if (isProcessAlive(pid, identity)) {
     throw new TnatError(
       'E_LOCK',
       `the kernel command of an interrupted apply (pid ${pid}) is still running after ${waitMs / 1000} s; nothing was applied: try again once it has ended (ps ${pid})`,
@@ -70,7 +75,7 @@ export async function resolvePendingArchives(
   const { archiveDir, stateFile } = config.firewall;
   const resolutions: PendingResolution[] = [];
   for (const found of findPendingArchives(archiveDir)) {
-    await waitForChild(found.childPid, clock, config.firewall.lockTimeoutMs);
+    await waitForChild(found.childPid, found.childIdentity, clock, config.firewall.lockTimeoutMs);
     const header = parseArchiveHeader(found.text);
     const applyStarted = header?.applyStarted ?? '';
     const planned = summarize(found.path, readAssignments(archiveBody(found.text)));

@@ -29,6 +29,7 @@ import { basename, join } from 'node:path';
 import { constants, createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import { TnatError } from '../errors.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
+import { processIdentity } from '../system/process-alive.js';
 import {
   bindingIndexName,
   bindingsOfArchive,
@@ -313,6 +314,8 @@ export interface FoundPending<Kind extends ArchiveKind = Backend> {
   readonly compressed: boolean;
   /** The iptables-restore or nft process it was waiting for, if it was recorded. */
   readonly childPid: number | undefined;
+  /** Who that process was (see processIdentity), when it could be told: not a later one. */
+  readonly childIdentity?: string | undefined;
 }
 
 /** The pending archives of the hash chain that an interrupted apply left in `dir` (normally none). */
@@ -338,9 +341,13 @@ export function findPending<Kind extends ArchiveKind>(
     });
   }
   let childPid: number | undefined;
+  let childIdentity: string | undefined;
   try {
-    const pid = Number(readFileSync(childFile(dir, backend), 'utf8').trim());
+    // `<pid> <identity>`, or a bare PID (written by a version before the identity).
+    const [pidText, identity] = readFileSync(childFile(dir, backend), 'utf8').trim().split(' ');
+    const pid = Number(pidText);
     childPid = Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    childIdentity = identity;
   } catch {
     childPid = undefined;
   }
@@ -351,6 +358,7 @@ export function findPending<Kind extends ArchiveKind>(
     sha256: sha256(bytes),
     compressed: isGzip(bytes),
     childPid,
+    childIdentity,
   };
 }
 
@@ -499,7 +507,10 @@ function writePending(
     sha256: digest,
     recordChild(pid) {
       try {
-        writeFileSync(childFile(dir, backend), `${pid}\n`);
+        // Read now, while the child cannot have been reaped: its PID may be another process's
+        // by the time anyone reads this (after a reboot, PIDs start again).
+        const identity = processIdentity(pid);
+        writeFileSync(childFile(dir, backend), `${pid}${identity ? ` ${identity}` : ''}\n`);
       } catch {
         // Only an aid for a later recovery (it waits for this child); the apply goes on.
       }
