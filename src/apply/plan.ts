@@ -129,7 +129,11 @@ export function planRuleset(
   const map = mapClients(
     discovery.pools,
     natSettings(config),
-    current.previous ?? previousFrom(current.rulesText, current.archiveBody),
+    // The newest archive first: it is the active ruleset, which the kernel holds; a rules file
+    // that differs from it (an older copy put back, a kill between the archive's commit and the
+    // file's rename) must not move the clients it placed. The file serves when there is no
+    // archive or it holds no binding (the original script's rules, before our first apply).
+    current.previous ?? previousFrom(current.archiveBody, current.rulesText),
   );
   const outInterface = config.nat.outInterface;
   const ipv6 = planRuleset6(
