@@ -30,15 +30,19 @@ import type { CliIo } from './io.js';
 export const ARCHIVE_DIR_OPTION = { type: 'string', multiple: true } as const;
 
 /**
- * An archive dated more than this after now is not evidence of anything that happened yet (a
- * clock that was stepped back, a copied file): trace leaves it out, and `check` reports it.
+ * An archive dated more than this after now was not made at the time its name says (the clock
+ * was ahead then, or the file was copied in): trace takes it as a ruleset that may have become
+ * active at any moment since the newest archive dated before now (ArchiveDir.misdated), and
+ * `check` reports it.
  */
 const FUTURE_TOLERANCE_SECONDS = 60;
 
 /** What one archive directory holds, with what vouches for it (see ArchiveDir). */
 export function archiveDirOf(dir: string, config: Config, nowMs = Date.now()): ArchiveDir {
   const latest = Math.floor(nowMs / 1000) + FUTURE_TOLERANCE_SECONDS;
-  const entries = listArchives(dir).filter((entry) => entry.activatedAt <= latest);
+  const listed = listArchives(dir);
+  const entries = listed.filter((entry) => entry.activatedAt <= latest);
+  const misdated = listed.filter((entry) => entry.activatedAt > latest);
   // The state file anchors firewall.archiveDir only; collected directories have their own.
   const state =
     resolve(dir) === resolve(config.firewall.archiveDir)
@@ -75,6 +79,7 @@ export function archiveDirOf(dir: string, config: Config, nowMs = Date.now()): A
       ipv6: pending6 && { name: basename(pending6.path), ...pending6 },
     },
     readIpv6: (entry) => readIpv6Half(dir, entry.activatedAt),
+    misdated,
   };
 }
 

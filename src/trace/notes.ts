@@ -23,6 +23,7 @@ export type TraceNoteCode =
   | 'in-the-future'
   | 'archive-damaged'
   | 'apply-interrupted'
+  | 'archive-misdated'
   | 'own-address';
 
 /**
@@ -100,6 +101,12 @@ export function integrityNotes(inPlay: readonly LoadedArchive<Address>[]): Trace
         message: `${archive.damaged}: its answer may be wrong (traceable-nat check lists the damage)`,
       });
     }
+    if (archive.misdated === true) {
+      notes.push({
+        code: 'archive-misdated',
+        message: `${archive.dir}/${archive.entry.name} is dated ${formatUtc(archive.entry.activatedAt)} by its name, later than now: the clock was ahead when it was archived (or the file was copied in), so its ruleset may have become active at any moment since ${formatUtc(archive.applyStartedAt)}, and its answer is given too (timedatectl; traceable-nat check)`,
+      });
+    }
     if (archive.pending) {
       notes.push({
         code: 'apply-interrupted',
@@ -128,8 +135,9 @@ export function switchNotes(
   margin: number,
 ): TraceNote[] {
   const notes: TraceNote[] = [];
-  // An interrupted apply's ruleset has a note of its own (integrityNotes): it is no switch.
-  const switched = inPlay.filter((archive) => !archive.pending);
+  // An interrupted apply's ruleset, and one dated in the future, have notes of their own
+  // (integrityNotes): they are no switch.
+  const switched = inPlay.filter((archive) => !archive.pending && archive.misdated !== true);
   for (const [dir, archives] of groupBy(switched, (archive) => archive.dir)) {
     if (archives.length < 2) continue;
     notes.push({

@@ -62,6 +62,12 @@ export interface ArchiveDir {
         readonly ipv6?: Ipv6Source | undefined;
       }
     | undefined;
+  /**
+   * Archives dated later than now by their names, left out of `entries`: the clock was ahead
+   * when they were made (or they were copied in), so their names do not say when they became
+   * active; each may have been active at any moment since the newest archive of `entries`.
+   */
+  readonly misdated?: readonly ArchiveName[] | undefined;
   /** The IPv6 half `rules.v6.<s>[.gz]` of iptables archive `entry`; undefined when missing. */
   readonly readIpv6?: ((entry: ArchiveName) => Ipv6Source | undefined) | undefined;
   /**
@@ -90,6 +96,8 @@ export interface LoadedArchive<A extends Address = number> {
   readonly damaged: string | undefined;
   /** An interrupted apply's ruleset, which may or may not have become active. */
   readonly pending: boolean;
+  /** Dated later than now (see ArchiveDir.misdated): active, if at all, since `applyStartedAt`. */
+  readonly misdated?: boolean | undefined;
   /**
    * The IPv6 side of an activation (src/trace/archive6.ts): `not-ours` when eduVPN's own
    * masquerade translated IPv6 then, `unreadable` when its rules are missing.
@@ -250,6 +258,22 @@ function loadPending(dir: ArchiveDir): LoadedArchive | undefined {
 }
 
 /**
+ * An archive dated in the future (see ArchiveDir.misdated) as a candidate from `since`, the
+ * newest dated archive's activation, on. Its chain is not checked here: `check` reports it.
+ */
+function loadMisdated(dir: ArchiveDir, entry: ArchiveName, since: number): LoadedArchive {
+  const { bindings, text } = readBindings(dir, entry);
+  const archive = {
+    ...summarizeArchive(dir, entry, bindings, undefined),
+    applyStartedAt: since,
+    damaged: undefined,
+    pending: false,
+    misdated: true,
+  };
+  return withIpv6(archive, bindings.header, text, () => dir.readIpv6?.(entry));
+}
+
+/**
  * The archives of one directory that may have been active at `at`: archive j may have been
  * when its apply may have begun by then (start - margin <= at) and the next one may not yet
  * have finished loading (at < next activation + 1 + margin).
@@ -272,6 +296,10 @@ export function activeAround(
   }
   const pending = loadPending(dir);
   if (pending && pending.applyStartedAt - margin <= at) archives.push(pending);
+  const since = entries.at(-1)?.activatedAt ?? Number.NEGATIVE_INFINITY;
+  if (since - margin <= at) {
+    for (const entry of dir.misdated ?? []) archives.push(loadMisdated(dir, entry, since));
+  }
   return {
     dir: dir.dir,
     archives,

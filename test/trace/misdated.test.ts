@@ -1,0 +1,112 @@
+/**
+ * An apply made while the clock ran ahead names its archive after that clock. Once the clock is
+ * put right, the archive is dated in the future, and its name does not say when its ruleset
+ * became active: trace must not answer from the archive before it alone (a port only the new
+ * ruleset hands out would be "no client's"), but give both answers from the archive before it
+ * on, and say why. The applies run against a fake nat table; trace reads the real files.
+ */
+import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
+import { archiveDirOf } from '../../src/cli/trace-sources.js';
+import { discover } from '../../src/cli/discovery.js';
+import { loadConfig } from '../../src/config-file.js';
+import { parseIpv4 } from '../../src/net/ipv4.js';
+import { traceArchives, type TraceResult } from '../../src/trace/trace.js';
+import { FakeNatTable } from '../helpers/fake-nat-table.js';
+import { ALPHA, GAMMA } from '../helpers/profiles.js';
+import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
+import { SteppingClock } from '../helpers/stepping-clock.js';
+
+const T0 = Date.parse('2026-12-07T12:00:00Z') / 1000;
+/** How far the clock ran ahead during the second apply. */
+const AHEAD = 3600;
+
+let sandbox: Sandbox;
+let table: FakeNatTable;
+let clock: SteppingClock;
+
+beforeEach(() => {
+  sandbox = createSandbox('iptables');
+  sandbox.writeConfig({ nat: { publicAddresses: ['192.0.2.1', '192.0.2.2'] } });
+  table = new FakeNatTable();
+  clock = new SteppingClock(T0 * 1000);
+});
+
+afterEach(() => {
+  sandbox.remove();
+});
+
+async function apply(): Promise<ApplyResult> {
+  return applyRuleset(loadConfig(sandbox.configFile), { runner: table, clock, discover });
+}
+
+/** Where `client` leaves in `result`'s ruleset. */
+function blockOf(result: ApplyResult, client: string) {
+  const found = result.plan.map.forward(parseIpv4(client) ?? 0);
+  if (!found) throw new Error(`${client} has no block`);
+  return found;
+}
+
+function trace(at: number, port: number, address: number, now: number): TraceResult {
+  const config = loadConfig(sandbox.configFile);
+  return traceArchives([archiveDirOf(sandbox.archiveDir, config, now * 1000)], {
+    at,
+    port,
+    address,
+    now,
+  });
+}
+
+const clients = (result: TraceResult) => result.candidates.map((candidate) => candidate.client);
+
+describe('an archive made while the clock ran an hour ahead, traced once it is right again', () => {
+  let first: ApplyResult;
+  let second: ApplyResult;
+  const now = T0 + 600;
+
+  beforeEach(async () => {
+    sandbox.writeProfiles([ALPHA]);
+    first = await apply();
+    clock.ms = (T0 + AHEAD) * 1000;
+    sandbox.writeProfiles([ALPHA, GAMMA]);
+    second = await apply();
+    expect(second.archive?.path).toMatch(new RegExp(`rules\\.v4\\.${String(T0 + AHEAD)}\\.gz$`));
+  });
+
+  test('a port only its ruleset hands out: not "no client\'s", but both answers, and why', () => {
+    const gamma = blockOf(second, '10.42.2.2');
+    const result = trace(T0 + 300, gamma.firstPort, gamma.publicAddress, now);
+    expect(result.status).toBe('ambiguous');
+    expect(clients(result)).toEqual([parseIpv4('10.42.2.2')]);
+    expect(result.notes.map((note) => note.code)).toContain('archive-misdated');
+    const note = result.notes.find((each) => each.code === 'archive-misdated');
+    expect(note?.message).toContain('the clock was ahead when it was archived');
+    expect(note?.message).toContain('at any moment since 2026-12-07T12:00:00Z');
+  });
+
+  test('a client both rulesets place alike is found, with the note', () => {
+    const alpha = blockOf(first, '10.42.0.2');
+    expect(blockOf(second, '10.42.0.2')).toMatchObject({
+      firstPort: alpha.firstPort,
+      publicAddress: alpha.publicAddress,
+    });
+    const result = trace(T0 + 300, alpha.firstPort, alpha.publicAddress, now);
+    expect(result.status).toBe('found');
+    expect(clients(result)).toEqual([parseIpv4('10.42.0.2')]);
+    expect(result.notes.map((note) => note.code)).toContain('archive-misdated');
+  });
+
+  test('before the archive before it, it plays no part', () => {
+    const alpha = blockOf(first, '10.42.0.2');
+    const result = trace(T0 - 300, alpha.firstPort, alpha.publicAddress, now);
+    expect(result.notes.map((note) => note.code)).not.toContain('archive-misdated');
+  });
+
+  test('once now is past its name, it is an archive like any other', () => {
+    const gamma = blockOf(second, '10.42.2.2');
+    const later = T0 + AHEAD + 600;
+    const result = trace(T0 + AHEAD + 300, gamma.firstPort, gamma.publicAddress, later);
+    expect(result.status).toBe('found');
+    expect(clients(result)).toEqual([parseIpv4('10.42.2.2')]);
+    expect(result.notes.map((note) => note.code)).not.toContain('archive-misdated');
+  });
+});
