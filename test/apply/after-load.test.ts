@@ -20,8 +20,9 @@ import { FakeDualNatTable } from '../helpers/fake-dual-nat-table.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { readArchiveText } from '../helpers/archive-files.js';
 import { ALPHA, GAMMA } from '../helpers/profiles.js';
-import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
-import { SteppingClock } from '../helpers/stepping-clock.js';
+import { createFakeSite } from '../helpers/fake-site.js';
+import type { Sandbox } from '../helpers/sandbox.js';
+import type { SteppingClock } from '../helpers/stepping-clock.js';
 
 /** GAMMA's first client: in the new ruleset, not in the old one. */
 const GAMMA_CLIENT = '10.42.2.2';
@@ -46,27 +47,17 @@ class TableWithAfterLoad extends FakeNatTable {
 let sandbox: Sandbox;
 let table: TableWithAfterLoad;
 let clock: SteppingClock;
+let apply: () => Promise<ApplyResult>;
 
 beforeEach(() => {
-  sandbox = createSandbox('iptables');
+  const site = createFakeSite(new TableWithAfterLoad());
+  ({ sandbox, table, clock, apply } = site);
   sandbox.writeProfiles([ALPHA]);
-  sandbox.writeConfig({ nat: { publicAddresses: ['192.0.2.1', '192.0.2.2'] } });
-  table = new TableWithAfterLoad();
-  clock = new SteppingClock(Date.parse('2026-12-07T12:00:00Z'));
 });
 
 afterEach(() => {
   sandbox.remove();
 });
-
-async function apply(): Promise<ApplyResult> {
-  const config = loadConfig(sandbox.configFile);
-  try {
-    return await applyRuleset(config, { runner: table, clock, discover });
-  } finally {
-    clock.ms += 2000;
-  }
-}
 
 async function failure(): Promise<TnatError> {
   try {

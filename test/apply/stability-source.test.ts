@@ -5,39 +5,21 @@
  * commit and the file's rename left) must not move the clients the active ruleset placed.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
-import { discover } from '../../src/cli/discovery.js';
-import { loadConfig } from '../../src/config-file.js';
+import type { ApplyResult } from '../../src/apply/apply.js';
 import { parseIpv4 } from '../../src/net/ipv4.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { ALPHA, DELTA, GAMMA } from '../helpers/profiles.js';
-import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
-import { SteppingClock } from '../helpers/stepping-clock.js';
+import { createFakeSite, type FakeSite } from '../helpers/fake-site.js';
 
-let sandbox: Sandbox;
-let table: FakeNatTable;
-let clock: SteppingClock;
+let site: FakeSite;
 
 beforeEach(() => {
-  sandbox = createSandbox('iptables');
-  sandbox.writeConfig({ nat: { publicAddresses: ['192.0.2.1', '192.0.2.2'] } });
-  table = new FakeNatTable();
-  clock = new SteppingClock(Date.parse('2026-12-07T12:00:00Z'));
+  site = createFakeSite(new FakeNatTable());
 });
 
 afterEach(() => {
-  sandbox.remove();
+  site.sandbox.remove();
 });
-
-async function apply(): Promise<ApplyResult> {
-  const result = await applyRuleset(loadConfig(sandbox.configFile), {
-    runner: table,
-    clock,
-    discover,
-  });
-  clock.ms += 2000;
-  return result;
-}
 
 /** DELTA's clients (10.42.3.2 ... 10.42.3.14) and where they leave. */
 function deltaBlocks(result: ApplyResult): string[] {
@@ -48,18 +30,18 @@ function deltaBlocks(result: ApplyResult): string[] {
 }
 
 test('an older rules file put back does not move the clients the active ruleset placed', async () => {
-  sandbox.writeProfiles([ALPHA]);
-  await apply();
-  const older = readFileSync(sandbox.rulesFile, 'utf8');
-  sandbox.writeProfiles([ALPHA, DELTA]);
-  const placed = deltaBlocks(await apply());
+  site.sandbox.writeProfiles([ALPHA]);
+  await site.apply();
+  const older = readFileSync(site.sandbox.rulesFile, 'utf8');
+  site.sandbox.writeProfiles([ALPHA, DELTA]);
+  const placed = deltaBlocks(await site.apply());
   expect(placed).not.toContain('none');
 
   // A backup of the rules file from before DELTA is put back; then GAMMA, listed before DELTA,
   // is added: GAMMA's clients take free blocks, DELTA's keep theirs.
-  writeFileSync(sandbox.rulesFile, older);
-  sandbox.writeProfiles([ALPHA, GAMMA, DELTA]);
-  const after = await apply();
+  writeFileSync(site.sandbox.rulesFile, older);
+  site.sandbox.writeProfiles([ALPHA, GAMMA, DELTA]);
+  const after = await site.apply();
   expect(after.outcome).toBe('applied');
   expect(deltaBlocks(after)).toEqual(placed);
   // And the kernel got them where they were: none of DELTA's rules changed.

@@ -5,38 +5,31 @@
  * ruleset hands out would be "no client's"), but give both answers from the archive before it
  * on, and say why. The applies run against a fake nat table; trace reads the real files.
  */
-import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
+import type { ApplyResult } from '../../src/apply/apply.js';
 import { archiveDirOf } from '../../src/cli/trace-sources.js';
-import { discover } from '../../src/cli/discovery.js';
 import { loadConfig } from '../../src/config-file.js';
 import { parseIpv4 } from '../../src/net/ipv4.js';
 import { traceArchives, type TraceResult } from '../../src/trace/trace.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { ALPHA, GAMMA } from '../helpers/profiles.js';
-import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
-import { SteppingClock } from '../helpers/stepping-clock.js';
+import { createFakeSite, type FakeSite } from '../helpers/fake-site.js';
 
 const T0 = Date.parse('2026-12-07T12:00:00Z') / 1000;
 /** How far the clock ran ahead during the second apply. */
 const AHEAD = 3600;
 
-let sandbox: Sandbox;
-let table: FakeNatTable;
-let clock: SteppingClock;
+let site: FakeSite;
 
 beforeEach(() => {
-  sandbox = createSandbox('iptables');
-  sandbox.writeConfig({ nat: { publicAddresses: ['192.0.2.1', '192.0.2.2'] } });
-  table = new FakeNatTable();
-  clock = new SteppingClock(T0 * 1000);
+  site = createFakeSite(new FakeNatTable(), T0 * 1000);
 });
 
 afterEach(() => {
-  sandbox.remove();
+  site.sandbox.remove();
 });
 
 async function apply(): Promise<ApplyResult> {
-  return applyRuleset(loadConfig(sandbox.configFile), { runner: table, clock, discover });
+  return site.apply();
 }
 
 /** Where `client` leaves in `result`'s ruleset. */
@@ -47,8 +40,8 @@ function blockOf(result: ApplyResult, client: string) {
 }
 
 function trace(at: number, port: number, address: number, now: number): TraceResult {
-  const config = loadConfig(sandbox.configFile);
-  return traceArchives([archiveDirOf(sandbox.archiveDir, config, now * 1000)], {
+  const config = loadConfig(site.sandbox.configFile);
+  return traceArchives([archiveDirOf(site.sandbox.archiveDir, config, now * 1000)], {
     at,
     port,
     address,
@@ -64,10 +57,10 @@ describe('an archive made while the clock ran an hour ahead, traced once it is r
   const now = T0 + 600;
 
   beforeEach(async () => {
-    sandbox.writeProfiles([ALPHA]);
+    site.sandbox.writeProfiles([ALPHA]);
     first = await apply();
-    clock.ms = (T0 + AHEAD) * 1000;
-    sandbox.writeProfiles([ALPHA, GAMMA]);
+    site.clock.ms = (T0 + AHEAD) * 1000;
+    site.sandbox.writeProfiles([ALPHA, GAMMA]);
     second = await apply();
     expect(second.archive?.path).toMatch(new RegExp(`rules\\.v4\\.${String(T0 + AHEAD)}\\.gz$`));
   });

@@ -1,0 +1,43 @@
+/**
+ * An iptables site for apply tests without root: a sandbox with two public addresses, a fake
+ * nat table and a stepping clock, and an apply as the CLI makes one (its own configuration,
+ * nothing trusted), the clock stepped 2 s after each so that no two archives share a second.
+ */
+import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
+import { discover } from '../../src/cli/discovery.js';
+import { loadConfig } from '../../src/config-file.js';
+import { FakeNatTable } from './fake-nat-table.js';
+import { createSandbox, type Sandbox } from './sandbox.js';
+import { SteppingClock } from './stepping-clock.js';
+
+export interface FakeSite<Table extends FakeNatTable = FakeNatTable> {
+  readonly sandbox: Sandbox;
+  readonly table: Table;
+  readonly clock: SteppingClock;
+  readonly apply: () => Promise<ApplyResult>;
+}
+
+export function createFakeSite<Table extends FakeNatTable = FakeNatTable>(
+  table: Table,
+  startMs = Date.parse('2026-12-07T12:00:00Z'),
+): FakeSite<Table> {
+  const sandbox = createSandbox('iptables');
+  sandbox.writeConfig({ nat: { publicAddresses: ['192.0.2.1', '192.0.2.2'] } });
+  const clock = new SteppingClock(startMs);
+  return {
+    sandbox,
+    table,
+    clock,
+    apply: async () => {
+      try {
+        return await applyRuleset(loadConfig(sandbox.configFile), {
+          runner: table,
+          clock,
+          discover,
+        });
+      } finally {
+        clock.ms += 2000;
+      }
+    },
+  };
+}
