@@ -20,6 +20,7 @@ import {
 } from '../archive/anchor.js';
 import { archiveBody, parseArchiveHeader, sha256 } from '../archive/header.js';
 import { identityOf, sameIdentity, type FileIdentity } from '../system/file-identity.js';
+import { recordDrift } from '../archive/drift.js';
 import { removeStaleIndexTemporaries } from '../archive/index-file.js';
 import { archiveName, type ArchiveName } from '../archive/names.js';
 import {
@@ -64,7 +65,7 @@ import {
 } from '../system/atomic-write.js';
 import type { Clock } from '../system/clock.js';
 import { acquireLock } from '../system/lock.js';
-import { decideApply, type ApplyStep } from './decide.js';
+import { decideApply, type ApplyOutcome, type ApplyStep } from './decide.js';
 import { driverFor, type KernelChange, type KernelClaim, type KernelView } from './drivers.js';
 import { forgetSources6 } from '../netfilter/conntrack6.js';
 import { translations6 as readTranslations6 } from '../render/fingerprint6.js';
@@ -578,6 +579,7 @@ export async function applyRuleset(
               clientsByProtocol: protocols,
               body,
             },
+            verifiedAt: activatedAt,
           }));
         } catch (error) {
           // The pending hash in the state file still vouches for this archive.
@@ -665,6 +667,15 @@ export async function applyRuleset(
       }
       lap(step);
     }
+    recordKernelKnown({
+      firewall,
+      outcome: decision.outcome,
+      how: view.how,
+      newest: archive ? undefined : newest?.entry,
+      verifiedAt: anchor.verifiedAt,
+      now: Math.floor(deps.clock.now() / 1000),
+      warn,
+    });
     // The plan cache for the rules file as this apply leaves it, unless it was just read.
     const leftKey: PlanCacheKey | undefined =
       archive && committedBody !== undefined && decision.file
@@ -717,6 +728,42 @@ export async function applyRuleset(
     if (rulesTemporary !== undefined) unlinkSync(rulesTemporary);
     if (rulesTemporary6 !== undefined) unlinkSync(rulesTemporary6);
     release();
+  }
+}
+
+/**
+ * What this apply learnt of the kernel and the newest archive, when it wrote no new one: that
+ * the kernel holds its ruleset now (read whole or through its canary, or loaded again: not
+ * merely trusted), and, when the kernel had drifted from it, since when it may not have (the
+ * last moment known before, see src/archive/drift.ts). Failures only warn: the apply stands.
+ */
+function recordKernelKnown(known: {
+  readonly firewall: Config['firewall'];
+  readonly outcome: ApplyOutcome;
+  readonly how: KernelView['how'];
+  readonly newest: ArchiveName | undefined;
+  readonly verifiedAt: number | undefined;
+  readonly now: number;
+  readonly warn: (error: unknown, then: string) => void;
+}): void {
+  const { firewall, newest, now, warn } = known;
+  if (newest === undefined) return;
+  if (known.outcome === 'repaired') {
+    try {
+      const from = Math.max(known.verifiedAt ?? newest.activatedAt, newest.activatedAt);
+      recordDrift(firewall.archiveDir, { from, to: now, archive: newest.name });
+    } catch (error) {
+      warn(error, '; trace cannot say when the kernel did not hold the archived ruleset');
+    }
+  }
+  if (known.how === 'trusted' && known.outcome !== 'repaired') return;
+  try {
+    updateDirState(firewall.stateFile, firewall.archiveDir, (state) => ({
+      ...state,
+      verifiedAt: now,
+    }));
+  } catch (error) {
+    warn(error, '; a drift found later is taken to go back to the last moment recorded');
   }
 }
 

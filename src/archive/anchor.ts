@@ -38,6 +38,11 @@ const headSchema = z.object({
 const dirStateSchema = z.object({
   head: headSchema.optional(),
   pending: z.object({ sha256: z.string(), applyStarted: z.string() }).optional(),
+  /**
+   * The last moment (unix seconds) an apply knew the kernel held the head's ruleset: where a
+   * drift found later may have begun (src/archive/drift.ts). Absent from older state files.
+   */
+  verifiedAt: z.number().optional(),
 });
 
 const stateSchema = z.object({

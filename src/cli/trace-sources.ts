@@ -1,4 +1,5 @@
 /** What `trace` and `lookup --at` read from disk: archive directories, time zone, profiles. */
+import { readDrifts } from '../archive/drift.js';
 import { basename, resolve } from 'node:path';
 import { readDirState, type DirState } from '../archive/anchor.js';
 import { sha256 } from '../archive/header.js';
@@ -80,6 +81,7 @@ export function archiveDirOf(dir: string, config: Config, nowMs = Date.now()): A
     },
     readIpv6: (entry) => readIpv6Half(dir, entry.activatedAt),
     misdated,
+    drifts: readDrifts(dir),
   };
 }
 

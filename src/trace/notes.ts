@@ -6,6 +6,7 @@ import type { Address } from '../net/address.js';
 import type { ReadAssignment } from '../render/read-rules.js';
 import { formatUtc } from './time.js';
 import type { ActiveAround, LoadedArchive } from './timeline.js';
+import type { DriftWindow } from '../archive/drift.js';
 
 export type TraceStatus = 'found' | 'ambiguous' | 'not-found';
 
@@ -24,6 +25,7 @@ export type TraceNoteCode =
   | 'archive-damaged'
   | 'apply-interrupted'
   | 'archive-misdated'
+  | 'kernel-drifted'
   | 'own-address';
 
 /**
@@ -115,6 +117,29 @@ export function integrityNotes(inPlay: readonly LoadedArchive<Address>[]): Trace
     }
   }
   return notes;
+}
+
+/**
+ * A note for each directory in play whose kernel did not hold the archived ruleset for a while
+ * around `at` (found and repaired later): a port may have been given by another rule then.
+ */
+export function driftNotes(
+  dirs: readonly { readonly dir: string; readonly drifts?: readonly DriftWindow[] | undefined }[],
+  inPlay: readonly LoadedArchive<Address>[],
+  at: number,
+  margin: number,
+): TraceNote[] {
+  const played = new Set(inPlay.map((archive) => archive.dir));
+  return dirs.flatMap(({ dir, drifts }) =>
+    played.has(dir)
+      ? (drifts ?? [])
+          .filter((drift) => drift.from - margin <= at && at <= drift.to + margin)
+          .map((drift) => ({
+            code: 'kernel-drifted' as const,
+            message: `the kernel did not hold ${drift.archive} (${dir}) at some moment between ${formatUtc(drift.from)} and ${formatUtc(drift.to)}, when an apply found its nat table changed (flushed, or our rules edited) and repaired it: a port may have been given by another rule then (eduVPN's MASQUERADE), so no answer for that time is certain`,
+          }))
+      : [],
+  );
 }
 
 /** Groups by a key, keeping first-seen order (Map.groupBy needs Node 21). */

@@ -17,6 +17,7 @@ import { parseIpv4 } from '../net/ipv4.js';
 import type { Address } from '../net/address.js';
 import type { Netmap6, ReadAssignment } from '../render/read-rules.js';
 import { ipv6HalfOf, type Ipv6Source } from './archive6.js';
+import type { DriftWindow } from '../archive/drift.js';
 import { buildPortIndex, type PortIndex } from './port-index.js';
 
 /** Seconds of doubt on each side of a switch; see the module comment. */
@@ -68,6 +69,8 @@ export interface ArchiveDir {
    * active; each may have been active at any moment since the newest archive of `entries`.
    */
   readonly misdated?: readonly ArchiveName[] | undefined;
+  /** When the kernel did not hold the archived ruleset (src/archive/drift.ts). */
+  readonly drifts?: readonly DriftWindow[] | undefined;
   /** The IPv6 half `rules.v6.<s>[.gz]` of iptables archive `entry`; undefined when missing. */
   readonly readIpv6?: ((entry: ArchiveName) => Ipv6Source | undefined) | undefined;
   /**
@@ -117,6 +120,8 @@ export interface ActiveAround<A extends Address = number> {
   readonly mayPredateFirst: boolean;
   /** Activation of the directory's first archive; undefined when it has none. */
   readonly firstActivatedAt: number | undefined;
+  /** When the directory's kernel did not hold its archived ruleset (ArchiveDir.drifts). */
+  readonly drifts?: readonly DriftWindow[] | undefined;
 }
 
 function startOf(applyStarted: string | undefined, activatedAt: number): number {
@@ -305,5 +310,6 @@ export function activeAround(
     archives,
     mayPredateFirst: first === undefined || at < first.activatedAt + 1 + margin,
     firstActivatedAt: first?.activatedAt,
+    drifts: dir.drifts,
   };
 }

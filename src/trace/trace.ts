@@ -13,6 +13,7 @@ import {
   futureNote,
   groupBy,
   hasSilentArchive,
+  driftNotes,
   integrityNotes,
   INTEGRITY_NOTES,
   switchNotes,
@@ -137,6 +138,7 @@ function addressNotes(
 
 const DOUBTS: ReadonlySet<TraceNoteCode> = new Set([
   'may-predate-archives',
+  'kernel-drifted',
   'address-needed',
   'several-nodes',
 ]);
@@ -221,6 +223,7 @@ function traceAround<A extends Address>(
     ...addressNotes(query, considered, relevant, matches),
     ...(relevant.length > 0 ? switchNotes(inPlay, margin) : []),
     ...integrityNotes(inPlay),
+    ...driftNotes(around, inPlay, query.at, margin),
     ...nodeNotes(query, matches),
   ];
   const readable = relevant.filter((archive) => archive.ipv6State !== 'unreadable');
