@@ -105,14 +105,14 @@ export class Daemon {
     // more apply after it, instead of waiting for the periodic check.
     this.startWatching();
     await this.requestFullCheck('start');
-    const missing = isEnvironmentFailure(this.lastFailure) ? undefined : await this.missingTool();
-    if (isEnvironmentFailure(this.lastFailure) || missing !== undefined) {
+    const applyFailed = isEnvironmentFailure(this.lastFailure);
+    const failure: unknown = applyFailed ? this.lastFailure : await this.missingTool();
+    if (applyFailed || failure !== undefined) {
       this.stopWatching();
       if (this.watchdogTimer !== undefined) timers.clearInterval(this.watchdogTimer);
-      const failure = missing ?? this.lastFailure;
       logger.error(
         errorFields(failure),
-        missing === undefined
+        applyFailed
           ? 'daemon not started: the first apply failed'
           : 'daemon not started: conntrack is not installed',
       );

@@ -37,8 +37,9 @@ function isOurLine(line: RulesLine): boolean {
   return false;
 }
 
-function ourDeclarations(ours: IptablesNat): string[] {
-  return [...ours.chains.keys()].map((name) => `:${name} - [0:0]`);
+/** The declaration lines of our chains `names`, as the merge writes them. */
+function declarationLines(names: Iterable<string>): string[] {
+  return [...names].map((name) => `:${name} - [0:0]`);
 }
 
 function ourRules(ours: IptablesNat): string[] {
@@ -322,7 +323,7 @@ export function templateOfForm(form: TemplateForm): MergeTemplate {
     form,
     render(ours) {
       const fill: Record<Slot, () => string> = {
-        declarations: () => asLines(ourDeclarations(ours), lineEnding),
+        declarations: () => asLines(declarationLines(ours.chains.keys()), lineEnding),
         jump: () => asLines(ours.jump === '' ? [] : [ours.jump], lineEnding),
         rules: () => rulesText(ours, lineEnding) ?? asLines(ourRules(ours), lineEnding),
       };
@@ -347,13 +348,10 @@ export function mergeFromForm(
   text: string,
   form: TemplateForm,
   ours: { readonly names: readonly string[]; readonly textStart: Float64Array; jump: string },
-): { template: MergeTemplate; ours: ExtractedNat; at: number } | undefined {
+): { template: MergeTemplate; ours: ExtractedNat } | undefined {
   const { names, textStart, jump } = ours;
   if (form.lineEnding !== '\n' || textStart.length !== names.length + 1) return undefined;
-  const declarations = asLines(
-    names.map((name) => `:${name} - [0:0]`),
-    '\n',
-  );
+  const declarations = asLines(declarationLines(names), '\n');
   const jumpText = jump === '' ? '' : jump + '\n';
   const rulesLength = textStart[names.length] ?? 0;
   let at: number | undefined;
@@ -383,7 +381,6 @@ export function mergeFromForm(
       jump: jump === '' ? undefined : jump,
       rulesText: text.slice(at, at + rulesLength),
     },
-    at,
   };
 }
 

@@ -6,6 +6,8 @@
 import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
 import { discover } from '../../src/cli/discovery.js';
 import { loadConfig } from '../../src/config-file.js';
+import { archiveDirOf } from '../../src/cli/trace-sources.js';
+import { traceArchives, type TraceResult } from '../../src/trace/trace.js';
 import { FakeNatTable } from './fake-nat-table.js';
 import { createSandbox, type Sandbox } from './sandbox.js';
 import { SteppingClock } from './stepping-clock.js';
@@ -15,6 +17,13 @@ export interface FakeSite<Table extends FakeNatTable = FakeNatTable> {
   readonly table: Table;
   readonly clock: SteppingClock;
   readonly apply: () => Promise<ApplyResult>;
+  /** A trace of the site's archives as `traceable-nat trace` reads them, `now` in unix seconds. */
+  readonly trace: (query: {
+    at: number;
+    port: number;
+    address: number;
+    now: number;
+  }) => TraceResult;
 }
 
 export function createFakeSite<Table extends FakeNatTable = FakeNatTable>(
@@ -38,6 +47,10 @@ export function createFakeSite<Table extends FakeNatTable = FakeNatTable>(
       } finally {
         clock.ms += 2000;
       }
+    },
+    trace: (query) => {
+      const config = loadConfig(sandbox.configFile);
+      return traceArchives([archiveDirOf(sandbox.archiveDir, config, query.now * 1000)], query);
     },
   };
 }

@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { applyRuleset } from '../../src/apply/apply.js';
 import { DRIFT_LOG } from '../../src/archive/drift.js';
 import { discover } from '../../src/cli/discovery.js';
-import { archiveDirOf } from '../../src/cli/trace-sources.js';
 import { loadConfig } from '../../src/config-file.js';
 import { parseIpv4 } from '../../src/net/ipv4.js';
-import { traceArchives, type TraceResult } from '../../src/trace/trace.js';
+import type { TraceResult } from '../../src/trace/trace.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { createFakeSite, type FakeSite } from '../helpers/fake-site.js';
 import { ALPHA } from '../helpers/profiles.js';
@@ -32,14 +31,7 @@ afterEach(() => {
 });
 
 function trace(at: number, port: number, address: number): TraceResult {
-  const config = loadConfig(site.sandbox.configFile);
-  const now = Math.floor(site.clock.ms / 1000);
-  return traceArchives([archiveDirOf(site.sandbox.archiveDir, config, now * 1000)], {
-    at,
-    port,
-    address,
-    now,
-  });
+  return site.trace({ at, port, address, now: Math.floor(site.clock.ms / 1000) });
 }
 
 const codes = (result: TraceResult) => result.notes.map((note) => note.code);

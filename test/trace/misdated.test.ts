@@ -6,10 +6,8 @@
  * on, and say why. The applies run against a fake nat table; trace reads the real files.
  */
 import type { ApplyResult } from '../../src/apply/apply.js';
-import { archiveDirOf } from '../../src/cli/trace-sources.js';
-import { loadConfig } from '../../src/config-file.js';
 import { parseIpv4 } from '../../src/net/ipv4.js';
-import { traceArchives, type TraceResult } from '../../src/trace/trace.js';
+import type { TraceResult } from '../../src/trace/trace.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { ALPHA, GAMMA } from '../helpers/profiles.js';
 import { createFakeSite, type FakeSite } from '../helpers/fake-site.js';
@@ -40,13 +38,7 @@ function blockOf(result: ApplyResult, client: string) {
 }
 
 function trace(at: number, port: number, address: number, now: number): TraceResult {
-  const config = loadConfig(site.sandbox.configFile);
-  return traceArchives([archiveDirOf(site.sandbox.archiveDir, config, now * 1000)], {
-    at,
-    port,
-    address,
-    now,
-  });
+  return site.trace({ at, port, address, now });
 }
 
 const clients = (result: TraceResult) => result.candidates.map((candidate) => candidate.client);
