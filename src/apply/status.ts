@@ -10,7 +10,7 @@ import { IptablesKernel } from '../netfilter/iptables.js';
 import { NftKernel } from '../netfilter/nftables.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { mostCommonSize, readAssignments, type ReadRules } from '../render/read-rules.js';
-import { readRulesFile } from './apply.js';
+import { readRulesFile } from './snapshot.js';
 
 export interface RulesetSummary {
   /** Where it was read from; undefined when there is none. */

@@ -2,7 +2,7 @@
  * The IPv6 plan for the files on disk (what `plan`, `lookup`, `check` and `apply --dry-run`
  * show): the pure planRuleset6 fed with the IPv6 rules file as it is now.
  */
-import { readRulesFile } from '../apply/apply.js';
+import { readRulesFile } from '../apply/snapshot.js';
 import type { Config } from '../config.js';
 import type { Discovery } from '../eduvpn/pool.js';
 import { planRuleset6, type Ruleset6Plan } from '../render/ruleset6.js';

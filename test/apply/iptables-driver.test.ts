@@ -16,11 +16,10 @@ import fc from 'fast-check';
 import {
   applyRuleset,
   planFromDisk,
-  renderToReuse,
-  rulesFileIsBody,
   type ApplyResult,
   type TrustedPlan,
 } from '../../src/apply/apply.js';
+import { renderToReuse, rulesFileIsBody } from '../../src/apply/snapshot.js';
 import type { ArchiveHead } from '../../src/archive/anchor.js';
 import { archiveBody, parseArchiveHeader, sha256 } from '../../src/archive/header.js';
 import { natSettings } from '../../src/apply/plan.js';
