@@ -101,6 +101,19 @@ export function isOurChain(name: string): boolean {
   return name === CHAIN_PREFIX || name.startsWith(`${CHAIN_PREFIX}-`);
 }
 
+const CHAIN6_NAME = new RegExp(`^${CHAIN_PREFIX}-[0-9a-f]{12}/(\\d{1,3})$`);
+
+/**
+ * Whether we ever give a chain this name: the root, `TNAT-a.b.c.d/p` (IPv4), or
+ * `TNAT-<12 hex digits>/p` (IPv6, see chainName6). Another name with our prefix is the
+ * operator's, which a merge must not take for ours.
+ */
+export function isGivenChainName(name: string): boolean {
+  if (name === ROOT_CHAIN || prefixOfChain(name) !== undefined) return true;
+  const prefix6 = CHAIN6_NAME.exec(name)?.[1];
+  return prefix6 !== undefined && Number(prefix6) >= 1 && Number(prefix6) <= 128;
+}
+
 export function renderJump(options: IptablesOptions): string {
   return `-A POSTROUTING -o ${options.outInterface} -j ${ROOT_CHAIN}`;
 }

@@ -5,7 +5,15 @@
  */
 import { parseRulesFile } from './rules-file-parse.js';
 import type { ParsedTable, RulesFile, RulesLine } from './rules-file-parse.js';
-import { CANARY_CHAIN, chainsOfText, CHAIN_PREFIX, isOurChain, ROOT_CHAIN } from './iptables.js';
+import { TnatError } from '../errors.js';
+import {
+  CANARY_CHAIN,
+  chainsOfText,
+  CHAIN_PREFIX,
+  isGivenChainName,
+  isOurChain,
+  ROOT_CHAIN,
+} from './iptables.js';
 import type { IptablesNat } from './iptables.js';
 
 export { parseRulesFile, splitRuleWords } from './rules-file-parse.js';
@@ -35,6 +43,46 @@ function isOurLine(line: RulesLine): boolean {
     return isOurChain(chain) || chain === CANARY_CHAIN || isOurJump(line);
   }
   return false;
+}
+
+/**
+ * The first line where the operator's rules use our names (undefined when none does): a nat
+ * chain with our prefix that we never name so, or a rule of theirs that jumps into one of our
+ * chains (our POSTROUTING jump aside). A merge takes every chain with our prefix for ours and
+ * writes ours again, so it would drop the operator's chain and its rules, or leave their jump
+ * pointing at a chain that is gone, and iptables-restore would refuse the whole file at the
+ * next boot.
+ */
+function misuseOfOurNames(
+  lines: readonly RulesLine[],
+): { line: number; sentence: string } | undefined {
+  for (const [index, line] of lines.entries()) {
+    if (line.table !== 'nat') continue;
+    const chain = line.chain ?? '';
+    if (line.kind === 'chain' && isOurChain(chain) && !isGivenChainName(chain)) {
+      return {
+        line: index + 1,
+        sentence: `chain ${chain} has traceable-nat's name prefix ${CHAIN_PREFIX}- but is not one of its chains, and every apply would drop it: rename it (and every -j ${chain}) to a name that does not start with ${CHAIN_PREFIX}`,
+      };
+    }
+    const target = line.target ?? '';
+    const intoOurs = isOurChain(target) || target === CANARY_CHAIN;
+    if (line.kind === 'rule' && intoOurs && !isOurLine(line)) {
+      return {
+        line: index + 1,
+        sentence: `this rule of chain ${chain} jumps to ${target}, a chain traceable-nat rewrites on every apply (its only jump is -A POSTROUTING ... -j ${ROOT_CHAIN}): remove the rule or point it at a chain of your own`,
+      };
+    }
+  }
+  return undefined;
+}
+
+function assertOursAlone(parsed: RulesFile, file: string): RulesFile {
+  const misuse = misuseOfOurNames(parsed.lines);
+  if (misuse !== undefined) {
+    throw new TnatError('E_RULES_FILE', misuse.sentence, { where: { file, line: misuse.line } });
+  }
+  return parsed;
 }
 
 /** The declaration lines of our chains `names`, as the merge writes them. */
@@ -126,7 +174,7 @@ export interface TemplateForm {
  * `file` when `current` cannot be parsed.
  */
 export function prepareMerge(current: string | undefined, file: string): MergeTemplate {
-  return templateOf(parseRulesFile(current ?? '', file));
+  return templateOf(assertOursAlone(parseRulesFile(current ?? '', file), file));
 }
 
 /**
@@ -147,13 +195,16 @@ export function prepareMergeAndExtract(
     // Our jump stays in the rest, for the template to place; any other line of ours left
     // there is one the scan did not take.
     const stray = rest.lines.some((line) => isOurLine(line) && !isOurJump(line));
-    if (!stray) {
+    const foreign =
+      misuseOfOurNames(rest.lines) !== undefined ||
+      [...split.chains.keys()].some((name) => !isGivenChainName(name));
+    if (!stray && !foreign) {
       const { jump } = natPartOf(rest.tables.get('nat'));
       const { chains, rulesText } = split;
       return { template: templateOf(rest), ours: { chains, jump, rulesText } };
     }
   }
-  const parsed = parseRulesFile(current, file);
+  const parsed = assertOursAlone(parseRulesFile(current, file), file);
   return { template: templateOf(parsed), ours: natPartOf(parsed.tables.get('nat')) };
 }
 
