@@ -21,6 +21,7 @@ import { ALPHA, BETA } from '../helpers/profiles.js';
 import { createSandbox } from '../helpers/sandbox.js';
 import { SteppingClock } from '../helpers/stepping-clock.js';
 import { treeMap } from './maps.js';
+import { caught } from '../helpers/caught.js';
 
 const FILE = '/etc/iptables/rules.v4';
 const tree = renderIptablesChains(treeMap(), { outInterface: 'eth0' });
@@ -29,15 +30,6 @@ function natTable(lines: readonly string[]): string {
   const head = ['*filter', ':INPUT DROP [0:0]', '-A INPUT -i lo -j ACCEPT', 'COMMIT', '*nat'];
   const builtin = ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'].map((c) => `:${c} ACCEPT [0:0]`);
   return [...head, ...builtin, ...lines, 'COMMIT', ''].join('\n');
-}
-
-function caught(run: () => unknown): unknown {
-  try {
-    run();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
 }
 
 describe('a rules file whose nat table uses our names for its own', () => {

@@ -13,6 +13,7 @@ import { walkIptables } from '../helpers/packet-walk.js';
 import { arrayPortMap, ip } from '../helpers/port-map.js';
 import { expectGolden, readFixture } from './golden.js';
 import { tinyMap, treeMap } from './maps.js';
+import { caught } from '../helpers/caught.js';
 
 const FILE = '/etc/iptables/rules.v4';
 const options = { outInterface: 'eth0' };
@@ -29,15 +30,6 @@ function withoutOurs(text: string): string {
     .split(/(?<=\n)/)
     .filter((line) => !isOurs(line.trimEnd()))
     .join('');
-}
-
-function caught(run: () => unknown): unknown {
-  try {
-    run();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
 }
 
 describe('mergeIntoRulesFile on the eduVPN 3.x default file', () => {
