@@ -135,6 +135,11 @@ export function ipv6HalfOf(
   return half(base, 'ours', damaged, archiveBody(found.text), configured);
 }
 
+/** The IPv6 half of an archive that cannot be read at all (see loadArchive): unknown. */
+export function unreadableHalf(base: Base): LoadedArchive<bigint> {
+  return half(base, 'unreadable', undefined);
+}
+
 /** The IPv6 half of a loaded archive (an archive read without one had no IPv6 of ours). */
 export function ipv6Of(archive: LoadedArchive): LoadedArchive<bigint> {
   return archive.ipv6?.() ?? half(archive, 'not-ours', undefined);

@@ -75,7 +75,7 @@ function lookupAround<A extends Address>(
   const notes = [
     ...coverageNotes(around, relevant, at),
     ...(relevant.length > 0 ? switchNotes(inPlay, margin) : []),
-    ...integrityNotes(inPlay),
+    ...integrityNotes(inPlay, at, margin),
   ];
   const readable = considered.filter((archive) => archive.ipv6State !== 'unreadable');
   if (readable.length > 0 && matches.length === 0) {
@@ -98,16 +98,17 @@ function lookupAround<A extends Address>(
   }
   const distinct = new Set(matches.map(blockKey)).size;
   const unreadable = inPlay.some((archive) => archive.ipv6State === 'unreadable');
+  // A damaged or missing archive may have given the client a block too.
+  const integrity = notes.some((note) => INTEGRITY_NOTES.has(note.code));
   const status: TraceStatus =
     matches.length === 0
-      ? unreadable
+      ? unreadable || integrity
         ? 'ambiguous'
         : 'not-found'
       : distinct > 1 ||
           hasSilentArchive(inPlay, matches) ||
-          notes.some(
-            (note) => note.code === 'may-predate-archives' || INTEGRITY_NOTES.has(note.code),
-          )
+          integrity ||
+          notes.some((note) => note.code === 'may-predate-archives')
         ? 'ambiguous'
         : 'found';
   return { status, notes, archives: inPlay, matches };

@@ -23,6 +23,7 @@ export type TraceNoteCode =
   | 'several-nodes'
   | 'in-the-future'
   | 'archive-damaged'
+  | 'archive-missing'
   | 'apply-interrupted'
   | 'archive-misdated'
   | 'kernel-drifted'
@@ -33,7 +34,10 @@ export type TraceNoteCode =
  * one: its ruleset is a candidate of its own, and where it agrees with the other, the answer
  * holds either way.)
  */
-export const INTEGRITY_NOTES: ReadonlySet<TraceNoteCode> = new Set(['archive-damaged']);
+export const INTEGRITY_NOTES: ReadonlySet<TraceNoteCode> = new Set([
+  'archive-damaged',
+  'archive-missing',
+]);
 
 export interface TraceNote {
   readonly code: TraceNoteCode;
@@ -69,8 +73,11 @@ export function coverageNotes(
   relevant: readonly LoadedArchive<Address>[],
   at: number,
 ): TraceNote[] {
-  const notes: TraceNote[] = [];
+  const notes: TraceNote[] = around.flatMap(({ dir, missingBefore }) =>
+    missingBefore === undefined ? [] : [missingBeforeNote(dir, missingBefore)],
+  );
   const names = around.map((node) => node.dir).join(', ');
+  if (notes.length > 0) return notes;
   if (around.every((node) => node.firstActivatedAt === undefined)) {
     notes.push({ code: 'no-archives', message: `there are no archived rulesets in ${names}` });
     return notes;
@@ -93,14 +100,44 @@ export function coverageNotes(
   return notes;
 }
 
-/** Notes for archives in play that cannot be trusted as they are, or may not have been active. */
-export function integrityNotes(inPlay: readonly LoadedArchive<Address>[]): TraceNote[] {
+/** The note for rulesets archived before the first one present (or instead of none). */
+function missingBeforeNote(
+  dir: string,
+  { missing, first }: NonNullable<ActiveAround<Address>['missingBefore']>,
+): TraceNote {
+  return {
+    code: 'archive-missing',
+    message:
+      first === undefined
+        ? `${dir} holds no archive, but the state file anchors ${missing}: the archives were removed, so which ruleset was active then cannot be known (restore them from a backup; traceable-nat check)`
+        : `${first} names ${missing} as the ruleset before it, which is missing from ${dir}: the rulesets active before ${first} cannot be known (restore it from a backup; traceable-nat check)`,
+  };
+}
+
+/**
+ * Notes for archives in play that cannot be trusted as they are, or may not have been active,
+ * or may have been replaced at `at` by a ruleset whose archive is missing (`margin`: seconds of
+ * doubt for the reporter's clock).
+ */
+export function integrityNotes(
+  inPlay: readonly LoadedArchive<Address>[],
+  at: number,
+  margin: number,
+): TraceNote[] {
   const notes: TraceNote[] = [];
   for (const archive of inPlay) {
     if (archive.damaged !== undefined) {
       notes.push({
         code: 'archive-damaged',
         message: `${archive.damaged}: its answer may be wrong (traceable-nat check lists the damage)`,
+      });
+    }
+    const missing = archive.missingAfter;
+    // The missing ruleset became active in a later second than this one, at the earliest.
+    if (missing !== undefined && at + margin >= archive.entry.activatedAt + 1) {
+      notes.push({
+        code: 'archive-missing',
+        message: `${missing.name}, a ruleset archived after ${archive.entry.name}, is missing from ${archive.dir}: from ${formatUtc(archive.entry.activatedAt)} on, rulesets that are not known may have been active, so no answer for that time is certain (restore it from a backup; traceable-nat check)`,
       });
     }
     if (archive.misdated === true) {

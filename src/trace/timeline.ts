@@ -12,11 +12,12 @@ import {
   type ReadForTrace,
 } from '../archive/binding-index.js';
 import { parseArchiveHeader } from '../archive/header.js';
-import { findArchiveAt, type ArchiveName } from '../archive/names.js';
+import { findArchiveAt, parseArchiveName, type ArchiveName } from '../archive/names.js';
+import { isTnatError } from '../errors.js';
 import { parseIpv4 } from '../net/ipv4.js';
 import type { Address } from '../net/address.js';
 import type { Netmap6, ReadAssignment } from '../render/read-rules.js';
-import { ipv6HalfOf, type Ipv6Source } from './archive6.js';
+import { ipv6HalfOf, unreadableHalf, type Ipv6Source } from './archive6.js';
 import type { DriftWindow } from '../archive/drift.js';
 import { buildPortIndex, type PortIndex } from './port-index.js';
 
@@ -97,6 +98,12 @@ export interface LoadedArchive<A extends Address = number> {
   readonly netmaps?: readonly Netmap6[] | undefined;
   /** Why this archive cannot be trusted as it is (edited or cut after it was written). */
   readonly damaged: string | undefined;
+  /**
+   * The archive of a ruleset that followed this one and is missing from the directory (named
+   * by the next archive's `previous` line, or by the state file's anchor): after this one's
+   * activation, rulesets that are not known may have been active.
+   */
+  readonly missingAfter?: ArchiveName | undefined;
   /** An interrupted apply's ruleset, which may or may not have become active. */
   readonly pending: boolean;
   /** Dated later than now (see ArchiveDir.misdated): active, if at all, since `applyStartedAt`. */
@@ -120,6 +127,14 @@ export interface ActiveAround<A extends Address = number> {
   readonly mayPredateFirst: boolean;
   /** Activation of the directory's first archive; undefined when it has none. */
   readonly firstActivatedAt: number | undefined;
+  /**
+   * The archive the directory's first one names as its predecessor (its `previous` line), or
+   * the one the state file anchors when the directory holds none: rulesets were archived before
+   * (or instead of) those present, and their files are gone. Read only when the moment may
+   * predate the first archive.
+   */
+  readonly missingBefore?:
+    { readonly missing: string; readonly first: string | undefined } | undefined;
   /** When the directory's kernel did not hold its archived ruleset (ArchiveDir.drifts). */
   readonly drifts?: readonly DriftWindow[] | undefined;
 }
@@ -152,7 +167,7 @@ function damageOf(
   const next = dir.entries[index + 1];
   const digest = digestOf();
   if (next !== undefined) {
-    const recorded = parseArchiveHeader((dir.readHeader ?? dir.read)(next))?.previous;
+    const recorded = previousOf(dir, next);
     if (recorded?.name === entry.name && recorded.sha256 !== digest) {
       return `${entry.name} is not what was archived: ${next.name} recorded its SHA-256 as ${recorded.sha256}, the file now has ${digest} (edited or cut since)`;
     }
@@ -167,6 +182,42 @@ function damageOf(
     return `${entry.name} stops before the end of its ruleset (cut by a full disk or a copy?)`;
   }
   return undefined;
+}
+
+/** The `previous` line of an archive's header; undefined when it has none or cannot be read. */
+function previousOf(
+  dir: ArchiveDir,
+  entry: ArchiveName,
+): { name: string; sha256: string } | undefined {
+  try {
+    return parseArchiveHeader((dir.readHeader ?? dir.read)(entry))?.previous;
+  } catch {
+    // Unreadable: that archive is reported damaged when it is loaded itself.
+    return undefined;
+  }
+}
+
+/**
+ * The archive that followed entry `index` and is missing from the directory: the next one
+ * names another predecessor, or (for the newest) the state file anchors an archive not
+ * there and not older. Archives of another backend share the directory and the chain.
+ */
+function missingAfter(dir: ArchiveDir, index: number): ArchiveName | undefined {
+  const entry = dir.entries[index];
+  if (!entry) return undefined;
+  const next = dir.entries[index + 1];
+  const named = next === undefined ? dir.anchor?.name : previousOf(dir, next)?.name;
+  if (named === undefined || named === entry.name) return undefined;
+  const missing = parseArchiveName(named);
+  if (missing === undefined || missing.activatedAt < entry.activatedAt) return undefined;
+  if (next === undefined && isPresent(dir, named)) return undefined;
+  return missing;
+}
+
+/** Whether the directory holds archive `name`, dated or not (see ArchiveDir.misdated). */
+function isPresent(dir: ArchiveDir, name: string): boolean {
+  const named = (entry: ArchiveName) => entry.name === name;
+  return dir.entries.some(named) || (dir.misdated ?? []).some(named);
 }
 
 function summarizeArchive(
@@ -232,14 +283,54 @@ function readBindings(
 export function loadArchive(dir: ArchiveDir, index: number): LoadedArchive | undefined {
   const entry = dir.entries[index];
   if (!entry) return undefined;
-  const { bindings, text, digest } = readBindings(dir, entry);
+  const nextActivatedAt = dir.entries[index + 1]?.activatedAt;
+  const read = readOrDamage(dir, entry);
+  if (read.damaged !== undefined) {
+    // Its bindings are unknown: a candidate of no client, whose doubt makes every answer
+    // around it ambiguous (its header, when its start can be read, still gives its addresses
+    // and when its apply began).
+    const bindings = bindingsOfText(read.header);
+    const archive = {
+      ...summarizeArchive(dir, entry, bindings, nextActivatedAt),
+      damaged: read.damaged,
+      missingAfter: missingAfter(dir, index),
+      pending: false,
+    };
+    return { ...archive, ipv6: () => unreadableHalf(archive) };
+  }
+  const { bindings, text, digest } = read;
   const source = () => dir.readIpv6?.(entry);
   const archive = {
-    ...summarizeArchive(dir, entry, bindings, dir.entries[index + 1]?.activatedAt),
+    ...summarizeArchive(dir, entry, bindings, nextActivatedAt),
     damaged: damageOf(dir, index, bindings, digest),
+    missingAfter: missingAfter(dir, index),
     pending: false,
   };
   return withIpv6(archive, bindings.header, text, source);
+}
+
+/**
+ * readBindings, or why the archive cannot be read (a compressed file cut short, say) and as
+ * much of its header as its first bytes give.
+ */
+function readOrDamage(
+  dir: ArchiveDir,
+  entry: ArchiveName,
+):
+  | (ReturnType<typeof readBindings> & { readonly damaged?: undefined })
+  | { readonly damaged: string; readonly header: string } {
+  try {
+    return readBindings(dir, entry);
+  } catch (error) {
+    if (!isTnatError(error)) throw error;
+    let header = '';
+    try {
+      header = dir.readHeader?.(entry) ?? '';
+    } catch {
+      // Not even its start: no header either.
+    }
+    return { damaged: error.message, header };
+  }
 }
 
 /** The pending archive as a candidate from its apply's start on (see ArchiveDir.pending). */
@@ -305,11 +396,20 @@ export function activeAround(
   if (since - margin <= at) {
     for (const entry of dir.misdated ?? []) archives.push(loadMisdated(dir, entry, since));
   }
+  const mayPredateFirst = first === undefined || at < first.activatedAt + 1 + margin;
+  const missing = !mayPredateFirst
+    ? undefined
+    : first === undefined
+      ? dir.anchor && !isPresent(dir, dir.anchor.name)
+        ? dir.anchor.name
+        : undefined
+      : previousOf(dir, first)?.name;
   return {
     dir: dir.dir,
     archives,
-    mayPredateFirst: first === undefined || at < first.activatedAt + 1 + margin,
+    mayPredateFirst,
     firstActivatedAt: first?.activatedAt,
+    missingBefore: missing === undefined ? undefined : { missing, first: first?.name },
     drifts: dir.drifts,
   };
 }

@@ -151,9 +151,11 @@ function statusOf(
 ): TraceStatus {
   // An IPv6 half that cannot be read may have named a client: no answer is no "not found".
   const unreadable = inPlay.some((archive) => archive.ipv6State === 'unreadable');
-  if (candidates.length === 0) return unreadable ? 'ambiguous' : 'not-found';
+  // A damaged or missing archive may have named a client too.
+  const integrity = notes.some((note) => INTEGRITY_NOTES.has(note.code));
+  if (candidates.length === 0) return unreadable || integrity ? 'ambiguous' : 'not-found';
   if (candidates.length > 1) return 'ambiguous';
-  const doubt = notes.some((note) => DOUBTS.has(note.code) || INTEGRITY_NOTES.has(note.code));
+  const doubt = integrity || notes.some((note) => DOUBTS.has(note.code));
   return doubt || hasSilentArchive(inPlay, matches) ? 'ambiguous' : 'found';
 }
 
@@ -222,7 +224,7 @@ function traceAround<A extends Address>(
     ...coverageNotes(around, relevant, query.at),
     ...addressNotes(query, considered, relevant, matches),
     ...(relevant.length > 0 ? switchNotes(inPlay, margin) : []),
-    ...integrityNotes(inPlay),
+    ...integrityNotes(inPlay, query.at, margin),
     ...driftNotes(around, inPlay, query.at, margin),
     ...nodeNotes(query, matches),
   ];
