@@ -17,12 +17,12 @@ import type { VpnProtocol } from '../eduvpn/pool.js';
 import { isTnatError, PartialLoadError, TnatError } from '../errors.js';
 import { walkBindings, type Bindings } from '../mapping/bindings.js';
 import { assignmentColumns } from '../mapping/columns.js';
+import { formatClientRange, type Map6 } from '../mapping/map6.js';
 import { formatCidr6, formatIpv6 } from '../net/ipv6.js';
 import { forgetClients } from '../netfilter/conntrack.js';
 import { forgetSources6 } from '../netfilter/conntrack6.js';
 import { translations6 as readTranslations6 } from '../render/fingerprint6.js';
 import { renderFormat } from '../render/iptables.js';
-import type { Ruleset6Plan } from '../render/ruleset6.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
 import { identityOf, type FileIdentity } from '../system/file-identity.js';
 import { TOOL_VERSION } from '../version.js';
@@ -443,16 +443,25 @@ function settingsOf(config: Config, plan: RulesetPlan): Record<string, unknown> 
     excludePorts: config.nat.excludePorts.map((range) => `${range.first}-${range.last}`),
     portsPerClient: config.nat.portsPerClient,
     blockSize: plan.map.blockSize,
-    ...(plan.ipv6 && { nat6: settings6Of(plan.ipv6) }),
+    ...(plan.ipv6 && { nat6: settings6Of(plan.ipv6.map) }),
     // How the rules were written, for a later apply to reuse this text (see renderFormat).
     ...(plan.backend === 'iptables' && { render: renderFormat() }),
   };
 }
 
-function settings6Of(plan6: Ruleset6Plan): Record<string, unknown> {
-  const { map } = plan6;
+/** What an archive header records of the IPv6 mapping (trace reads clientRanges back). */
+export function settings6Of(map: Map6): Record<string, unknown> {
   return map.mode === 'prefix'
-    ? { mode: 'prefix', publicPrefix: formatCidr6(map.publicPrefix), clients: map.clientCount }
+    ? {
+        mode: 'prefix',
+        publicPrefix: formatCidr6(map.publicPrefix),
+        clients: map.clientCount,
+        // Which addresses of each NETMAP range are clients, for trace (src/trace/netmap6.ts);
+        // left out where so many ranges would not fit in the header trace reads.
+        ...(map.clientRanges.length <= MAX_HEADER_RANGES && {
+          clientRanges: map.clientRanges.map(formatClientRange),
+        }),
+      }
     : {
         mode: 'ports',
         publicAddresses: map.publicAddresses.map(formatIpv6),
@@ -460,6 +469,9 @@ function settings6Of(plan6: Ruleset6Plan): Record<string, unknown> {
         clients: map.clientCount,
       };
 }
+
+/** At most this many client ranges in an archive header (some 40 bytes each). */
+const MAX_HEADER_RANGES = 64;
 
 function reasonFor(force: boolean, hasPrevious: boolean, anchorMismatch: string | undefined) {
   if (anchorMismatch !== undefined) return `forced over an anchor mismatch: ${anchorMismatch}`;

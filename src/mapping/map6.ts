@@ -52,6 +52,20 @@ export interface PortMap6 extends Map6Common {
 export interface PrefixMap6 extends Map6Common {
   readonly mode: 'prefix';
   readonly publicPrefix: Cidr6;
+  /** Each client range (one NETMAP rule each) and the offsets from its network its clients have. */
+  readonly clientRanges: readonly ClientRange6[];
+}
+
+/** The clients of one IPv6 client range: its network plus `first` to `last`. */
+export interface ClientRange6 {
+  readonly range: Cidr6;
+  readonly first: bigint;
+  readonly last: bigint;
+}
+
+/** A client range as an archive header records it: `fd42::/112 2-65534`. */
+export function formatClientRange({ range, first, last }: ClientRange6): string {
+  return `${formatCidr6(range)} ${String(first)}-${String(last)}`;
 }
 
 export type Map6 = PortMap6 | PrefixMap6;
@@ -216,12 +230,19 @@ class NetmapPrefix6 implements PrefixMap6 {
   readonly clientCount: number;
   private readonly hostMask: bigint;
 
+  readonly clientRanges: readonly ClientRange6[];
+
   constructor(
     private readonly twins: TwinIndex,
     readonly publicPrefix: Cidr6,
   ) {
     this.clientCount = twins.count;
     this.hostMask = hostMask6(publicPrefix.prefix);
+    this.clientRanges = twins.spans.map(({ pool, subnet6, first4, last4 }) => ({
+      range: subnet6,
+      first: BigInt(first4 - pool.subnet4.network),
+      last: BigInt(last4 - pool.subnet4.network),
+    }));
   }
 
   private assignment(client: bigint, twin: number, pool: ClientPool): Assignment6 {

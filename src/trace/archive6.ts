@@ -13,7 +13,8 @@ import { archiveBody, parseArchiveHeader, rulesetLooksComplete } from '../archiv
 import { parseIpv6 } from '../net/ipv6.js';
 import { readRules6 } from '../render/read-rules6.js';
 import type { ReadAssignment } from '../render/read-rules.js';
-import { netmapClient, netmapPublic, netmapUses } from './netmap6.js';
+import type { ClientRange6 } from '../mapping/map6.js';
+import { clientRangesOf, netmapClient, netmapPublic, netmapUses } from './netmap6.js';
 import { buildPortIndex, type PortIndex } from './port-index.js';
 import type { LoadedArchive } from './timeline.js';
 
@@ -45,6 +46,7 @@ function half(
   damaged: string | undefined,
   rulesText = '',
   configured: readonly bigint[] = [],
+  clientRanges?: readonly ClientRange6[],
 ): LoadedArchive<bigint> {
   const { assignments, netmaps } = readRules6(rulesText);
   const addresses = new Set([...assignments.map((a) => a.publicAddress), ...configured]);
@@ -54,7 +56,7 @@ function half(
     address === undefined
       ? []
       : netmaps.flatMap((netmap) => {
-          const client = netmapClient(netmap, address);
+          const client = netmapClient(netmap, address, clientRanges);
           if (client === undefined) return [];
           return [{ ...ALL_PORTS, client, publicAddress: address, netmap }];
         });
@@ -63,6 +65,7 @@ function half(
     publicAddresses: [...addresses].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
     assignments: () => assignments,
     netmaps,
+    clientRanges,
     damaged: base.damaged ?? damaged,
     ipv6State: state,
     holding: (port, address) => [
@@ -81,6 +84,8 @@ export function blocksOfClient6(
   for (const netmap of archive.netmaps ?? []) {
     const publicAddress = netmapPublic(netmap, client);
     if (publicAddress === undefined) continue;
+    // The client's own address back: none when it is no client of the range.
+    if (netmapClient(netmap, publicAddress, archive.clientRanges) !== client) continue;
     blocks.push({ ...ALL_PORTS, client, publicAddress, netmap });
   }
   return blocks;
@@ -114,7 +119,14 @@ export function ipv6HalfOf(
     const body = archiveBody(text());
     const start = body.search(TABLE_IP6);
     if (start < 0) return half(base, 'not-ours', undefined);
-    return half(base, 'ours', undefined, body.slice(start), configured);
+    return half(
+      base,
+      'ours',
+      undefined,
+      body.slice(start),
+      configured,
+      clientRangesOf(header?.settings ?? {}),
+    );
   }
   const recorded = header?.ipv6?.sha256;
   if (recorded === undefined) return half(base, 'not-ours', undefined);
@@ -132,7 +144,14 @@ export function ipv6HalfOf(
   } else if (!rulesetLooksComplete(archiveBody(found.text))) {
     damaged = `${found.name} stops before the end of its ruleset (cut by a full disk or a copy?)`;
   }
-  return half(base, 'ours', damaged, archiveBody(found.text), configured);
+  return half(
+    base,
+    'ours',
+    damaged,
+    archiveBody(found.text),
+    configured,
+    clientRangesOf(header?.settings ?? {}),
+  );
 }
 
 /** The IPv6 half of an archive that cannot be read at all (see loadArchive): unknown. */

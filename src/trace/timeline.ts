@@ -19,6 +19,7 @@ import type { Address } from '../net/address.js';
 import type { Netmap6, ReadAssignment } from '../render/read-rules.js';
 import { ipv6HalfOf, unreadableHalf, type Ipv6Source } from './archive6.js';
 import type { DriftWindow } from '../archive/drift.js';
+import type { ClientRange6 } from '../mapping/map6.js';
 import { buildPortIndex, type PortIndex } from './port-index.js';
 
 /** Seconds of doubt on each side of a switch; see the module comment. */
@@ -96,6 +97,8 @@ export interface LoadedArchive<A extends Address = number> {
   readonly assignments: () => readonly ReadAssignment<A>[];
   /** IPv6 prefix mode: client ranges mapped into public prefixes (no per-client rules). */
   readonly netmaps?: readonly Netmap6[] | undefined;
+  /** Which addresses of those ranges were clients', when the header says (see netmapClient). */
+  readonly clientRanges?: readonly ClientRange6[] | undefined;
   /** Why this archive cannot be trusted as it is (edited or cut after it was written). */
   readonly damaged: string | undefined;
   /**

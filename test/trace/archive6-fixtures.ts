@@ -12,6 +12,7 @@ import { renderNftTable6 } from '../../src/render/nftables6.js';
 import { mergeIntoRulesFile } from '../../src/render/rules-file.js';
 import { readFixture } from '../render/golden.js';
 import { iptablesBody, nftBody, type Row } from './archive-fixtures.js';
+import { settings6Of } from '../../src/apply/execute.js';
 
 export interface Activation {
   /** Unix seconds the kernel finished loading it (the name). */
@@ -56,7 +57,8 @@ export function writeActivations(
       clients: rows.length,
       settings: {
         publicAddresses: [...new Set(rows.map((row) => row[1]))],
-        ...(map6 ? { nat6: { mode: map6.mode, outInterface: 'eth0' } } : {}),
+        // As an apply records it (trace reads a prefix mode's client ranges from it).
+        ...(map6 ? { nat6: settings6Of(map6) } : {}),
       },
     };
     let v4;
