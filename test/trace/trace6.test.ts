@@ -294,18 +294,16 @@ describe('prefix mode (NETMAP, snat ip6 prefix to)', () => {
 
   test("a range's network, the VPN server's own address and those past its clients are no client's", () => {
     write([{ at: T1, backend: 'iptables', rows: ROWS, map6: map }]);
-    const [range] = map.mode === 'prefix' ? map.clientRanges : [];
+    const prefixMap = prefixMap6();
+    const [range] = prefixMap.clientRanges;
     if (!range) throw new Error('no client range');
     // What NETMAP makes of any address of the range: the prefix, and the host bits below it.
     const publicOf = (offset: bigint) => {
-      if (map.mode !== 'prefix') return undefined;
-      const { network, prefix } = map.publicPrefix;
+      const { network, prefix } = prefixMap.publicPrefix;
       return network | ((range.range.network + offset) & ((1n << BigInt(128 - prefix)) - 1n));
     };
     for (const offset of [0n, 1n, range.last + 1n]) {
-      const address = publicOf(offset);
-      if (address === undefined) throw new Error('no public address');
-      expect(summary(trace(T1 + 60, address))).toEqual({
+      expect(summary(trace(T1 + 60, publicOf(offset)))).toEqual({
         status: 'not-found',
         clients: [],
         notes: ['port-in-no-block'],
@@ -313,9 +311,7 @@ describe('prefix mode (NETMAP, snat ip6 prefix to)', () => {
     }
     // The first and last client of the range are.
     for (const offset of [range.first, range.last]) {
-      const address = publicOf(offset);
-      if (address === undefined) throw new Error('no public address');
-      expect(summary(trace(T1 + 60, address)).clients).toEqual([
+      expect(summary(trace(T1 + 60, publicOf(offset))).clients).toEqual([
         formatAddress(range.range.network + offset),
       ]);
     }
