@@ -2,8 +2,10 @@
  * traceable-nat's own configuration: the one zod schema that knows its shape. Parsed once,
  * every problem reported at once with its key path and line, then frozen and handed around.
  */
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { dirname, join, resolve } from 'node:path';
+import { isNode, type Document, type LineCounter } from 'yaml';
 import * as z from 'zod';
+import { readConfigYaml } from './config-yaml.js';
 import { TnatError, type Where } from './errors.js';
 import { cidrContains, parseCidr4, parseIpv4 } from './net/ipv4.js';
 import { cidr6Contains, formatCidr6, isIpv4Mapped, parseCidr6, parseIpv6 } from './net/ipv6.js';
@@ -29,10 +31,22 @@ function expected(what: string) {
     issue.input === undefined ? undefined : `${shown(issue.input)} is not ${what}`;
 }
 
-/** A whole number of milliseconds of at least `min`. */
+/**
+ * The longest wait setTimeout and setInterval take: Node fires a longer one after 1 ms instead,
+ * with only a TimeoutOverflowWarning (https://nodejs.org/api/timers.html#settimeoutcallback-delay-args).
+ */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+/** A whole number of milliseconds of at least `min`, that a Node timer can wait. */
 function milliseconds(min: number, example: number) {
   const what = `a number of milliseconds: use a whole number of at least ${String(min)}, like ${String(example)}`;
-  return z.int({ error: expected(what) }).min(min, { error: expected(what) });
+  return z
+    .int({ error: expected(what) })
+    .min(min, { error: expected(what) })
+    .max(LONGEST_TIMER_MS, {
+      error: (issue) =>
+        `${String(issue.input)} is more than ${String(LONGEST_TIMER_MS)} ms (about 24.8 days), the longest a timer waits: use a smaller whole number, like ${String(example)}`,
+    });
 }
 
 const path = z
@@ -306,6 +320,54 @@ const eduvpnSchema = z.strictObject({
     .default(0),
 });
 
+/** The plan cache of the state file's directory (/var/lib/traceable-nat/plan-cache.json). */
+export function planCacheFile(stateFile: string): string {
+  return join(dirname(stateFile), 'plan-cache.json');
+}
+
+/**
+ * Two paths that name the same file overwrite each other: rulesFile6 = rulesFile made an apply
+ * replace the IPv4 rules with the IPv6 ones. Compared as resolve() spells them (`./`, `//`, a
+ * trailing `/`); a symbolic link is the operator's own doing and is not looked up (no I/O here).
+ */
+function checkFilePaths(
+  firewall: {
+    backend: 'iptables' | 'nftables';
+    rulesFile?: string | undefined;
+    rulesFile6: string;
+    archiveDir?: string | undefined;
+    stateFile: string;
+    lockFile: string;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const { backend, rulesFile, rulesFile6, archiveDir, stateFile, lockFile } =
+    resolveFirewallPaths(firewall);
+  const files: { key?: string; label: string; path: string }[] = [
+    { key: 'rulesFile', label: 'firewall.rulesFile', path: rulesFile },
+    // Only iptables has an IPv6 file of its own; nftables keeps both families in rulesFile.
+    ...(backend === 'iptables'
+      ? [{ key: 'rulesFile6', label: 'firewall.rulesFile6', path: rulesFile6 }]
+      : []),
+    { key: 'stateFile', label: 'firewall.stateFile', path: stateFile },
+    { label: 'the plan cache kept beside firewall.stateFile', path: planCacheFile(stateFile) },
+    { key: 'lockFile', label: 'firewall.lockFile', path: lockFile },
+    { key: 'archiveDir', label: 'firewall.archiveDir', path: archiveDir },
+  ];
+  for (const file of files) {
+    const first = files.find((other) => resolve(other.path) === resolve(file.path));
+    if (first === undefined || first === file) continue;
+    // The plan cache is no key of its own: the key that meets it carries the problem.
+    const [at, other] = file.key === undefined ? [first, file] : [file, first];
+    if (at.key === undefined) continue;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['firewall', at.key],
+      message: `${JSON.stringify(at.path)} is also ${other.label}: give each its own path`,
+    });
+  }
+}
+
 export const configSchema = z
   .strictObject({
     eduvpn: eduvpnSchema.prefault({}),
@@ -389,6 +451,7 @@ export const configSchema = z
   })
   .superRefine((config, ctx) => {
     checkNat6(config.nat6, ctx);
+    checkFilePaths(config.firewall, ctx);
     const sections: [string, PortBlock, readonly PortBlock[]][] = [
       ['nat', config.nat.portRange, config.nat.excludePorts],
     ];
@@ -501,20 +564,8 @@ function withoutFollowUps(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue
 
 /** Parses and validates the YAML text of a config file; `file` is only used in messages. */
 export function parseConfig(text: string, file: string): Config {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
-  const yamlError = doc.errors[0];
-  if (yamlError) {
-    const pos = lines.linePos(yamlError.pos[0]);
-    throw new TnatError(
-      'E_CONFIG',
-      `${yamlError.message.split('\n')[0] ?? 'YAML syntax error'}; fix the YAML syntax`,
-      {
-        where: { file, line: pos.line, column: pos.col },
-      },
-    );
-  }
-  const result = configSchema.safeParse(doc.toJS() ?? {}, { reportInput: true });
+  const { doc, lines, value } = readConfigYaml(text, file);
+  const result = configSchema.safeParse(value ?? {}, { reportInput: true });
   if (!result.success) {
     const problems = withoutFollowUps(result.error.issues).map((issue) => {
       const keyPath =

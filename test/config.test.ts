@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { jest } from '@jest/globals';
 import { parseConfig } from '../src/config.js';
 import { TnatError } from '../src/errors.js';
 
@@ -239,5 +240,149 @@ describe('parseConfig', () => {
     expect(error.message).not.toMatch(
       /Invalid input|Too small|Too big|expected (string|number|int)|problems/,
     );
+  });
+});
+
+describe('paths that name the same file', () => {
+  const firewall = (lines: string) => `${minimal}firewall:\n${lines}`;
+
+  test.each([
+    [
+      'the IPv6 rules file is the IPv4 one',
+      firewall('  rulesFile: /s/rules.v4\n  rulesFile6: /s/rules.v4\n'),
+      'test.yaml:6: firewall.rulesFile6: "/s/rules.v4" is also firewall.rulesFile: give each its own path',
+    ],
+    [
+      'the state file is the rules file',
+      firewall('  rulesFile: /s/rules.v4\n  stateFile: /s/rules.v4\n'),
+      'test.yaml:6: firewall.stateFile: "/s/rules.v4" is also firewall.rulesFile: give each its own path',
+    ],
+    [
+      'the lock file is the default rules file, spelt otherwise',
+      firewall('  lockFile: /etc/iptables/./rules.v4\n'),
+      'test.yaml:5: firewall.lockFile: "/etc/iptables/./rules.v4" is also firewall.rulesFile: give each its own path',
+    ],
+    [
+      'the lock file is the state file',
+      firewall('  stateFile: /s/state\n  lockFile: /s/state\n'),
+      'test.yaml:6: firewall.lockFile: "/s/state" is also firewall.stateFile: give each its own path',
+    ],
+    [
+      'the archive directory is the rules file',
+      firewall('  rulesFile: /s/rules\n  archiveDir: /s/rules/\n'),
+      'test.yaml:6: firewall.archiveDir: "/s/rules/" is also firewall.rulesFile: give each its own path',
+    ],
+    [
+      'the lock file is the plan cache beside the state file',
+      firewall('  lockFile: /var/lib/traceable-nat/plan-cache.json\n'),
+      'test.yaml:5: firewall.lockFile: "/var/lib/traceable-nat/plan-cache.json" is also the plan cache kept beside firewall.stateFile: give each its own path',
+    ],
+    [
+      'the state file is its own plan cache',
+      firewall('  stateFile: /s/plan-cache.json\n'),
+      'test.yaml:5: firewall.stateFile: "/s/plan-cache.json" is also the plan cache kept beside firewall.stateFile: give each its own path',
+    ],
+  ])('refuses %s, naming both and the path', (_name, text, message) => {
+    const error = errorOf(text);
+    expect(error.code).toBe('E_CONFIG');
+    expect(error.message).toBe(message);
+  });
+
+  test('the nftables backend has no IPv6 rules file of its own: rulesFile6 may be anything', () => {
+    const config = parseConfig(
+      firewall('  backend: nftables\n  rulesFile: /s/rules\n  rulesFile6: /s/rules\n'),
+      'x.yaml',
+    );
+    expect(config.firewall.rulesFile).toBe('/s/rules');
+  });
+});
+
+describe('milliseconds that a Node timer can wait', () => {
+  test.each([
+    ['daemon.verifyIntervalMs', 'daemon:\n  verifyIntervalMs: 2147483648\n', 5],
+    ['daemon.settleMs', 'daemon:\n  settleMs: 4294967296\n', 5],
+    ['firewall.lockTimeoutMs', 'firewall:\n  lockTimeoutMs: 2147483648\n', 5],
+  ])('%s above 2^31-1 is refused (Node would fire it after 1 ms)', (key, text, line) => {
+    const error = errorOf(`${minimal}${text}`);
+    expect(error.code).toBe('E_CONFIG');
+    expect(error.message).toMatch(
+      new RegExp(
+        `^test\\.yaml:${line}: ${key.replace('.', '\\.')}: \\d+ is more than 2147483647 ms \\(about 24\\.8 days\\), the longest a timer waits: use a smaller whole number, like \\d+$`,
+      ),
+    );
+  });
+
+  test('2^31-1 itself is accepted', () => {
+    const config = parseConfig(`${minimal}daemon:\n  verifyIntervalMs: 2147483647\n`, 'x.yaml');
+    expect(config.daemon.verifyIntervalMs).toBe(2147483647);
+  });
+});
+
+describe('YAML the configuration cannot take: one sentence with its place, nothing on stderr', () => {
+  let warnings: jest.SpiedFunction<typeof process.emitWarning>;
+  beforeEach(() => {
+    warnings = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+  });
+  afterEach(() => {
+    const emitted = warnings.mock.calls.map(([warning]) => String(warning));
+    warnings.mockRestore();
+    expect(emitted).toEqual([]);
+  });
+
+  test.each([
+    [
+      'an alias without its anchor',
+      `${minimal}daemon: *nope\n`,
+      /^test\.yaml:4:9: unresolved alias \*nope: define the anchor &nope before it$/,
+    ],
+    [
+      'an alias before its anchor',
+      `${minimal}daemon: *later\ntrace: &later {}\n`,
+      /^test\.yaml:4:9: unresolved alias \*later: define the anchor &later before it$/,
+    ],
+    [
+      'an alias bomb',
+      `a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n${minimal}`,
+      /^test\.yaml: its aliases expand to too many values .*: write the values out/,
+    ],
+    [
+      'a second document',
+      `${minimal}---\ndaemon: {}\n`,
+      /^test\.yaml:4:1: a second YAML document starts here: the configuration file must hold one document/,
+    ],
+    [
+      'an unknown tag',
+      `${minimal}daemon: !foo {settleMs: 5}\n`,
+      /^test\.yaml:4:9: unknown tag !foo: remove it/,
+    ],
+    [
+      '!!binary',
+      `${minimal}daemon: !!binary aGVsbG8=\n`,
+      /^test\.yaml:4:9: unknown tag !!binary: /,
+    ],
+    ['!!set', `${minimal}daemon: !!set {? settleMs}\n`, /^test\.yaml:4:9: unknown tag !!set: /],
+    [
+      '!!binary under %YAML 1.1',
+      `%YAML 1.1\n---\n${minimal}daemon: !!binary aGVsbG8=\n`,
+      /^test\.yaml:6:9: unknown tag !!binary: /,
+    ],
+    [
+      'a list as a key',
+      `${minimal}? [a, b]\n: 1\n`,
+      /^test\.yaml:4:3: a list or mapping is used as a key: write each key as a plain name/,
+    ],
+  ])('%s', (_name, text, message) => {
+    const error = errorOf(text);
+    expect(error.code).toBe('E_CONFIG');
+    expect(error.message).toMatch(message);
+    expect(error.message).not.toMatch(/\n|readBig|parseAllDocuments/);
+  });
+
+  test('an alias with its anchor before it still works', () => {
+    const config = parseConfig(
+      `nat:\n  publicAddresses: [192.0.2.1]\n  outInterface: &out eth0\nnat6:\n  publicAddresses: ['2001:db8::1']\n  outInterface: *out\n`,
+      'x.yaml',
+    );
+    expect(config.nat6?.outInterface).toBe('eth0');
   });
 });

@@ -12,7 +12,7 @@
  * means the file is parsed, as before it existed.
  */
 import { readFileSync, renameSync, unlinkSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import * as z from 'zod';
 import type { AssignmentColumns } from '../mapping/types.js';
 import {
@@ -27,10 +27,8 @@ import type { RulesetPlan } from './plan.js';
 
 const FORMAT = 'traceable-nat plan cache 1';
 
-/** The cache of the state file's directory (/var/lib/traceable-nat/plan-cache.json). */
-export function planCacheFile(stateFile: string): string {
-  return join(dirname(stateFile), 'plan-cache.json');
-}
+/** Where the cache is: config.ts names it, to refuse a configured path that is the cache. */
+export { planCacheFile } from '../config.js';
 
 /** Which rules file a cache is for. */
 export interface PlanCacheKey {

@@ -165,6 +165,28 @@ describe('bad input: one sentence, exit 2, no stack trace', () => {
     expect(readFileSync(rules, 'utf8')).toBe('*nat\n-A POSTROUTING -j MASQUERADE\n');
   });
 
+  test('a YAML alias without its anchor: its place, not an internal error', async () => {
+    expectOneSentence(
+      await run('profiles', '--config', configWith(join(dir, 'config.php'), 'daemon: *nope\n')),
+      /^traceable-nat: .*config\.yaml:\d+:9: unresolved alias \*nope: define the anchor &nope before it\n$/,
+    );
+  });
+
+  test('an IPv6 rules file that is the IPv4 one is refused before anything is read or written', async () => {
+    const rules = join(dir, 'rules.v4');
+    writeFileSync(rules, '*nat\nCOMMIT\n');
+    cpSync('examples/etc/vpn-user-portal/config.php', join(dir, 'config.php'));
+    const config = configWith(
+      join(dir, 'config.php'),
+      `  rulesFile6: ${rules}\nnat6:\n  publicAddresses: ['2001:db8::1']\n`,
+    );
+    expectOneSentence(
+      await run('apply', '-n', '--config', config),
+      /config\.yaml:\d+: firewall\.rulesFile6: ".*rules\.v4" is also firewall\.rulesFile: give each its own path/,
+    );
+    expect(readFileSync(rules, 'utf8')).toBe('*nat\nCOMMIT\n');
+  });
+
   test.each([
     [['frobnicate'], /unknown command "frobnicate"/],
     [['profiles', '--frob'], /Unknown option '--frob'/],

@@ -452,6 +452,28 @@ test('reload with an invalid configuration keeps the previous one and says why',
   expect(watching()).toHaveLength(1);
 });
 
+test('reload with a YAML alias that has no anchor: E_CONFIG with its place, no stack', async () => {
+  await daemon.start();
+  writeFileSync(
+    sandbox.configFile,
+    readFileSync(sandbox.configFile, 'utf8').replace(
+      `"settleMs": ${String(SETTLE_MS)}`,
+      '"settleMs": *nope',
+    ),
+  );
+
+  await daemon.reload();
+  expect(errors()).toMatchObject([
+    {
+      msg: 'configuration rejected, keeping the previous one',
+      code: 'E_CONFIG',
+      error: expect.stringMatching(
+        /config\.yaml:\d+:\d+: unresolved alias \*nope: define the anchor &nope before it$/,
+      ) as unknown,
+    },
+  ]);
+});
+
 test('stop: STOPPING=1, the rules stay in place, nothing watched or timed any more', async () => {
   daemon = newDaemon(table, 10_000);
   await daemon.start();
