@@ -4,6 +4,7 @@
  * option (the command); everything after it belongs to the command.
  */
 import { parseArgs } from 'node:util';
+import { DEFAULT_CONFIG_FILE } from '../config-path.js';
 import { TnatError } from '../errors.js';
 
 export interface GlobalOptions {
@@ -21,6 +22,17 @@ const GLOBAL_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
+
+/** A --config value, before or after the command: an empty one would be read as a file "". */
+export function configFileOption(value: string | undefined): string | undefined {
+  if (value === '') {
+    throw new TnatError(
+      'E_USAGE',
+      `--config (-C) needs a path: give the configuration file, like --config ${DEFAULT_CONFIG_FILE}`,
+    );
+  }
+  return value;
+}
 
 export function parseGlobalOptions(args: readonly string[]): GlobalOptions {
   // A loose pass finds where the command starts: the first positional that is no option's value
@@ -45,9 +57,8 @@ export function parseGlobalOptions(args: readonly string[]): GlobalOptions {
     allowPositionals: false,
     strict: true,
   });
-  if (values.config === '') throw new TnatError('E_USAGE', '--config needs a file name');
   return {
-    config: values.config,
+    config: configFileOption(values.config),
     help: values.help === true,
     version: values.version === true,
     command: commandName,

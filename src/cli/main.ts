@@ -12,7 +12,7 @@ import { reportError } from './report-error.js';
 import type { CommandContext, OptionValues } from './command.js';
 import { EXIT, processIo, type CliIo } from './io.js';
 import { commands, findCommand, type CommandEntry } from './commands.js';
-import { parseGlobalOptions } from './global-options.js';
+import { configFileOption, parseGlobalOptions } from './global-options.js';
 
 function usage(): string {
   const lines = commands.map(
@@ -71,7 +71,9 @@ async function runCommand(
   }
   // After the command wins over before it, as the later option does in most tools.
   const configFile =
-    typeof values.config === 'string' ? values.config : (globalConfig ?? DEFAULT_CONFIG_FILE);
+    configFileOption(typeof values.config === 'string' ? values.config : undefined) ??
+    globalConfig ??
+    DEFAULT_CONFIG_FILE;
   return command.run(await contextFor(io, configFile), values, positionals);
 }
 

@@ -78,6 +78,23 @@ describe('usage errors before the command: one sentence, exit 2', () => {
   });
 });
 
+describe('an empty --config: the option needs a path, before or after the command', () => {
+  test.each([
+    [['--config=', 'plan']],
+    [['-C', '', 'plan']],
+    [['apply', '--config=']],
+    [['apply', '-n', '-C', '']],
+    [['-C', EXAMPLE, 'plan', '--config', '']],
+  ])('%j', async (args) => {
+    const result = await run(...args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe(
+      'traceable-nat: --config (-C) needs a path: give the configuration file, like --config /etc/traceable-nat/config.yaml\n',
+    );
+    expect(result.stdout).toBe('');
+  });
+});
+
 describe('parseGlobalOptions', () => {
   test('stops at the command: what follows belongs to the command, even if it looks global', () => {
     expect(parseGlobalOptions(['-C', 'a.yaml', 'trace', '--at', 'now', '-V'])).toEqual({
