@@ -325,27 +325,30 @@ export function planCacheFile(stateFile: string): string {
   return join(dirname(stateFile), 'plan-cache.json');
 }
 
+/** A path traceable-nat writes or locks, with the name a message gives it. */
+export interface FirewallFile {
+  /** The firewall key that sets it; the plan cache has none. */
+  readonly key?: string;
+  readonly label: string;
+  readonly path: string;
+}
+
 /**
- * Two paths that name the same file overwrite each other: rulesFile6 = rulesFile made an apply
- * replace the IPv4 rules with the IPv6 ones. Compared as resolve() spells them (`./`, `//`, a
- * trailing `/`); a symbolic link is the operator's own doing and is not looked up (no I/O here).
+ * Every path of firewall that must name a file of its own, in the order the messages prefer:
+ * rulesFile6 only for iptables, since nftables keeps both families in rulesFile.
  */
-function checkFilePaths(
-  firewall: {
-    backend: 'iptables' | 'nftables';
-    rulesFile?: string | undefined;
-    rulesFile6: string;
-    archiveDir?: string | undefined;
-    stateFile: string;
-    lockFile: string;
-  },
-  ctx: z.RefinementCtx,
-): void {
+export function firewallFiles(firewall: {
+  backend: 'iptables' | 'nftables';
+  rulesFile?: string | undefined;
+  rulesFile6: string;
+  archiveDir?: string | undefined;
+  stateFile: string;
+  lockFile: string;
+}): FirewallFile[] {
   const { backend, rulesFile, rulesFile6, archiveDir, stateFile, lockFile } =
     resolveFirewallPaths(firewall);
-  const files: { key?: string; label: string; path: string }[] = [
+  return [
     { key: 'rulesFile', label: 'firewall.rulesFile', path: rulesFile },
-    // Only iptables has an IPv6 file of its own; nftables keeps both families in rulesFile.
     ...(backend === 'iptables'
       ? [{ key: 'rulesFile6', label: 'firewall.rulesFile6', path: rulesFile6 }]
       : []),
@@ -354,6 +357,14 @@ function checkFilePaths(
     { key: 'lockFile', label: 'firewall.lockFile', path: lockFile },
     { key: 'archiveDir', label: 'firewall.archiveDir', path: archiveDir },
   ];
+}
+
+/**
+ * Two paths that name the same file overwrite each other: rulesFile6 = rulesFile made an apply
+ * replace the IPv4 rules with the IPv6 ones. Compared as resolve() spells them (`./`, `//`, a
+ * trailing `/`); a symbolic link is the operator's own doing and is not looked up (no I/O here).
+ */
+function checkFilePaths(files: readonly FirewallFile[], ctx: z.RefinementCtx): void {
   for (const file of files) {
     const first = files.find((other) => resolve(other.path) === resolve(file.path));
     if (first === undefined || first === file) continue;
@@ -451,7 +462,7 @@ export const configSchema = z
   })
   .superRefine((config, ctx) => {
     checkNat6(config.nat6, ctx);
-    checkFilePaths(config.firewall, ctx);
+    checkFilePaths(firewallFiles(config.firewall), ctx);
     const sections: [string, PortBlock, readonly PortBlock[]][] = [
       ['nat', config.nat.portRange, config.nat.excludePorts],
     ];
