@@ -83,7 +83,11 @@ export class Daemon {
 
   constructor(private readonly deps: DaemonDeps) {
     this.config = deps.loadConfig(deps.configFile);
-    this.settler = new Settler(this.config.daemon.settleMs, () => this.applyOnce(), deps.timers);
+    this.settler = new Settler(
+      () => this.config.daemon.settleMs,
+      () => this.applyOnce(),
+      deps.timers,
+    );
   }
 
   /**

@@ -17,8 +17,9 @@ export class Settler {
   private dirty = false;
   private stopped = false;
 
+  /** `settleMs` is read at each change: a reload may have changed it. */
   constructor(
-    private readonly settleMs: number,
+    private readonly settleMs: () => number,
     private readonly run: () => Promise<void>,
     private readonly timers: Timers,
   ) {}
@@ -36,7 +37,7 @@ export class Settler {
       // A run asked for now started during the quiet time: this one comes after it.
       if (this.running) this.dirty = true;
       else void this.start();
-    }, this.settleMs);
+    }, this.settleMs());
   }
 
   /** Changes are waiting for their quiet time to pass. */

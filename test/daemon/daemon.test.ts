@@ -433,6 +433,21 @@ test('reload reads the configuration again: new addresses applied, the new paths
   expect(watches[0]?.closed).toBe(true);
 });
 
+test('reload takes a new settle time: the next change waits for it (found by an audit)', async () => {
+  await daemon.start();
+  writeConfig((config) => {
+    config.daemon = { settleMs: SETTLE_MS * 5, verifyIntervalMs: VERIFY_MS };
+  });
+  await daemon.reload();
+  const before = applies().length;
+  writeFileSync(sandbox.portalConfig, renderPortalConfig([ALPHA, BETA, GAMMA]));
+  changed();
+  await time.advance(SETTLE_MS * 2);
+  expect(applies()).toHaveLength(before);
+  await time.advance(SETTLE_MS * 3);
+  expect(applies().slice(before)).toMatchObject([{ trigger: 'change', outcome: 'applied' }]);
+});
+
 test('reload with an invalid configuration keeps the previous one and says why', async () => {
   await daemon.start();
   const tableBefore = table.save();

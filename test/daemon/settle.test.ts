@@ -36,7 +36,7 @@ describe('Settler', () => {
     const timers = manualTimers();
     let runs = 0;
     const settler = new Settler(
-      2000,
+      () => 2000,
       () => {
         runs++;
         return Promise.resolve();
@@ -64,7 +64,7 @@ describe('Settler', () => {
     let runs = 0;
     let finish: () => void = () => undefined;
     const settler = new Settler(
-      100,
+      () => 100,
       () =>
         new Promise<void>((resolve) => {
           running++;
@@ -101,7 +101,7 @@ describe('Settler', () => {
     let done = false;
     let runs = 0;
     const settler = new Settler(
-      10,
+      () => 10,
       () =>
         new Promise<void>((resolve) => {
           runs++;
@@ -128,7 +128,7 @@ test('runNow during a run runs right after it, not after another quiet time', as
   let runs = 0;
   let finish: () => void = () => undefined;
   const settler = new Settler(
-    1000,
+    () => 1000,
     () =>
       new Promise<void>((resolve) => {
         runs++;
@@ -154,7 +154,7 @@ test('runNow during a settle does not end it: the settle still gets its own run,
   let maxRunning = 0;
   let finish: () => void = () => undefined;
   const settler = new Settler(
-    1000,
+    () => 1000,
     () =>
       new Promise<void>((resolve) => {
         runs++;
@@ -197,7 +197,7 @@ test('idle waits for the run in progress; a change during it waits in its quiet 
   const timers = manualTimers();
   const finishes: (() => void)[] = [];
   const settler = new Settler(
-    1000,
+    () => 1000,
     () =>
       new Promise<void>((resolve) => {
         finishes.push(resolve);
