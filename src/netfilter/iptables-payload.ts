@@ -5,11 +5,14 @@
  * POSTROUTING is put first in the same transaction, because inserting it in every payload would
  * duplicate it on every apply. Pure: kernel state in, payload text out.
  */
+import { TnatError } from '../errors.js';
 import {
   CANARY_CHAIN,
+  CHAIN_PREFIX,
   ROOT_CHAIN,
   canaryOf,
   canaryRule,
+  isGivenChainName,
   isOurChain,
   type IptablesNat,
 } from '../render/iptables.js';
@@ -63,7 +66,7 @@ export function readKernelNat(saveText: string): KernelNat {
   for (const line of natText.split('\n')) {
     if (line.startsWith(`:${ROOT_CHAIN}`)) {
       const name = line.slice(1, line.indexOf(' '));
-      if (isOurChain(name)) chains.set(name, []);
+      if (isOurChain(name)) chains.set(assertGivenName(name), []);
       else if (name === CANARY_CHAIN) canaryChain = true;
     } else if (line.startsWith(`-A ${ROOT_CHAIN}`)) {
       const name = line.slice(3, line.indexOf(' ', 3));
@@ -74,6 +77,19 @@ export function readKernelNat(saveText: string): KernelNat {
     }
   }
   return { chains, ...readJumps(postrouting), canary, canaryChain };
+}
+
+/**
+ * A chain with our prefix that we never name so is the operator's: the payload would delete it
+ * as one of ours that is no longer wanted (and fail, "Too many links", while a rule of theirs
+ * jumps to it). Refused before anything is loaded.
+ */
+function assertGivenName(name: string): string {
+  if (isGivenChainName(name)) return name;
+  throw new TnatError(
+    'E_RULES_FILE',
+    `the kernel's nat table holds a chain ${name}, which has traceable-nat's name prefix ${CHAIN_PREFIX}- but is not one of its chains, and an apply would delete it: rename it (iptables -t nat -E ${name} NEWNAME, and in your rules file) to a name that does not start with ${CHAIN_PREFIX}; nothing was changed`,
+  );
 }
 
 /**

@@ -118,3 +118,29 @@ test('an apply over such a rules file changes nothing and names the line', async
     sandbox.remove();
   }
 });
+
+test('an apply over a kernel that holds such a chain changes nothing and says how to rename it', async () => {
+  const sandbox = createSandbox('iptables');
+  try {
+    sandbox.writeProfiles([ALPHA, BETA]);
+    sandbox.writeConfig();
+    const table = new FakeNatTable();
+    table.load(
+      '*nat\n:TNAT-mine - [0:0]\n-A POSTROUTING -s 10.99.0.0/16 -j TNAT-mine\n-A TNAT-mine -o eth1 -j MASQUERADE\nCOMMIT\n',
+    );
+    const before = table.save();
+    const clock = new SteppingClock(Date.parse('2026-12-05T12:00:00Z'));
+    const config = loadConfig(sandbox.configFile);
+    const error = await applyRuleset(config, { runner: table, clock, discover }).catch(
+      (caughtError: unknown) => caughtError,
+    );
+    expect(error).toMatchObject({ code: 'E_RULES_FILE' });
+    expect((error as Error).message).toMatch(
+      /the kernel.s nat table holds a chain TNAT-mine, .*\(iptables -t nat -E TNAT-mine NEWNAME/,
+    );
+    expect(table.save()).toBe(before);
+    expect(existsSync(sandbox.rulesFile)).toBe(false);
+  } finally {
+    sandbox.remove();
+  }
+});
