@@ -83,17 +83,17 @@ describe('buildIptablesPayload', () => {
     const kernel = readKernelNat(
       save([MASQ, JUMP], [ROOT, LEAF]).replace(
         ':TNAT - [0:0]',
-        ':TNAT - [0:0]\n:TNAT-gone - [0:0]',
+        ':TNAT - [0:0]\n:TNAT-10.99.0.0/28 - [0:0]',
       ),
     );
     const result = buildIptablesPayload(kernel, desired);
     expect(result.payload).toBe(
       [
         '*nat',
-        ':TNAT-gone - [0:0]',
+        ':TNAT-10.99.0.0/28 - [0:0]',
         '-D POSTROUTING -o eth0 -j TNAT',
         '-I POSTROUTING 1 -o eth0 -j TNAT',
-        '-X TNAT-gone',
+        '-X TNAT-10.99.0.0/28',
         'COMMIT',
         '',
       ].join('\n'),
