@@ -60,19 +60,17 @@ export function localZone(tz: string | undefined): LocalZone {
     get name() {
       return zone().name;
     },
-    offsetAt(time: WallClockTime) {
+    offsetsAt(time: WallClockTime) {
       // Zones change offset at most twice a year, so the offsets half a day before and after
-      // are the only candidates. Both fit in the hour that repeats when summer time ends: the
-      // larger offset is its first occurrence. Neither fits in the hour skipped when it
-      // starts: the offset before the change reads it as the clock would have shown it.
+      // are the only candidates. Both fit in the hour that repeats when summer time ends (the
+      // larger offset is its first occurrence); neither fits in the hour skipped when it starts.
       const { format } = zone();
       const wall = wallClockAsUtc(time);
       const before = offsetAtInstant(format, wall - 43200);
       const after = offsetAtInstant(format, wall + 43200);
-      const fits = [before, after].filter(
-        (offset) => offsetAtInstant(format, wall - offset * 60) === offset,
-      );
-      return fits.length > 0 ? Math.max(...fits) : before;
+      return [...new Set([before, after])]
+        .filter((offset) => offsetAtInstant(format, wall - offset * 60) === offset)
+        .sort((a, b) => b - a);
     },
   };
 }

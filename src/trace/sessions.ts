@@ -45,11 +45,33 @@ export interface LogRow {
   readonly disconnectedAt: string | null;
 }
 
-/** Unix seconds of a stored time (text with or without zone, or a number); undefined if unreadable. */
-export function storedTime(value: string, zone: LocalZone): number | undefined {
+/** The zone with one offset where the clocks show a time twice: that of its first or last occurrence. */
+function oneOccurrence(zone: LocalZone, which: 'first' | 'last'): LocalZone {
+  return {
+    get name() {
+      return zone.name;
+    },
+    offsetsAt: (time) =>
+      zone
+        .offsetsAt(time)
+        .slice(which === 'first' ? 0 : -1)
+        .slice(0, 1),
+  };
+}
+
+/**
+ * Unix seconds of a stored time (text with or without zone, or a number); undefined if
+ * unreadable. A 2.x time in the hour repeated when summer time ends is two moments: undefined,
+ * unless `which` picks one.
+ */
+export function storedTime(
+  value: string,
+  zone: LocalZone,
+  which?: 'first' | 'last',
+): number | undefined {
   if (/^\d+$/.test(value)) return Number(value);
   try {
-    return parseIncidentTime(value, zone).unixSeconds;
+    return parseIncidentTime(value, which ? oneOccurrence(zone, which) : zone).unixSeconds;
   } catch {
     return undefined;
   }
@@ -58,7 +80,8 @@ export function storedTime(value: string, zone: LocalZone): number | undefined {
 /**
  * Sessions that held the address at `at`, as the portal's own query has it (connected by then,
  * not yet disconnected), widened by `margin` on both sides for clock differences. A row whose
- * times cannot be read is kept: it cannot be ruled out.
+ * times cannot be read is kept: it cannot be ruled out; nor can a session whose start or end
+ * the clocks showed twice, so it is taken at its longest.
  */
 export function sessionsAt(
   rows: readonly LogRow[],
@@ -67,9 +90,9 @@ export function sessionsAt(
   zone: LocalZone,
 ): LogRow[] {
   return rows.filter((row) => {
-    const connected = storedTime(row.connectedAt, zone);
+    const connected = storedTime(row.connectedAt, zone, 'first');
     const disconnected =
-      row.disconnectedAt === null ? undefined : storedTime(row.disconnectedAt, zone);
+      row.disconnectedAt === null ? undefined : storedTime(row.disconnectedAt, zone, 'last');
     if (connected !== undefined && connected > at + margin) return false;
     return row.disconnectedAt === null || disconnected === undefined || disconnected >= at - margin;
   });

@@ -18,8 +18,12 @@ export interface WallClockTime {
 export interface LocalZone {
   /** How the output names it, e.g. `Europe/Amsterdam`. */
   readonly name: string;
-  /** Minutes east of UTC the zone is at that wall-clock time (+60 for 13:37 CET). */
-  readonly offsetAt: (time: WallClockTime) => number;
+  /**
+   * Minutes east of UTC at which the zone's clocks show that wall-clock time (+60 for 13:37
+   * CET): one offset; two, the first occurrence's first, in the hour repeated when summer time
+   * ends; none in the hour skipped when it starts.
+   */
+  readonly offsetsAt: (time: WallClockTime) => readonly number[];
 }
 
 export interface IncidentTime {
@@ -85,10 +89,47 @@ export function wallClockAsUtc(time: WallClockTime): number {
   return Date.UTC(time.year, time.month - 1, time.day, time.hour, time.minute, time.second) / 1000;
 }
 
+/** `2020-12-26T13:37:42`: the wall-clock time in the ISO form an offset can be added to. */
+function isoWallClock(time: WallClockTime): string {
+  return formatUtc(wallClockAsUtc(time)).slice(0, -1);
+}
+
+/**
+ * Why a zone-less time that is two moments in the local zone, or none, is refused: tracing one
+ * of two moments would name a client with confidence that may not have held the port.
+ */
+function notOneMomentError(given: string, time: WallClockTime, local: LocalZone): TnatError {
+  const offsets = local.offsetsAt(time);
+  const twice = offsets.length > 1;
+  // Neither offset fits in the skipped hour: those of half a day before and after name it.
+  const around = twice
+    ? offsets
+    : [-43200, 43200].flatMap((shift) => {
+        const date = new Date((wallClockAsUtc(time) + shift) * 1000);
+        return local.offsetsAt({
+          year: date.getUTCFullYear(),
+          month: date.getUTCMonth() + 1,
+          day: date.getUTCDate(),
+          hour: date.getUTCHours(),
+          minute: date.getUTCMinutes(),
+          second: date.getUTCSeconds(),
+        });
+      });
+  const [first = 0, second = 0] = around.map((offset) => formatOffset(offset));
+  const what = twice
+    ? `happens twice in ${local.name}, at ${first} and again at ${second}`
+    : `never happens in ${local.name}, whose clocks go from ${first} to ${second} over it`;
+  const wall = isoWallClock(time);
+  return new TnatError(
+    'E_USAGE',
+    `"${given}" ${what}: give the offset (${wall}${first} or ${wall}${second}) or the time in UTC`,
+  );
+}
+
 /**
  * Reads an incident time. Fractions of a second are dropped: archives and portal logs count
- * whole seconds. In the hour that repeats when daylight saving time ends, `local.offsetAt`
- * decides which of the two is meant; a time with a zone is never in doubt.
+ * whole seconds. A time without a zone in the hour that repeats when daylight saving time ends,
+ * or in the one skipped when it starts, is refused; a time with a zone is never in doubt.
  */
 export function parseIncidentTime(text: string, local: LocalZone): IncidentTime {
   const given = text.trim();
@@ -116,7 +157,9 @@ export function parseIncidentTime(text: string, local: LocalZone): IncidentTime 
   };
   if (!isValid(time)) throw usageError(given, 'is not a valid date and time');
   const zoneAssumed = zone === undefined;
-  const offset = zoneAssumed ? local.offsetAt(time) : offsetOf(zone);
+  const offsets = zoneAssumed ? local.offsetsAt(time) : [offsetOf(zone)];
+  const [offset] = offsets;
+  if (offset === undefined || offsets.length > 1) throw notOneMomentError(given, time, local);
   if (Math.abs(offset) >= 24 * 60) throw usageError(given, 'has a zone offset of a day or more');
   const unixSeconds = wallClockAsUtc(time) - offset * 60;
   const zoneText = zoneAssumed

@@ -363,6 +363,22 @@ describe('trace --batch input forms', () => {
     );
   });
 
+  test('a zone-less time in the repeated hour is a bad-input row, and the others go on', async () => {
+    const file = join(site.dir, 'repeated.csv');
+    writeFileSync(
+      file,
+      `time,address,port\n2023-10-29 02:30:00,${A},65100\n${T0 + 100},${A},65100\n`,
+    );
+    const result = await batch(file);
+    const csv = parseCsv(result.stdout);
+    expect(result.status).toBe(2);
+    expect(csv[1]?.fields.slice(3, 4)).toEqual(['bad-input']);
+    expect(csv[1]?.fields[7]).toContain(
+      `${file} line 2: "2023-10-29 02:30:00" happens twice in Europe/Amsterdam`,
+    );
+    expect(csv[2]?.fields[3]).not.toBe('bad-input');
+  });
+
   test('a zone-less time says which zone it was read in', async () => {
     const file = join(site.dir, 'zone.csv');
     writeFileSync(file, `time,address,port\n2023-09-20 10:05:00,${A},65100\n`);

@@ -239,6 +239,27 @@ describe('trace', () => {
     );
   });
 
+  test('a time without zone in the hour the clocks repeat or skip is refused: exit 2, one sentence', async () => {
+    for (const [at, says] of [
+      ['2023-10-29 02:30:00', 'happens twice in Europe/Amsterdam, at +02:00 and again at +01:00'],
+      ['2023-03-26 02:30:00', 'never happens in Europe/Amsterdam'],
+    ] as const) {
+      const result = await run(
+        { TZ: 'Europe/Amsterdam' },
+        'trace',
+        '--config',
+        config,
+        '--at',
+        at,
+        '--port',
+        '65500',
+      );
+      expect({ status: result.status, stdout: result.stdout }).toEqual({ status: 2, stdout: '' });
+      expect(result.stderr).toContain(`"${at}" ${says}`);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    }
+  });
+
   test.each([
     [
       'at a switch: both clients',

@@ -12,7 +12,7 @@ import { openPortalDatabases } from '../../src/trace/portal-db.js';
 import type { UserAnswer } from '../../src/trace/sessions.js';
 import type { LocalZone } from '../../src/trace/time.js';
 
-const PLUS_TWO: LocalZone = { name: 'Test/PlusTwo', offsetAt: () => 120 };
+const PLUS_TWO: LocalZone = { name: 'Test/PlusTwo', offsetsAt: () => [120] };
 const MARGIN = 5;
 const at = (iso: string): number => Date.parse(iso) / 1000;
 

@@ -1,8 +1,9 @@
 /** Matching stored session times to a moment, whatever form the database stored them in. */
+import { localZone } from '../../src/system/local-zone.js';
 import { sessionsAt, storedTime, type LogRow } from '../../src/trace/sessions.js';
 import type { LocalZone } from '../../src/trace/time.js';
 
-const PLUS_TWO: LocalZone = { name: 'Test/PlusTwo', offsetAt: () => 120 };
+const PLUS_TWO: LocalZone = { name: 'Test/PlusTwo', offsetsAt: () => [120] };
 
 describe('storedTime', () => {
   test.each([
@@ -42,5 +43,53 @@ describe('sessionsAt', () => {
     ['unreadable times cannot be ruled out', row('soon', 'later'), true],
   ])('%s', (_, session, kept) => {
     expect(sessionsAt([session], at, 5, PLUS_TWO)).toHaveLength(kept ? 1 : 0);
+  });
+});
+
+describe('2.x times the clocks showed twice (Europe/Amsterdam, 2023-10-29 02:00-02:59)', () => {
+  const amsterdam = localZone('Europe/Amsterdam');
+  const row = (connectedAt: string, disconnectedAt: string | null): LogRow => ({
+    userId: 'u',
+    profileId: null,
+    connectionId: 'cn',
+    vpnProto: null,
+    connectedAt,
+    disconnectedAt,
+  });
+  const utc = (iso: string) => Date.parse(iso) / 1000;
+
+  test('are no one moment unless the first or last occurrence is asked for', () => {
+    expect(storedTime('2023-10-29 02:30:00', amsterdam)).toBeUndefined();
+    expect(storedTime('2023-10-29 02:30:00', amsterdam, 'first')).toBe(utc('2023-10-29T00:30Z'));
+    expect(storedTime('2023-10-29 02:30:00', amsterdam, 'last')).toBe(utc('2023-10-29T01:30Z'));
+  });
+
+  test.each([
+    [
+      'ended at the second 02:30, traced at 01:20Z',
+      row('2023-10-28 20:00:00', '2023-10-29 02:30:00'),
+      '2023-10-29T01:20Z',
+      true,
+    ],
+    [
+      'ended at either 02:30, traced at 01:40Z',
+      row('2023-10-28 20:00:00', '2023-10-29 02:30:00'),
+      '2023-10-29T01:40Z',
+      false,
+    ],
+    [
+      'started at the first 02:30, traced at 00:40Z',
+      row('2023-10-29 02:30:00', null),
+      '2023-10-29T00:40Z',
+      true,
+    ],
+    [
+      'started at either 02:30, traced the day before',
+      row('2023-10-29 02:30:00', null),
+      '2023-10-28T12:00Z',
+      false,
+    ],
+  ])('a session is taken at its longest: %s', (_, session, at, kept) => {
+    expect(sessionsAt([session], utc(at), 5, amsterdam)).toHaveLength(kept ? 1 : 0);
   });
 });

@@ -7,11 +7,12 @@ import {
   type LocalZone,
   type WallClockTime,
 } from '../../src/trace/time.js';
+import { caught } from '../helpers/caught.js';
 
 /** CET/CEST by month only: enough to show that the offset is asked for the given date. */
 const TEST_ZONE: LocalZone = {
   name: 'Test/Central',
-  offsetAt: (time: WallClockTime) => (time.month >= 4 && time.month <= 10 ? 120 : 60),
+  offsetsAt: (time: WallClockTime) => [time.month >= 4 && time.month <= 10 ? 120 : 60],
 };
 
 // The seed's example: `date +%s -d '2020/12/26 13:37:42'` on a CET server gives 1608986262.
@@ -109,25 +110,43 @@ describe('localZone (Intl, by zone name)', () => {
   test.each([
     ['winter', '2020-12-26 13:37:42', '2020-12-26T12:37:42Z'],
     ['summer', '2020-07-01 12:00:00', '2020-07-01T10:00:00Z'],
-    [
-      'the repeated hour when summer time ends: its first occurrence',
-      '2023-10-29 02:30:00',
-      '2023-10-29T00:30:00Z',
-    ],
-    ['the hour after it', '2023-10-29 03:30:00', '2023-10-29T02:30:00Z'],
-    [
-      'the skipped hour when summer time starts: read with the offset before',
-      '2023-03-26 02:30:00',
-      '2023-03-26T01:30:00Z',
-    ],
+    ['the hour before the repeated one', '2023-10-29 01:59:59', '2023-10-28T23:59:59Z'],
+    ['the hour after the repeated one', '2023-10-29 03:00:00', '2023-10-29T02:00:00Z'],
+    ['the hour before the skipped one', '2023-03-26 01:59:59', '2023-03-26T00:59:59Z'],
+    ['the hour after the skipped one', '2023-03-26 03:00:00', '2023-03-26T01:00:00Z'],
+    ['the repeated hour with its offset', '2023-10-29 02:30:00+01:00', '2023-10-29T01:30:00Z'],
   ])('%s', (_, text, utc) => {
     expect(parseIncidentTime(text, amsterdam).utc).toBe(utc);
+  });
+
+  // A zone-less time in these hours is two moments or none: picking one would trace the wrong
+  // moment with confidence, so it is refused and the offset asked for.
+  test.each([
+    [
+      'the hour repeated when summer time ends',
+      '2023-10-29 02:30:00',
+      '"2023-10-29 02:30:00" happens twice in Europe/Amsterdam, at +02:00 and again at +01:00: give the offset (2023-10-29T02:30:00+02:00 or 2023-10-29T02:30:00+01:00) or the time in UTC',
+    ],
+    [
+      'its first second',
+      '2023/10/29 02:00:00',
+      '"2023/10/29 02:00:00" happens twice in Europe/Amsterdam, at +02:00 and again at +01:00: give the offset (2023-10-29T02:00:00+02:00 or 2023-10-29T02:00:00+01:00) or the time in UTC',
+    ],
+    [
+      'the hour skipped when summer time starts',
+      '2023-03-26 02:30:00',
+      '"2023-03-26 02:30:00" never happens in Europe/Amsterdam, whose clocks go from +01:00 to +02:00 over it: give the offset (2023-03-26T02:30:00+01:00 or 2023-03-26T02:30:00+02:00) or the time in UTC',
+    ],
+  ])('refuses %s with one sentence', (_, text, message) => {
+    const error = caught(() => parseIncidentTime(text, amsterdam));
+    expect(error).toBeInstanceOf(TnatError);
+    expect(error).toMatchObject({ code: 'E_USAGE', message });
   });
 
   test('a TZ that is no zone name falls back to the process zone', () => {
     expect(localZone(':/etc/localtime').name).toBe(localZone(undefined).name);
     expect(
-      localZone('Asia/Kolkata').offsetAt({
+      localZone('Asia/Kolkata').offsetsAt({
         year: 2020,
         month: 1,
         day: 1,
@@ -135,6 +154,6 @@ describe('localZone (Intl, by zone name)', () => {
         minute: 0,
         second: 0,
       }),
-    ).toBe(330);
+    ).toEqual([330]);
   });
 });
