@@ -2,7 +2,7 @@
  * Matching connection_log sessions to a moment (pure): which rows held an address then, and
  * what that means for naming a user. Times are read whatever form the database stored them in.
  */
-import { formatUtc, parseIncidentTime, type LocalZone } from './time.js';
+import { formatUtc, MAX_OFFSET, parseIncidentTime, type LocalZone } from './time.js';
 
 export type PortalSchema = '3.x' | '2.x';
 
@@ -45,15 +45,17 @@ export interface LogRow {
   readonly disconnectedAt: string | null;
 }
 
-/** The zone with one offset where the clocks show a time twice: that of its first or last occurrence. */
+/**
+ * The zone with one offset where the clocks show a time twice: that of its first or last
+ * occurrence. An unknown zone may be any: its time is taken at the earliest or latest it can be.
+ */
 function oneOccurrence(zone: LocalZone, which: 'first' | 'last'): LocalZone {
   return {
     get name() {
       return zone.name;
     },
     offsetsAt: (time) =>
-      zone
-        .offsetsAt(time)
+      (zone.offsetsAt(time) ?? [MAX_OFFSET, -MAX_OFFSET])
         .slice(which === 'first' ? 0 : -1)
         .slice(0, 1),
   };
@@ -61,8 +63,8 @@ function oneOccurrence(zone: LocalZone, which: 'first' | 'last'): LocalZone {
 
 /**
  * Unix seconds of a stored time (text with or without zone, or a number); undefined if
- * unreadable. A 2.x time in the hour repeated when summer time ends is two moments: undefined,
- * unless `which` picks one.
+ * unreadable. A 2.x time in the hour repeated when summer time ends, or in an unknown zone, is
+ * no one moment: undefined, unless `which` picks the first or last it can be.
  */
 export function storedTime(
   value: string,

@@ -21,9 +21,10 @@ export interface LocalZone {
   /**
    * Minutes east of UTC at which the zone's clocks show that wall-clock time (+60 for 13:37
    * CET): one offset; two, the first occurrence's first, in the hour repeated when summer time
-   * ends; none in the hour skipped when it starts.
+   * ends; none in the hour skipped when it starts; undefined when the zone is unknown (a TZ
+   * this tool cannot read).
    */
-  readonly offsetsAt: (time: WallClockTime) => readonly number[];
+  readonly offsetsAt: (time: WallClockTime) => readonly number[] | undefined;
 }
 
 export interface IncidentTime {
@@ -63,12 +64,20 @@ function usageError(text: string, why: string): TnatError {
   return new TnatError('E_USAGE', `"${text}" ${why}: give the time as ${TIME_FORMS}`);
 }
 
-/** Minutes east of UTC of `Z`, `UTC`, `+01:00`, `+0100` or `+01`. */
-function offsetOf(zone: string): number {
+/** The largest offset from UTC any zone uses (Pacific/Kiritimati's +14:00). */
+export const MAX_OFFSET = 14 * 60;
+
+/** Minutes east of UTC of `Z`, `UTC`, `+01:00`, `+0100` or `+01` in `given`. */
+function offsetOf(zone: string, given: string): number {
   if (/^(Z|UTC|GMT)$/i.test(zone)) return 0;
   const sign = zone.startsWith('-') ? -1 : 1;
   const digits = zone.slice(1).replace(':', '');
-  return sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || '0'));
+  const minutes = Number(digits.slice(2) || '0');
+  const offset = Number(digits.slice(0, 2)) * 60 + minutes;
+  if (minutes > 59 || offset > MAX_OFFSET) {
+    throw usageError(given, `has the zone offset ${zone}, which no zone uses (at most ±14:00)`);
+  }
+  return sign * offset;
 }
 
 function isValid(time: WallClockTime): boolean {
@@ -99,14 +108,21 @@ function isoWallClock(time: WallClockTime): string {
  * of two moments would name a client with confidence that may not have held the port.
  */
 function notOneMomentError(given: string, time: WallClockTime, local: LocalZone): TnatError {
+  const wall = isoWallClock(time);
   const offsets = local.offsetsAt(time);
+  if (offsets === undefined) {
+    return new TnatError(
+      'E_USAGE',
+      `"${given}" has no zone, and the server's zone is ${local.name}: give the offset (${wall}+HH:MM) or the time in UTC, or set TZ to a zone name such as Europe/Amsterdam`,
+    );
+  }
   const twice = offsets.length > 1;
   // Neither offset fits in the skipped hour: those of half a day before and after name it.
   const around = twice
     ? offsets
     : [-43200, 43200].flatMap((shift) => {
         const date = new Date((wallClockAsUtc(time) + shift) * 1000);
-        return local.offsetsAt({
+        const shifted = local.offsetsAt({
           year: date.getUTCFullYear(),
           month: date.getUTCMonth() + 1,
           day: date.getUTCDate(),
@@ -114,12 +130,12 @@ function notOneMomentError(given: string, time: WallClockTime, local: LocalZone)
           minute: date.getUTCMinutes(),
           second: date.getUTCSeconds(),
         });
+        return shifted ?? [];
       });
   const [first = 0, second = 0] = around.map((offset) => formatOffset(offset));
   const what = twice
     ? `happens twice in ${local.name}, at ${first} and again at ${second}`
     : `never happens in ${local.name}, whose clocks go from ${first} to ${second} over it`;
-  const wall = isoWallClock(time);
   return new TnatError(
     'E_USAGE',
     `"${given}" ${what}: give the offset (${wall}${first} or ${wall}${second}) or the time in UTC`,
@@ -156,12 +172,14 @@ export function parseIncidentTime(text: string, local: LocalZone): IncidentTime 
     second: Number(second),
   };
   if (!isValid(time)) throw usageError(given, 'is not a valid date and time');
+  // Date.UTC reads the years 0 to 99 as 1900 to 1999; no ruleset is older than 1970 anyway.
+  if (time.year < 1970) throw usageError(given, 'is before 1970');
   const zoneAssumed = zone === undefined;
-  const offsets = zoneAssumed ? local.offsetsAt(time) : [offsetOf(zone)];
-  const [offset] = offsets;
-  if (offset === undefined || offsets.length > 1) throw notOneMomentError(given, time, local);
-  if (Math.abs(offset) >= 24 * 60) throw usageError(given, 'has a zone offset of a day or more');
+  const offsets = zoneAssumed ? local.offsetsAt(time) : [offsetOf(zone, given)];
+  const [offset] = offsets ?? [];
+  if (offset === undefined || offsets?.length !== 1) throw notOneMomentError(given, time, local);
   const unixSeconds = wallClockAsUtc(time) - offset * 60;
+  if (unixSeconds < 0) throw usageError(given, 'is before 1970');
   const zoneText = zoneAssumed
     ? `${local.name} (${formatOffset(offset)})`
     : offset === 0

@@ -239,6 +239,24 @@ describe('trace', () => {
     );
   });
 
+  test('a time without zone where TZ names no zone this tool knows is refused: exit 2, one sentence', async () => {
+    const result = await run(
+      { TZ: 'CET-1CEST,M3.5.0,M10.5.0/3' },
+      'trace',
+      '--config',
+      config,
+      '--at',
+      '2023-09-20 12:00:00',
+      '--port',
+      '65500',
+    );
+    expect({ status: result.status, stdout: result.stdout }).toEqual({ status: 2, stdout: '' });
+    expect(result.stderr).toContain(
+      `"2023-09-20 12:00:00" has no zone, and the server's zone is unknown (TZ=CET-1CEST,M3.5.0,M10.5.0/3)`,
+    );
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
   test('a time without zone in the hour the clocks repeat or skip is refused: exit 2, one sentence', async () => {
     for (const [at, says] of [
       ['2023-10-29 02:30:00', 'happens twice in Europe/Amsterdam, at +02:00 and again at +01:00'],

@@ -93,3 +93,14 @@ describe('2.x times the clocks showed twice (Europe/Amsterdam, 2023-10-29 02:00-
     expect(sessionsAt([session], utc(at), 5, amsterdam)).toHaveLength(kept ? 1 : 0);
   });
 });
+
+describe('2.x times in a zone this tool does not know (TZ=CET-1CEST,M3.5.0,M10.5.0/3)', () => {
+  const unknown = localZone('CET-1CEST,M3.5.0,M10.5.0/3');
+  const noon = Date.parse('2023-09-20T12:00:00Z') / 1000;
+
+  test('are no one moment, but lie within 14 hours of the wall-clock time read as UTC', () => {
+    expect(storedTime('2023-09-20 12:00:00', unknown)).toBeUndefined();
+    expect(storedTime('2023-09-20 12:00:00', unknown, 'first')).toBe(noon - 14 * 3600);
+    expect(storedTime('2023-09-20 12:00:00', unknown, 'last')).toBe(noon + 14 * 3600);
+  });
+});

@@ -1,4 +1,7 @@
 /** Incident times in every form the trace command accepts, with a fixed local zone. */
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { TnatError } from '../../src/errors.js';
 import { localZone } from '../../src/system/local-zone.js';
 import {
@@ -73,6 +76,13 @@ describe('parseIncidentTime', () => {
     ['hour 24', '2020-12-26 24:00:00'],
     ['month 13', '2020-13-01 12:00:00'],
     ['an offset of a day', '2020-12-26T12:00:00+24:00'],
+    ['offset minutes above 59', '2026-05-28T21:00:00+05:75'],
+    ['offset minutes above 59 without a colon', '2026-05-28T21:00:00-0160'],
+    ['an offset beyond +14:00', '2020-12-26T12:00:00+14:01'],
+    ['an offset beyond -14:00', '2020-12-26T12:00:00-15'],
+    ['a year before 1970 (Date.UTC reads 0099 as 1999)', '0099-01-01 00:00:00Z'],
+    ['a year before 1970', '1969-12-31T23:59:59Z'],
+    ['a moment before 1970 by its offset', '1970-01-01T00:30:00+01:00'],
     ['mixed separators', '2020-12/26 12:00:00'],
   ])('refuses %s with one sentence naming the forms', (_, text) => {
     let error: unknown;
@@ -86,6 +96,15 @@ describe('parseIncidentTime', () => {
     expect((error as TnatError).message).toContain(`"${text}"`);
     expect((error as TnatError).message).toContain('2020/12/26 13:37:42, or unix seconds');
     expect((error as TnatError).message.split('\n')).toHaveLength(1);
+  });
+
+  test.each([
+    ['the largest offsets', '2020-12-27T02:37:42+14:00', SEED],
+    ['the largest offsets', '2020-12-25T22:37:42-14:00', SEED],
+    ['the first second of 1970', '1970-01-01T00:00:00Z', 0],
+    ['the first second of 1970 by its offset', '1970-01-01T01:00:00+01:00', 0],
+  ])('reads %s: %j', (_, text, unixSeconds) => {
+    expect(parseIncidentTime(text, TEST_ZONE).unixSeconds).toBe(unixSeconds);
   });
 
   test('a leap day is a date', () => {
@@ -143,8 +162,19 @@ describe('localZone (Intl, by zone name)', () => {
     expect(error).toMatchObject({ code: 'E_USAGE', message });
   });
 
-  test('a TZ that is no zone name falls back to the process zone', () => {
-    expect(localZone(':/etc/localtime').name).toBe(localZone(undefined).name);
+  test('a TZ of a zone name with a colon or a path into zoneinfo names that zone', () => {
+    const july = '2020-07-01 12:00:00';
+    // A link such as /etc/localtime, into a zoneinfo directory (which need not exist).
+    const link = join(mkdtempSync(join(tmpdir(), 'tnat-zone-')), 'localtime');
+    symlinkSync('/usr/share/zoneinfo/Europe/Amsterdam', link);
+    try {
+      for (const tz of [':Europe/Amsterdam', ':/usr/share/zoneinfo/Europe/Amsterdam', `:${link}`]) {
+        expect(localZone(tz).name).toBe('Europe/Amsterdam');
+        expect(parseIncidentTime(july, localZone(tz)).utc).toBe('2020-07-01T10:00:00Z');
+      }
+    } finally {
+      rmSync(dirname(link), { recursive: true });
+    }
     expect(
       localZone('Asia/Kolkata').offsetsAt({
         year: 2020,
@@ -156,4 +186,20 @@ describe('localZone (Intl, by zone name)', () => {
       }),
     ).toEqual([330]);
   });
+
+  // These were read in the process's zone (UTC here) and said to be that zone: the answer of a
+  // server whose clocks run on CET was an hour or two off, and said nothing.
+  test.each(['CET-1CEST,M3.5.0,M10.5.0/3', 'Nope/Nowhere', ':/no/such/localtime'])(
+    'TZ=%s names no zone this tool knows: a time without a zone is refused, one with is read',
+    (tz) => {
+      const zone = localZone(tz);
+      const error = caught(() => parseIncidentTime('2026-07-01 12:00:00', zone));
+      expect(error).toBeInstanceOf(TnatError);
+      expect(error).toMatchObject({
+        code: 'E_USAGE',
+        message: `"2026-07-01 12:00:00" has no zone, and the server's zone is unknown (TZ=${tz}): give the offset (2026-07-01T12:00:00+HH:MM) or the time in UTC, or set TZ to a zone name such as Europe/Amsterdam`,
+      });
+      expect(parseIncidentTime('2026-07-01T12:00:00+02:00', zone).utc).toBe('2026-07-01T10:00:00Z');
+    },
+  );
 });
