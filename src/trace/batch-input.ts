@@ -41,11 +41,28 @@ function queryText(value: unknown): string | undefined {
   return undefined;
 }
 
+/** The query field a column or key names, without regard to case or surrounding blanks. */
+function fieldOf(name: string): QueryField | undefined {
+  return QUERY_FIELDS.find((wanted) => wanted === name.trim().toLowerCase());
+}
+
+/**
+ * `"port" and "Port"`: names that are one query field, which a row would take from whichever
+ * is not empty; undefined when each field is named once at most.
+ */
+function sameField(names: readonly string[]): string | undefined {
+  for (const field of QUERY_FIELDS) {
+    const named = names.filter((name) => fieldOf(name) === field);
+    if (named.length > 1) return named.map((name) => `"${name}"`).join(' and ');
+  }
+  return undefined;
+}
+
 /** The query fields of a row, matching names without regard to case or surrounding blanks. */
 function queryOf(fields: ReadonlyMap<string, unknown>): BatchRow['query'] {
   const query: Partial<Record<QueryField, string>> = {};
   for (const [name, value] of fields) {
-    const field = QUERY_FIELDS.find((wanted) => wanted === name.trim().toLowerCase());
+    const field = fieldOf(name);
     if (field !== undefined && query[field] === undefined) {
       const text = queryText(value);
       if (text !== undefined) query[field] = text;
@@ -80,6 +97,16 @@ function csvHeader(header: CsvRecord, source: string): string[] {
     throw new TnatError('E_USAGE', `the header row names "${twice}" twice: rename one`, {
       where,
     });
+  }
+  const same = sameField(header.fields);
+  if (same !== undefined) {
+    throw new TnatError(
+      'E_USAGE',
+      `the header row names ${same}, the same column: rename or remove one`,
+      {
+        where,
+      },
+    );
   }
   return [...header.fields];
 }
@@ -123,12 +150,16 @@ function parseJsonLines(text: string): BatchInput {
     const fields = new Map(Object.entries(isObject ? (value as object) : {}));
     for (const name of fields.keys()) columns.add(name);
     const query = queryOf(fields);
+    const same = sameField([...fields.keys()]);
     rows.push({
       row: rows.length + 1,
       line: index + 1,
       fields,
       query,
-      problem: problem ?? missingProblem(query),
+      problem:
+        problem ??
+        (same === undefined ? undefined : `its keys ${same} name the same field: keep one`) ??
+        missingProblem(query),
     });
   });
   return { format: 'json-lines', columns: [...columns], lineEnd: '\n', rows };

@@ -337,6 +337,10 @@ describe('trace --batch input forms', () => {
       [write('array.json', '[{"time": 1}]'), /is a JSON array: give one JSON object per line/],
       [write('twice.csv', 'time,address,port,time\n'), /:1: the header row names "time" twice/],
       [
+        write('case.csv', 'time,address,port,Port\n'),
+        /:1: the header row names "port" and "Port", the same column/,
+      ],
+      [
         write('taken.csv', 'time,address,port,status\n'),
         /has a column "status", which the output adds .*: rename it, or give --json/,
       ],
