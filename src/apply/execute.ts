@@ -11,7 +11,7 @@ import { basename, dirname } from 'node:path';
 import { webcrypto } from 'node:crypto';
 import type { Config } from '../config.js';
 import { updateDirState } from '../archive/anchor.js';
-import { parseArchiveHeader } from '../archive/header.js';
+import { FORCED_OVER_MISMATCH, parseArchiveHeader } from '../archive/header.js';
 import { prepareArchive, prepareArchiveAsync, type PendingArchive } from '../archive/store.js';
 import type { VpnProtocol } from '../eduvpn/pool.js';
 import { isTnatError, PartialLoadError, TnatError } from '../errors.js';
@@ -474,7 +474,7 @@ export function settings6Of(map: Map6): Record<string, unknown> {
 const MAX_HEADER_RANGES = 64;
 
 function reasonFor(force: boolean, hasPrevious: boolean, anchorMismatch: string | undefined) {
-  if (anchorMismatch !== undefined) return `forced over an anchor mismatch: ${anchorMismatch}`;
+  if (anchorMismatch !== undefined) return `${FORCED_OVER_MISMATCH}${anchorMismatch}`;
   if (force) return 'forced';
   return hasPrevious ? 'changed' : 'first';
 }

@@ -5,6 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 
+/**
+ * How the `reason` of an archive applied with --force over an anchor mismatch begins (the
+ * mismatch follows): rulesets archived before it may be gone, which trace takes into account.
+ */
+export const FORCED_OVER_MISMATCH = 'forced over an anchor mismatch: ';
+
 export type Backend = 'iptables' | 'nftables';
 
 export interface ArchiveHeader {

@@ -137,7 +137,7 @@ export function integrityNotes(
     if (missing !== undefined && at + margin >= archive.entry.activatedAt + 1) {
       notes.push({
         code: 'archive-missing',
-        message: `${missing.name}, a ruleset archived after ${archive.entry.name}, is missing from ${archive.dir}: from ${formatUtc(archive.entry.activatedAt)} on, rulesets that are not known may have been active, so no answer for that time is certain (restore it from a backup; traceable-nat check)`,
+        message: `${missing}: from ${formatUtc(archive.entry.activatedAt)} on, rulesets that are not known may have been active, so no answer for that time is certain (restore it from a backup; traceable-nat check)`,
       });
     }
     if (archive.misdated === true) {

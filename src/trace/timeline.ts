@@ -11,7 +11,7 @@ import {
   type ArchiveBindings,
   type ReadForTrace,
 } from '../archive/binding-index.js';
-import { parseArchiveHeader } from '../archive/header.js';
+import { FORCED_OVER_MISMATCH, parseArchiveHeader, type ArchiveHeader } from '../archive/header.js';
 import { findArchiveAt, parseArchiveName, type ArchiveName } from '../archive/names.js';
 import { isTnatError } from '../errors.js';
 import { parseIpv4 } from '../net/ipv4.js';
@@ -102,11 +102,10 @@ export interface LoadedArchive<A extends Address = number> {
   /** Why this archive cannot be trusted as it is (edited or cut after it was written). */
   readonly damaged: string | undefined;
   /**
-   * The archive of a ruleset that followed this one and is missing from the directory (named
-   * by the next archive's `previous` line, or by the state file's anchor): after this one's
-   * activation, rulesets that are not known may have been active.
+   * Why a ruleset that followed this one may be missing from the directory (see missingAfter):
+   * after this one's activation, rulesets that are not known may have been active.
    */
-  readonly missingAfter?: ArchiveName | undefined;
+  readonly missingAfter?: string | undefined;
   /** An interrupted apply's ruleset, which may or may not have become active. */
   readonly pending: boolean;
   /** Dated later than now (see ArchiveDir.misdated): active, if at all, since `applyStartedAt`. */
@@ -170,7 +169,7 @@ function damageOf(
   const next = dir.entries[index + 1];
   const digest = digestOf();
   if (next !== undefined) {
-    const recorded = previousOf(dir, next);
+    const recorded = headerOf(dir, next)?.previous;
     if (recorded?.name === entry.name && recorded.sha256 !== digest) {
       return `${entry.name} is not what was archived: ${next.name} recorded its SHA-256 as ${recorded.sha256}, the file now has ${digest} (edited or cut since)`;
     }
@@ -187,13 +186,10 @@ function damageOf(
   return undefined;
 }
 
-/** The `previous` line of an archive's header; undefined when it has none or cannot be read. */
-function previousOf(
-  dir: ArchiveDir,
-  entry: ArchiveName,
-): { name: string; sha256: string } | undefined {
+/** An archive's header; undefined when it has none (the original script's) or cannot be read. */
+function headerOf(dir: ArchiveDir, entry: ArchiveName): ArchiveHeader | undefined {
   try {
-    return parseArchiveHeader((dir.readHeader ?? dir.read)(entry))?.previous;
+    return parseArchiveHeader((dir.readHeader ?? dir.read)(entry));
   } catch {
     // Unreadable: that archive is reported damaged when it is loaded itself.
     return undefined;
@@ -201,20 +197,30 @@ function previousOf(
 }
 
 /**
- * The archive that followed entry `index` and is missing from the directory: the next one
- * names another predecessor, or (for the newest) the state file anchors an archive not
- * there and not older. Archives of another backend share the directory and the chain.
+ * Why a ruleset that followed entry `index` may be missing from the directory: the next
+ * archive names another predecessor, or was applied with --force over an anchor that named
+ * another newest archive (a deleted one, say), or (for the newest) the state file anchors an
+ * archive not there and not older. Archives of another backend share the directory and chain.
  */
-function missingAfter(dir: ArchiveDir, index: number): ArchiveName | undefined {
+function missingAfter(dir: ArchiveDir, index: number): string | undefined {
   const entry = dir.entries[index];
   if (!entry) return undefined;
   const next = dir.entries[index + 1];
-  const named = next === undefined ? dir.anchor?.name : previousOf(dir, next)?.name;
-  if (named === undefined || named === entry.name) return undefined;
-  const missing = parseArchiveName(named);
-  if (missing === undefined || missing.activatedAt < entry.activatedAt) return undefined;
-  if (next === undefined && isPresent(dir, named)) return undefined;
-  return missing;
+  const header = next && headerOf(dir, next);
+  const named = next === undefined ? dir.anchor?.name : header?.previous?.name;
+  const missing = named === undefined ? undefined : parseArchiveName(named);
+  const gone =
+    named !== undefined &&
+    named !== entry.name &&
+    missing !== undefined &&
+    missing.activatedAt >= entry.activatedAt &&
+    !(next === undefined && isPresent(dir, named));
+  if (gone) return `${named}, a ruleset archived after ${entry.name}, is missing from ${dir.dir}`;
+  if (next && header?.reason.startsWith(FORCED_OVER_MISMATCH)) {
+    const mismatch = header.reason.slice(FORCED_OVER_MISMATCH.length);
+    return `${next.name} was applied with --force over an anchor mismatch (${mismatch}), so rulesets archived after ${entry.name} may be missing from ${dir.dir}`;
+  }
+  return undefined;
 }
 
 /** Whether the directory holds archive `name`, dated or not (see ArchiveDir.misdated). */
@@ -406,7 +412,7 @@ export function activeAround(
       ? dir.anchor && !isPresent(dir, dir.anchor.name)
         ? dir.anchor.name
         : undefined
-      : previousOf(dir, first)?.name;
+      : headerOf(dir, first)?.previous?.name;
   return {
     dir: dir.dir,
     archives,

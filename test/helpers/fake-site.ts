@@ -3,7 +3,7 @@
  * nat table and a stepping clock, and an apply as the CLI makes one (its own configuration,
  * nothing trusted), the clock stepped 2 s after each so that no two archives share a second.
  */
-import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
+import { applyRuleset, type ApplyOptions, type ApplyResult } from '../../src/apply/apply.js';
 import { discover } from '../../src/cli/discovery.js';
 import { loadConfig } from '../../src/config-file.js';
 import { archiveDirOf } from '../../src/cli/trace-sources.js';
@@ -16,7 +16,7 @@ export interface FakeSite<Table extends FakeNatTable = FakeNatTable> {
   readonly sandbox: Sandbox;
   readonly table: Table;
   readonly clock: SteppingClock;
-  readonly apply: () => Promise<ApplyResult>;
+  readonly apply: (options?: ApplyOptions) => Promise<ApplyResult>;
   /** A trace of the site's archives as `traceable-nat trace` reads them, `now` in unix seconds. */
   readonly trace: (query: {
     at: number;
@@ -37,13 +37,13 @@ export function createFakeSite<Table extends FakeNatTable = FakeNatTable>(
     sandbox,
     table,
     clock,
-    apply: async () => {
+    apply: async (options) => {
       try {
-        return await applyRuleset(loadConfig(sandbox.configFile), {
-          runner: table,
-          clock,
-          discover,
-        });
+        return await applyRuleset(
+          loadConfig(sandbox.configFile),
+          { runner: table, clock, discover },
+          options,
+        );
       } finally {
         clock.ms += 2000;
       }

@@ -98,6 +98,22 @@ test('the anchored newest archive deleted: no answer after the one before it is 
   expect(codes(result)).toContain('archive-missing');
 });
 
+test('the newest archive deleted, then an apply forced over the mismatch: its hour stays in doubt', async () => {
+  rmSync(archivePath(2));
+  site.clock.ms = (T0 + 3 * HOUR) * 1000;
+  site.sandbox.writeProfiles([ALPHA]);
+  await expect(site.apply()).rejects.toMatchObject({ code: 'E_ARCHIVE' });
+  const forced = await site.apply({ force: true });
+  expect(forced.outcome).toBe('applied');
+  // DELTA had a block only in the deleted ruleset: not "no client's" for its hour.
+  const delta = traceClient('10.42.3.2', 2, T0 + 2 * HOUR + HOUR / 2);
+  expect(delta.status).toBe('ambiguous');
+  const note = delta.notes.find((each) => each.code === 'archive-missing');
+  expect(note?.message).toContain('was applied with --force over an anchor mismatch');
+  // After the forced apply, its own ruleset answers.
+  expect(traceClient('10.42.0.2', 0, T0 + 3 * HOUR + HOUR / 2).status).toBe('found');
+});
+
 test('every archive deleted while the state file anchors one: no plain "no archives"', () => {
   for (const index of [0, 1, 2]) rmSync(archivePath(index));
   const result = traceClient('10.42.0.2', 2, T0 + 2 * HOUR + HOUR / 2);
