@@ -164,6 +164,8 @@ export async function applyRuleset(
   options: ApplyOptions = {},
 ): Promise<ApplyResult> {
   const started = deps.clock.now();
+  // Read with `started`, for the archive header (a later trace tells a clock step by it).
+  const bootAtStart = deps.clock.boot?.();
   const timings: Record<string, number> = {};
   let lapStart = performance.now();
   const lap = (name: string) => {
@@ -259,6 +261,7 @@ export async function applyRuleset(
       deps,
       force,
       started,
+      bootAtStart,
       snapshot,
       plan,
       view,

@@ -24,6 +24,7 @@ import { forgetSources6 } from '../netfilter/conntrack6.js';
 import { translations6 as readTranslations6 } from '../render/fingerprint6.js';
 import { renderFormat } from '../render/iptables.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
+import type { BootTime } from '../system/clock.js';
 import { identityOf, type FileIdentity } from '../system/file-identity.js';
 import { TOOL_VERSION } from '../version.js';
 import type { ApplyDeps } from './apply.js';
@@ -40,8 +41,9 @@ export interface StepContext {
   readonly config: Config;
   readonly deps: ApplyDeps;
   readonly force: boolean;
-  /** When the apply started (the clock's milliseconds). */
+  /** When the apply started (the clock's milliseconds), and the boot clock then. */
   readonly started: number;
+  readonly bootAtStart: BootTime | undefined;
   readonly snapshot: ApplySnapshot;
   readonly plan: RulesetPlan;
   /** The kernel as read (or trusted) before the change. */
@@ -196,6 +198,7 @@ export class ApplyExecution {
       reason: reasonFor(force, newest !== undefined, anchorMismatch),
       clients: plan.map.clientCount,
       settings: { ...settingsOf(config, plan), clientsByProtocol: this.context.protocols },
+      clock: this.context.bootAtStart,
     };
     // The IPv6 half first: the rules.v4 header records its hash, so the chain vouches for it.
     if (plan.ipv6?.iptables)

@@ -4,6 +4,7 @@
  * the one before it by SHA-256, so a deleted or edited archive shows up in `traceable-nat check`.
  */
 import { createHash } from 'node:crypto';
+import type { BootTime } from '../system/clock.js';
 
 /**
  * How the `reason` of an archive applied with --force over an anchor mismatch begins (the
@@ -31,6 +32,11 @@ export interface ArchiveHeader {
   readonly ipv6?: { readonly sha256: string } | undefined;
   /** `ipv6` on the rules.v6 half itself (absent: the file's family is the backend's own). */
   readonly family?: 'ipv6' | undefined;
+  /**
+   * The boot clock when the apply started (paired with applyStarted), so trace can tell a step
+   * of the wall clock between two archives of one boot (see BootTime). Absent: not readable.
+   */
+  readonly clock?: BootTime | undefined;
 }
 
 const MARK = '# traceable-nat archive';
@@ -53,6 +59,9 @@ export function renderArchive(header: ArchiveHeader, body: string): string {
   // Only when present, so the archives of an IPv4-only server keep their exact old form.
   if (header.ipv6) lines.push(`# ipv6: sha256:${header.ipv6.sha256}`);
   if (header.family) lines.push(`# family: ${header.family}`);
+  if (header.clock) {
+    lines.push(`# boot-clock: ${header.clock.boot} ${header.clock.seconds.toFixed(3)}`);
+  }
   lines.push('# end of traceable-nat header');
   return `${lines.join('\n')}\n${body}`;
 }
@@ -68,6 +77,7 @@ export function parseArchiveHeader(text: string): ArchiveHeader | undefined {
   }
   const previous = /^(\S+) sha256:([0-9a-f]{64})$/.exec(fields.get('previous') ?? '');
   const ipv6 = /^sha256:([0-9a-f]{64})$/.exec(fields.get('ipv6') ?? '')?.[1];
+  const clock = /^(\S+) (\d+(?:\.\d+)?)$/.exec(fields.get('boot-clock') ?? '');
   let settings: Record<string, unknown> = {};
   try {
     settings = JSON.parse(fields.get('settings') ?? '{}') as Record<string, unknown>;
@@ -84,6 +94,7 @@ export function parseArchiveHeader(text: string): ArchiveHeader | undefined {
     previous: previous?.[1] && previous[2] ? { name: previous[1], sha256: previous[2] } : undefined,
     ...(ipv6 === undefined ? {} : { ipv6: { sha256: ipv6 } }),
     ...(fields.get('family') === 'ipv6' ? { family: 'ipv6' as const } : {}),
+    ...(clock?.[1] && clock[2] ? { clock: { boot: clock[1], seconds: Number(clock[2]) } } : {}),
   };
 }
 

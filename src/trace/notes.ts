@@ -20,6 +20,7 @@ export type TraceNoteCode =
   | 'port-needed'
   | 'not-a-client'
   | 'near-switch'
+  | 'clock-stepped'
   | 'several-nodes'
   | 'in-the-future'
   | 'archive-damaged'
@@ -202,6 +203,14 @@ export function switchNotes(
   const switched = inPlay.filter((archive) => !archive.pending && archive.misdated !== true);
   for (const [dir, archives] of groupBy(switched, (archive) => archive.dir)) {
     if (archives.length < 2) continue;
+    const stepped = archives.slice(1).filter((archive) => archive.clockStep !== undefined);
+    if (stepped.length > 0) {
+      notes.push({
+        code: 'clock-stepped',
+        message: `${stepped.map((archive) => `the clock was stepped by ${String(archive.clockStep)} s before the apply of ${archive.entry.name}`).join('; ')} (its wall clock and boot clock moved apart), so the switch between the rulesets ${archives.map((archive) => archive.entry.name).join(' and ')} in ${dir} may lie that far from where the names put it: each may have been active, so each one's answer is given (timedatectl shows whether the clock is synchronised)`,
+      });
+      continue;
+    }
     notes.push({
       code: 'near-switch',
       message: `the time is within ${margin} s of a switch between the rulesets ${archives.map((archive) => archive.entry.name).join(' and ')} in ${dir}: each may have been active, so each one's answer is given`,

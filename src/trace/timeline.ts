@@ -99,6 +99,12 @@ export interface LoadedArchive<A extends Address = number> {
   readonly netmaps?: readonly Netmap6[] | undefined;
   /** Which addresses of those ranges were clients', when the header says (see netmapClient). */
   readonly clientRanges?: readonly ClientRange6[] | undefined;
+  /**
+   * Seconds the wall clock was stepped between the previous archive's apply and this one's, by
+   * the boot clock both recorded (see clockStepBetween); undefined when none was seen. The
+   * switch to this archive may lie that much before or after its name says.
+   */
+  readonly clockStep?: number | undefined;
   /** Why this archive cannot be trusted as it is (edited or cut after it was written). */
   readonly damaged: string | undefined;
   /**
@@ -186,6 +192,35 @@ function damageOf(
   return undefined;
 }
 
+/**
+ * NTP slews the wall clock and the boot clock alike, so between two applies of one boot they
+ * advance alike, but for steps; a difference above this is one.
+ */
+const CLOCK_STEP_TOLERANCE = 2;
+
+/**
+ * How far the wall clock was stepped between the applies of `before` and `after` (seconds, its
+ * size), from the boot clock each header recorded with its start; undefined when not seen (no
+ * record, another boot, or within the tolerance).
+ */
+function clockStepBetween(before: ArchiveHeader, after: ArchiveHeader): number | undefined {
+  const a = before.clock;
+  const b = after.clock;
+  if (a === undefined || b?.boot !== a.boot) return undefined;
+  const wall = (Date.parse(after.applyStarted) - Date.parse(before.applyStarted)) / 1000;
+  const step = Math.abs(wall - (b.seconds - a.seconds));
+  return Number.isFinite(step) && step > CLOCK_STEP_TOLERANCE ? Math.ceil(step) : undefined;
+}
+
+/** The clock step before entry `index` (see LoadedArchive.clockStep); `header` is its own. */
+function clockStepOf(dir: ArchiveDir, index: number, header: string): number | undefined {
+  const previous = dir.entries[index - 1];
+  if (previous === undefined) return undefined;
+  const before = headerOf(dir, previous);
+  const after = parseArchiveHeader(header);
+  return before && after && clockStepBetween(before, after);
+}
+
 /** An archive's header; undefined when it has none (the original script's) or cannot be read. */
 function headerOf(dir: ArchiveDir, entry: ArchiveName): ArchiveHeader | undefined {
   try {
@@ -234,6 +269,7 @@ function summarizeArchive(
   entry: ArchiveName,
   bindings: ArchiveBindings,
   nextActivatedAt: number | undefined,
+  clockStep?: number,
 ): Omit<LoadedArchive, 'damaged' | 'pending' | 'ipv6'> {
   const header = parseArchiveHeader(bindings.header);
   let index: PortIndex | undefined;
@@ -243,7 +279,9 @@ function summarizeArchive(
     dir: dir.dir,
     entry,
     ours: header !== undefined,
-    applyStartedAt: startOf(header?.applyStarted, entry.activatedAt),
+    // A stepped clock may have named it up to the step late: it may have begun that early.
+    applyStartedAt: startOf(header?.applyStarted, entry.activatedAt) - (clockStep ?? 0),
+    clockStep,
     nextActivatedAt,
     publicAddresses: [...addresses].sort((a, b) => a - b),
     assignments: bindings.assignments,
@@ -300,7 +338,13 @@ export function loadArchive(dir: ArchiveDir, index: number): LoadedArchive | und
     // and when its apply began).
     const bindings = bindingsOfText(read.header);
     const archive = {
-      ...summarizeArchive(dir, entry, bindings, nextActivatedAt),
+      ...summarizeArchive(
+        dir,
+        entry,
+        bindings,
+        nextActivatedAt,
+        clockStepOf(dir, index, read.header),
+      ),
       damaged: read.damaged,
       missingAfter: missingAfter(dir, index),
       pending: false,
@@ -310,7 +354,13 @@ export function loadArchive(dir: ArchiveDir, index: number): LoadedArchive | und
   const { bindings, text, digest } = read;
   const source = () => dir.readIpv6?.(entry);
   const archive = {
-    ...summarizeArchive(dir, entry, bindings, nextActivatedAt),
+    ...summarizeArchive(
+      dir,
+      entry,
+      bindings,
+      nextActivatedAt,
+      clockStepOf(dir, index, bindings.header),
+    ),
     damaged: damageOf(dir, index, bindings, digest),
     missingAfter: missingAfter(dir, index),
     pending: false,
@@ -390,12 +440,24 @@ export function activeAround(
 ): ActiveAround {
   const { entries } = dir;
   const first = entries[0];
-  // The newest archive surely loaded before `at` replaced every older one for good.
+  const loaded = new Map<number, LoadedArchive | undefined>();
+  const load = (index: number) => {
+    if (!loaded.has(index)) loaded.set(index, dir.load ? dir.load(index) : loadArchive(dir, index));
+    return loaded.get(index);
+  };
+  // The newest archive surely loaded before `at` replaced every older one for good, unless the
+  // clock was stepped before its apply: then the one before may have lasted the step longer.
   const surelyLoaded = findArchiveAt(entries, at - 1 - margin);
-  const from = surelyLoaded ? entries.indexOf(surelyLoaded) : 0;
+  let from = surelyLoaded ? entries.indexOf(surelyLoaded) : 0;
+  for (let step = load(from)?.clockStep; from > 0 && step !== undefined;) {
+    const name = entries[from]?.activatedAt ?? 0;
+    if (at >= name + 1 + margin + step) break;
+    from--;
+    step = load(from)?.clockStep;
+  }
   const archives: LoadedArchive[] = [];
   for (let index = from; index < entries.length; index++) {
-    const archive = dir.load ? dir.load(index) : loadArchive(dir, index);
+    const archive = load(index);
     if (!archive || archive.applyStartedAt - margin > at) break;
     archives.push(archive);
   }
