@@ -175,12 +175,17 @@ function readRulesBytes(path: string): Buffer | undefined {
   try {
     return readFileSync(path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new TnatError(
-      'E_RULES_FILE',
-      `${path} cannot be read: check its permissions (firewall.rulesFile)`,
-      { cause: error },
-    );
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    const why =
+      code === 'EISDIR'
+        ? 'is a directory: firewall.rulesFile must name a file (or none yet)'
+        : code === 'ELOOP'
+          ? 'is a loop of symbolic links: replace it by the file (or remove it)'
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'cannot be read: check its permissions (firewall.rulesFile)'
+            : `cannot be read (${code ?? String(error)}): check the file (firewall.rulesFile)`;
+    throw new TnatError('E_RULES_FILE', `${path} ${why}`, { cause: error });
   }
 }
 

@@ -135,6 +135,12 @@ export function parseRulesFile(text: string, file: string): RulesFile {
   function fail(line: number, sentence: string): never {
     throw new TnatError('E_RULES_FILE', sentence, { where: { file, line } });
   }
+  if (text.startsWith('\ufeff')) {
+    fail(
+      1,
+      'the file starts with a byte order mark (saved as "UTF-8 with BOM"), which iptables-restore does not read: save it without one',
+    );
+  }
   const lines: RulesLine[] = [];
   const tables = new Map<string, ParsedTable>();
   let open: OpenTable | undefined;
@@ -183,7 +189,7 @@ export function parseRulesFile(text: string, file: string): RulesFile {
     } else {
       fail(
         number,
-        `"${line.slice(0, 60)}" is neither a comment, table, chain, rule nor COMMIT line`,
+        `"${line.slice(0, 60)}" is neither a comment, table, chain, rule nor COMMIT line: fix or remove it (iptables-save writes only those)`,
       );
     }
   }

@@ -199,7 +199,18 @@ describe('parseRulesFile', () => {
       /table nat \(line 1\) has no COMMIT/,
     ],
     ['COMMIT outside a table', '*nat\nCOMMIT\nCOMMIT\n', 3, /COMMIT outside a table/],
-    ['a line of something else', '*nat\niptables -t nat -A X\nCOMMIT\n', 2, /neither a comment/],
+    [
+      'a line of something else',
+      '*nat\niptables -t nat -A X\nCOMMIT\n',
+      2,
+      /neither a comment.*: fix or remove it/,
+    ],
+    [
+      'a byte order mark',
+      '\ufeff*nat\nCOMMIT\n',
+      1,
+      /starts with a byte order mark .*: save it without one/,
+    ],
     ['a broken chain line', '*nat\n:POSTROUTING\nCOMMIT\n', 2, /not a chain line/],
     ['a table twice', '*nat\nCOMMIT\n*nat\nCOMMIT\n', 3, /appears twice/],
   ])('refuses %s with E_RULES_FILE, file and line', (_, text, line, message) => {
