@@ -5,7 +5,7 @@
  * archive an interrupted apply left is resolved first (archived or discarded), so that
  * "the newest archive" means the same thing to everything after.
  */
-import { lstatSync, readFileSync } from 'node:fs';
+import { lstatSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import { anchorProblem, readDirState, type ArchiveHead, type DirState } from '../archive/anchor.js';
@@ -19,7 +19,7 @@ import {
   type StoredArchive,
 } from '../archive/store.js';
 import type { Discovery } from '../eduvpn/pool.js';
-import { TnatError } from '../errors.js';
+import { isTnatError, TnatError } from '../errors.js';
 import { bindingsOf, mostCommonBlockSize, type Bindings } from '../mapping/bindings.js';
 import type { PreviousAssignments } from '../mapping/types.js';
 import { layoutOfRulesFile, renderFormat, type IptablesNat } from '../render/iptables.js';
@@ -173,8 +173,17 @@ export function readRulesFile(path: string): string | undefined {
 
 function readRulesBytes(path: string): Buffer | undefined {
   try {
+    // A FIFO would block the read, and the apply with it, under the lock.
+    const stat = statSync(path);
+    if (!stat.isFile() && !stat.isDirectory()) {
+      throw new TnatError(
+        'E_RULES_FILE',
+        `${path} is no regular file (a FIFO, socket or device): replace it by the rules file (or remove it)`,
+      );
+    }
     return readFileSync(path);
   } catch (error) {
+    if (isTnatError(error)) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
     const why =
