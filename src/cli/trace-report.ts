@@ -51,7 +51,8 @@ export function archiveJson(archive: LoadedArchive<Address>) {
     file: archiveFile(archive),
     ours: archive.ours,
     activatedAt: formatUtc(archive.entry.activatedAt),
-    applyStarted: archive.ours ? formatUtc(archive.applyStartedAt) : null,
+    applyStarted:
+      archive.ours && archive.applyStartedAt > 0 ? formatUtc(archive.applyStartedAt) : null,
     until: archive.nextActivatedAt === undefined ? null : formatUtc(archive.nextActivatedAt),
     publicAddresses: archive.publicAddresses.map(formatAddress),
     ...(archive.netmaps?.length ? { publicPrefixes: archive.netmaps.map(({ to }) => to) } : {}),
@@ -140,7 +141,9 @@ export function rulesetLines(archives: readonly LoadedArchive<Address>[]): strin
   return archives
     .map((archive) => {
       const started =
-        archive.ours && archive.applyStartedAt !== archive.entry.activatedAt
+        archive.ours &&
+        archive.applyStartedAt > 0 &&
+        archive.applyStartedAt !== archive.entry.activatedAt
           ? `, apply started ${formatUtc(archive.applyStartedAt)}`
           : '';
       const until =

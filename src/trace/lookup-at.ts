@@ -17,6 +17,7 @@ import {
   coverageNotes,
   futureNote,
   hasSilentArchive,
+  driftNotes,
   integrityNotes,
   INTEGRITY_NOTES,
   switchNotes,
@@ -76,6 +77,7 @@ function lookupAround<A extends Address>(
     ...coverageNotes(around, relevant, at),
     ...(relevant.length > 0 ? switchNotes(inPlay, margin) : []),
     ...integrityNotes(inPlay, at, margin),
+    ...driftNotes(around, inPlay, at, margin),
   ];
   const readable = considered.filter((archive) => archive.ipv6State !== 'unreadable');
   if (readable.length > 0 && matches.length === 0) {
@@ -108,7 +110,9 @@ function lookupAround<A extends Address>(
       : distinct > 1 ||
           hasSilentArchive(inPlay, matches) ||
           integrity ||
-          notes.some((note) => note.code === 'may-predate-archives')
+          notes.some(
+            (note) => note.code === 'may-predate-archives' || note.code === 'kernel-drifted',
+          )
         ? 'ambiguous'
         : 'found';
   return { status, notes, archives: inPlay, matches };

@@ -80,7 +80,15 @@ export function coverageNotes(
   const names = around.map((node) => node.dir).join(', ');
   if (notes.length > 0) return notes;
   if (around.every((node) => node.firstActivatedAt === undefined)) {
-    notes.push({ code: 'no-archives', message: `there are no archived rulesets in ${names}` });
+    // Archives dated in the future only: each may have become active at any moment, or not yet.
+    if (around.some((node) => node.archives.length > 0)) {
+      notes.push({
+        code: 'may-predate-archives',
+        message: `every archived ruleset in ${names} is dated later than now: before the first became active the port belonged to no fixed client, and when that was is not known`,
+      });
+    } else {
+      notes.push({ code: 'no-archives', message: `there are no archived rulesets in ${names}` });
+    }
     return notes;
   }
   for (const node of around) {
@@ -144,7 +152,7 @@ export function integrityNotes(
     if (archive.misdated === true) {
       notes.push({
         code: 'archive-misdated',
-        message: `${archive.dir}/${archive.entry.name} is dated ${formatUtc(archive.entry.activatedAt)} by its name, later than now: the clock was ahead when it was archived (or the file was copied in), so its ruleset may have become active at any moment since ${formatUtc(archive.applyStartedAt)}, and its answer is given too (timedatectl; traceable-nat check)`,
+        message: `${archive.dir}/${archive.entry.name} is dated ${formatUtc(archive.entry.activatedAt)} by its name, later than now: the clock was ahead when it was archived (or the file was copied in), so its ruleset may have become active at any moment ${archive.applyStartedAt > 0 ? `since ${formatUtc(archive.applyStartedAt)}` : 'before its name'}, and its answer is given too (timedatectl; traceable-nat check)`,
       });
     }
     if (archive.pending) {

@@ -463,7 +463,8 @@ export function activeAround(
   }
   const pending = loadPending(dir);
   if (pending && pending.applyStartedAt - margin <= at) archives.push(pending);
-  const since = entries.at(-1)?.activatedAt ?? Number.NEGATIVE_INFINITY;
+  // With no dated archive at all, since the beginning (0: the epoch, a finite moment).
+  const since = entries.at(-1)?.activatedAt ?? 0;
   if (since - margin <= at) {
     for (const entry of dir.misdated ?? []) archives.push(loadMisdated(dir, entry, since));
   }

@@ -13,6 +13,8 @@ import { discover } from '../../src/cli/discovery.js';
 import { loadConfig } from '../../src/config-file.js';
 import { parseIpv4 } from '../../src/net/ipv4.js';
 import type { TraceResult } from '../../src/trace/trace.js';
+import { lookupClientAt } from '../../src/trace/lookup-at.js';
+import { archiveDirOf } from '../../src/cli/trace-sources.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { createFakeSite, type FakeSite } from '../helpers/fake-site.js';
 import { ALPHA } from '../helpers/profiles.js';
@@ -60,12 +62,23 @@ test('the time between the last check that found the rules and the repair is not
   expect(during.notes.find((note) => note.code === 'kernel-drifted')?.message).toContain(
     "eduVPN's MASQUERADE",
   );
+  // lookup --at as honest as trace (found by an audit: it answered found).
+  const config = loadConfig(site.sandbox.configFile);
+  const lookup = (at: number) =>
+    lookupClientAt(
+      [archiveDirOf(site.sandbox.archiveDir, config, site.clock.ms)],
+      alpha.client,
+      at,
+    );
+  expect(lookup(T0 + 120).status).toBe('ambiguous');
+  expect(lookup(T0 + 120).notes.map((note) => note.code)).toContain('kernel-drifted');
   // Before the last check that found the rules, and after the repair: certain.
   for (const at of [T0 + 30, T0 + 240]) {
     site.clock.ms = (T0 + 300) * 1000;
     const result = trace(at, alpha.firstPort, alpha.publicAddress);
     expect([at, result.status]).toEqual([at, 'found']);
     expect(codes(result)).not.toContain('kernel-drifted');
+    expect([at, lookup(at).status]).toEqual([at, 'found']);
   }
 });
 

@@ -95,3 +95,15 @@ describe('an archive made while the clock ran an hour ahead, traced once it is r
     expect(result.notes.map((note) => note.code)).not.toContain('archive-misdated');
   });
 });
+
+test('every archive dated in the future (the clock ahead since the first apply): both answers, no crash', async () => {
+  site.sandbox.writeProfiles([ALPHA]);
+  const only = await apply();
+  const alpha = blockOf(only, '10.42.0.2');
+  // Traced an hour before the first archive's name (found by an audit: a RangeError).
+  const result = trace(T0 - 1800, alpha.firstPort, alpha.publicAddress, T0 - 1800);
+  expect(result.status).toBe('ambiguous');
+  expect(clients(result)).toEqual([parseIpv4('10.42.0.2')]);
+  const note = result.notes.find((each) => each.code === 'archive-misdated');
+  expect(note?.message).toContain('at any moment before its name');
+});
