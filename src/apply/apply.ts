@@ -362,7 +362,9 @@ function recordKernelKnown(known: {
   if (newest === undefined) return;
   if (known.outcome === 'repaired') {
     try {
-      const from = Math.max(known.verifiedAt ?? newest.activatedAt, newest.activatedAt);
+      // A moment later than now was recorded by a clock that ran ahead: not known then.
+      const verified = known.verifiedAt !== undefined && known.verifiedAt <= now;
+      const from = Math.max(verified ? (known.verifiedAt ?? 0) : 0, newest.activatedAt);
       recordDrift(firewall.archiveDir, { from, to: now, archive: newest.name });
     } catch (error) {
       warn(error, '; trace cannot say when the kernel did not hold the archived ruleset');

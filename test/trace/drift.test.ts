@@ -113,3 +113,23 @@ test('an apply that only trusted the kernel (the daemon on a change) does not mo
   expect((await site.apply()).kernelRead).toBe('canary');
   expect(verifiedAt()).toBe(T0 + 120);
 });
+
+test('a last check recorded by a clock that ran ahead does not empty the window', async () => {
+  const first = await site.apply();
+  const alpha = first.plan.map.forward(parseIpv4('10.42.0.2') ?? 0);
+  if (!alpha) throw new Error('10.42.0.2 has no block');
+  // A check at T0 + 60 while the wall clock ran an hour ahead (found by an audit).
+  site.clock.ms = (T0 + 60 + 3600) * 1000;
+  expect((await site.apply()).outcome).toBe('unchanged');
+  // The clock put right, the table flushed, the check at T0 + 180 repairs it.
+  site.table.load('*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n');
+  site.clock.ms = (T0 + 180) * 1000;
+  expect((await site.apply()).outcome).toBe('repaired');
+  // From the archive's activation, the last moment known for sure.
+  const log = readFileSync(join(site.sandbox.archiveDir, DRIFT_LOG), 'utf8');
+  expect(log).toMatch(new RegExp(`^${String(T0)} ${String(T0 + 180)} `));
+  site.clock.ms = (T0 + 300) * 1000;
+  const during = trace(T0 + 120, alpha.firstPort, alpha.publicAddress);
+  expect(during.status).toBe('ambiguous');
+  expect(codes(during)).toContain('kernel-drifted');
+});
