@@ -2,7 +2,8 @@
  * traceable-nat's own configuration: the one zod schema that knows its shape. Parsed once,
  * every problem reported at once with its key path and line, then frozen and handed around.
  */
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
+import { parseArchiveName } from './archive/names.js';
 import { isNode, type Document, type LineCounter } from 'yaml';
 import * as z from 'zod';
 import { readConfigYaml } from './config-yaml.js';
@@ -365,7 +366,15 @@ export function firewallFiles(firewall: {
  * trailing `/`); a symbolic link is the operator's own doing and is not looked up (no I/O here).
  */
 function checkFilePaths(files: readonly FirewallFile[], ctx: z.RefinementCtx): void {
+  const archiveDir = files.find((file) => file.key === 'archiveDir');
   for (const file of files) {
+    if (archiveDir && file.key !== undefined && isArchivePath(file.path, archiveDir.path)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['firewall', file.key],
+        message: `${JSON.stringify(file.path)} is named as an archive of firewall.archiveDir, and archives are never written over: give it another name`,
+      });
+    }
     const first = files.find((other) => resolve(other.path) === resolve(file.path));
     if (first === undefined || first === file) continue;
     // The plan cache is no key of its own: the key that meets it carries the problem.
@@ -377,6 +386,16 @@ function checkFilePaths(files: readonly FirewallFile[], ctx: z.RefinementCtx): v
       message: `${JSON.stringify(at.path)} is also ${other.label}: give each its own path`,
     });
   }
+}
+
+/**
+ * Whether `path` names an archive of `archiveDir` (`rules.v4.<seconds>[.gz]` and the like in
+ * it): the rules file belongs beside the archives (/etc/iptables), never over one.
+ */
+export function isArchivePath(path: string, archiveDir: string): boolean {
+  return (
+    dirname(resolve(path)) === resolve(archiveDir) && parseArchiveName(basename(path)) !== undefined
+  );
 }
 
 export const configSchema = z

@@ -282,6 +282,11 @@ describe('paths that name the same file', () => {
       firewall('  stateFile: /s/plan-cache.json\n'),
       'test.yaml:5: firewall.stateFile: "/s/plan-cache.json" is also the plan cache kept beside firewall.stateFile: give each its own path',
     ],
+    [
+      'the rules file named as an archive',
+      firewall('  rulesFile: /s/archive/rules.v4.1700000000\n  archiveDir: /s/archive\n'),
+      'test.yaml:5: firewall.rulesFile: "/s/archive/rules.v4.1700000000" is named as an archive of firewall.archiveDir, and archives are never written over: give it another name',
+    ],
   ])('refuses %s, naming both and the path', (_name, text, message) => {
     const error = errorOf(text);
     expect(error.code).toBe('E_CONFIG');

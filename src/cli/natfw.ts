@@ -7,7 +7,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config-file.js';
-import { DEFAULT_CONFIG_FILE, firewallFiles, type Config } from '../config.js';
+import { DEFAULT_CONFIG_FILE, firewallFiles, isArchivePath, type Config } from '../config.js';
 import { TnatError } from '../errors.js';
 import { runApply } from './apply.js';
 import { EXIT, type CliIo } from './io.js';
@@ -91,6 +91,12 @@ function checkRulesFileOption(rulesFile: string, config: Config, configFile: str
     throw new TnatError(
       'E_USAGE',
       `-w ${JSON.stringify(rulesFile)} is also ${clash.label} in ${configFile}: give -w a path of its own`,
+    );
+  }
+  if (isArchivePath(rulesFile, config.firewall.archiveDir)) {
+    throw new TnatError(
+      'E_USAGE',
+      `-w ${JSON.stringify(rulesFile)} is named as an archive of firewall.archiveDir (${config.firewall.archiveDir}), and archives are never written over: give -w another file`,
     );
   }
 }

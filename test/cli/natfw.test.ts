@@ -2,7 +2,7 @@
  * `vpn-generate-natfw` in-process: its errors name it and its options as the operator typed
  * them, never traceable-nat or parseArgs' long forms (`--w <value>`).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runNatfw } from '../../src/cli/natfw.js';
@@ -82,6 +82,22 @@ test('-w naming a file the configuration already uses is refused, and nothing is
     stderr: `vpn-generate-natfw: -w "${rules6}" is also firewall.rulesFile6 in ${config}: give -w a path of its own\n`,
   });
   expect(readFileSync(rules6, 'utf8')).toBe('*nat\nCOMMIT\n');
+});
+
+test('-w naming an archive is refused: archives are never written over', async () => {
+  const config = join(dir, 'config.yaml');
+  const archiveDir = join(dir, 'archive');
+  writeFileSync(
+    config,
+    `eduvpn:\n  source: portal\n  portalConfig: examples/etc/vpn-user-portal/config.php\nnat:\n  publicAddresses: [192.0.2.1]\n  outInterface: eth0\nfirewall:\n  rulesFile: ${join(dir, 'rules.v4')}\n  archiveDir: ${archiveDir}\n  stateFile: ${join(dir, 'state.json')}\n  lockFile: ${join(dir, 'lock')}\n`,
+  );
+  const target = join(archiveDir, 'rules.v4.1700000000');
+  const result = await natfw('-n', '--config', config, '-w', target);
+  expect(result.status).toBe(2);
+  expect(result.stderr).toBe(
+    `vpn-generate-natfw: -w "${target}" is named as an archive of firewall.archiveDir (${archiveDir}), and archives are never written over: give -w another file\n`,
+  );
+  expect(existsSync(target)).toBe(false);
 });
 
 test('the spellings the help offers still work: -n -v -wFILE, --config=FILE, -h', async () => {
