@@ -363,8 +363,9 @@ function recordKernelKnown(known: {
   if (known.outcome === 'repaired') {
     try {
       // A moment later than now was recorded by a clock that ran ahead: not known then.
-      const verified = known.verifiedAt !== undefined && known.verifiedAt <= now;
-      const from = Math.max(verified ? (known.verifiedAt ?? 0) : 0, newest.activatedAt);
+      const { verifiedAt } = known;
+      const verified = verifiedAt !== undefined && verifiedAt <= now ? verifiedAt : 0;
+      const from = Math.max(verified, newest.activatedAt);
       recordDrift(firewall.archiveDir, { from, to: now, archive: newest.name });
     } catch (error) {
       warn(error, '; trace cannot say when the kernel did not hold the archived ruleset');
