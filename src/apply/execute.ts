@@ -25,7 +25,7 @@ import { translations6 as readTranslations6 } from '../render/fingerprint6.js';
 import { renderFormat } from '../render/iptables.js';
 import { fsyncDirectory, writeTemporaryBeside } from '../system/atomic-write.js';
 import type { BootTime } from '../system/clock.js';
-import { identityOf, type FileIdentity } from '../system/file-identity.js';
+import { identityOf, sameIdentity, type FileIdentity } from '../system/file-identity.js';
 import { TOOL_VERSION } from '../version.js';
 import type { ApplyDeps } from './apply.js';
 import type { ApplyStep } from './decide.js';
@@ -331,6 +331,16 @@ export class ApplyExecution {
   private renameRules(): void {
     const { rulesFile } = this.context.config.firewall;
     if (this.rulesTemporary === undefined) return;
+    // Written while this apply ran (an operator's edit, netfilter-persistent save): the merge
+    // was made from the file before it, so renaming over it would lose the edit.
+    const read = this.context.snapshot.identity;
+    const now = identityOf(rulesFile);
+    if (read === undefined ? now !== undefined : !sameIdentity(read, now)) {
+      throw new TnatError(
+        'E_RULES_FILE',
+        `${rulesFile} was changed while this apply ran (an edit, or netfilter-persistent save?), so it was not replaced`,
+      );
+    }
     renameSync(this.rulesTemporary, rulesFile);
     this.rulesTemporary = undefined;
     // Before anything else runs (firewall.afterWrite may write the file).

@@ -6,7 +6,15 @@
  * the next apply finishes. These tests make the archive's final name taken (link(2) fails) or
  * the rules file a directory (rename(2) fails) right after the load, against a fake nat table.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
 import { archiveName } from '../../src/archive/names.js';
@@ -209,4 +217,27 @@ test('with nat6, IPv6 refused and the IPv4 rules not put back: the new IPv4 rule
   // IPv6 caught up: GAMMA's IPv6 twins are translated now, as the archive says.
   expect(dual.ipv6.save()).toContain('fd0a:2a:2::2');
   expect((await applyDual()).outcome).toBe('unchanged');
+});
+
+test('the rules file edited while the apply ran: the edit is kept, and the next apply merges it', async () => {
+  await apply();
+  sandbox.writeProfiles([ALPHA, GAMMA]);
+  const edit = '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n';
+  // An operator's edit (or netfilter-persistent save) lands during the load (found by an
+  // audit: the rename put the apply's merge, made from the file before it, over the edit).
+  table.afterLoad = () => {
+    appendFileSync(sandbox.rulesFile, edit);
+  };
+  const error = await failure();
+  expect(error.code).toBe('E_UNFINISHED');
+  expect(error.message).toContain('rename-rules');
+  expect(error.message).toContain(`${sandbox.rulesFile} was changed while this apply ran`);
+  expect(readFileSync(sandbox.rulesFile, 'utf8')).toContain('--dport 22');
+  expect(table.save()).toContain(`-s ${GAMMA_CLIENT}/32`);
+  // The next apply merges the new rules into the edited file.
+  const next = await apply();
+  expect(next.rulesFileWritten).toBe(true);
+  const text = readFileSync(sandbox.rulesFile, 'utf8');
+  expect(text).toContain('--dport 22');
+  expect(text).toContain(`-s ${GAMMA_CLIENT}/32`);
 });
