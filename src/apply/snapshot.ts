@@ -8,7 +8,13 @@
 import { lstatSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
-import { anchorProblem, readDirState, type ArchiveHead, type DirState } from '../archive/anchor.js';
+import {
+  anchorProblem,
+  readDirState,
+  updateDirState,
+  type ArchiveHead,
+  type DirState,
+} from '../archive/anchor.js';
 import { archiveBody, parseArchiveHeader, sha256 } from '../archive/header.js';
 import { clientBindings, type BindingRows } from '../archive/binding-columns.js';
 import type { ArchiveName } from '../archive/names.js';
@@ -32,7 +38,7 @@ import {
 import { identityOf, sameIdentity, type FileIdentity } from '../system/file-identity.js';
 import type { KernelClaim } from './drivers.js';
 import type { ApplyDeps, TrustedPlan } from './apply.js';
-import { resolvePendingArchives, type PendingResolution } from './pending.js';
+import { clientsByProtocolOf, resolvePendingArchives, type PendingResolution } from './pending.js';
 import type { RulesetPlan } from './plan.js';
 import { planCacheFile, readPlanCache, type PlanCacheKey } from './plan-cache.js';
 
@@ -96,7 +102,12 @@ export async function readSnapshot(
   // Decompressed only when asked: the daemon's next apply knows the text from its plan.
   const latest = newestArchive(firewall.archiveDir, undefined, true);
   const latestSha = latest?.sha256;
-  const anchor = readDirState(firewall.stateFile, firewall.archiveDir);
+  const anchor = headOnPending(
+    firewall,
+    readDirState(firewall.stateFile, firewall.archiveDir),
+    latest,
+    latestSha,
+  );
   const anchorMismatch = anchorProblem(
     anchor,
     latest && latestSha !== undefined ? { name: latest.entry.name, sha256: latestSha } : undefined,
@@ -165,6 +176,47 @@ export async function readSnapshot(
     trusted,
     active,
   };
+}
+
+/**
+ * The state with the newest archive as its head, when only the pending hash vouched for it: an
+ * apply committed it but could not write the head (a full disk; a kill in between). Written
+ * now, before this apply writes a pending hash of its own over the one that vouches for it, and
+ * the next failed apply leaves every later one refusing the directory (E_ARCHIVE).
+ */
+function headOnPending(
+  firewall: Config['firewall'],
+  anchor: DirState,
+  latest: StoredArchive | undefined,
+  latestSha: string | undefined,
+): DirState {
+  const { head, pending } = anchor;
+  if (latest === undefined || latestSha === undefined || pending?.sha256 !== latestSha) {
+    return anchor;
+  }
+  if (head?.name === latest.entry.name && head.sha256 === latestSha) return anchor;
+  const header = parseArchiveHeader(latest.header ?? latest.text);
+  const promoted: DirState = {
+    ...anchor,
+    head: {
+      name: latest.entry.name,
+      sha256: latestSha,
+      activatedAt: latest.entry.activatedAt,
+      clients: header?.clients ?? 0,
+      clientsByProtocol: clientsByProtocolOf(header?.settings),
+    },
+    pending: undefined,
+  };
+  try {
+    updateDirState(firewall.stateFile, firewall.archiveDir, () => promoted);
+  } catch (error) {
+    throw new TnatError(
+      'E_WRITE',
+      `${firewall.stateFile} cannot be written (${isTnatError(error) ? error.message : String(error)}), and the newest archive ${latest.entry.name} is anchored only by its pending hash there, which this apply would replace: free the space (or fix the file) and run it again; nothing was applied`,
+      { cause: error },
+    );
+  }
+  return promoted;
 }
 
 export function readRulesFile(path: string): string | undefined {

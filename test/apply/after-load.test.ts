@@ -52,6 +52,20 @@ class TableWithAfterLoad extends FakeNatTable {
   }
 }
 
+/** A copy of `table` whose kernel refuses every load (exit status 4: nothing changed). */
+function refusingCopy(table: FakeNatTable): FakeNatTable {
+  const refusing = new (class extends FakeNatTable {
+    override run(command: string, args: readonly string[], options?: RunOptions) {
+      if (command === 'iptables-restore' && !args.includes('--test')) {
+        return Promise.reject(new TnatError('E_COMMAND', 'iptables-restore refused line 1'));
+      }
+      return super.run(command, args, options);
+    }
+  })();
+  refusing.load(table.save());
+  return refusing;
+}
+
 let sandbox: Sandbox;
 let table: TableWithAfterLoad;
 let clock: SteppingClock;
@@ -152,16 +166,8 @@ test('a failure before the load still says nothing was applied, and leaves no pe
   sandbox.writeProfiles([ALPHA, GAMMA]);
   // The kernel refuses the load: the previous rules stay, exit status 4.
   table.afterLoad = undefined;
-  const refusing = new (class extends FakeNatTable {
-    override run(command: string, args: readonly string[], options?: RunOptions) {
-      if (command === 'iptables-restore' && !args.includes('--test')) {
-        return Promise.reject(new TnatError('E_COMMAND', 'iptables-restore refused line 1'));
-      }
-      return super.run(command, args, options);
-    }
-  })();
-  refusing.load(table.save());
   const config = loadConfig(sandbox.configFile);
+  const refusing = refusingCopy(table);
   const error = await applyRuleset(config, { runner: refusing, clock, discover }).then(
     () => undefined,
     (thrown: unknown) => thrown,
@@ -240,4 +246,34 @@ test('the rules file edited while the apply ran: the edit is kept, and the next 
   const text = readFileSync(sandbox.rulesFile, 'utf8');
   expect(text).toContain('--dport 22');
   expect(text).toContain(`-s ${GAMMA_CLIENT}/32`);
+});
+
+test('the head cannot be written after the commit: the next apply writes it first, so a failed one cannot lock the directory', async () => {
+  await apply();
+  sandbox.writeProfiles([ALPHA, GAMMA]);
+  // The state file unwritable right after the load (found by an audit with a full disk).
+  let saved = '';
+  table.afterLoad = () => {
+    saved = readFileSync(sandbox.stateFile, 'utf8');
+    rmSync(sandbox.stateFile);
+    mkdirSync(sandbox.stateFile);
+  };
+  const applied = await apply();
+  expect(applied.outcome).toBe('applied');
+  expect(applied.warnings.join('\n')).toContain('stays anchored by its pending hash');
+  rmSync(sandbox.stateFile, { recursive: true });
+  writeFileSync(sandbox.stateFile, saved);
+  // A change the kernel refuses: nothing applied, and its own pending hash discarded.
+  sandbox.writeProfiles([ALPHA]);
+  const config = loadConfig(sandbox.configFile);
+  const refusing = refusingCopy(table);
+  const refused = await applyRuleset(config, { runner: refusing, clock, discover }).then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
+  expect(isTnatError(refused) && refused.code).toBe('E_COMMAND');
+  // The next apply goes on: the archive it committed is the anchored head (no E_ARCHIVE).
+  const next = await apply();
+  expect(next.outcome).toBe('applied');
+  expect(table.save()).not.toContain(`-s ${GAMMA_CLIENT}/32`);
 });
