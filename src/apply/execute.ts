@@ -274,15 +274,18 @@ export class ApplyExecution {
     const { plan, config, deps, protocols } = this.context;
     const { firewall } = config;
     const activatedAt = Math.max(Math.floor(deps.clock.now() / 1000), this.earliest / 1000);
-    this.pending6?.commit(activatedAt);
-    this.pending6 = undefined;
-    // With no client of ours, the body's bindings may be the original script's rules, so
-    // they are read from the text.
+    // The rules.v4 half first: its header vouches for the IPv6 half, so an IPv6 half left
+    // pending by a failure between the two is named at its second by the next apply
+    // (resolvePendingArchives); the other way round, an IPv6 half would be named at a second
+    // whose rules.v4 comes later under another. With no client of ours, the body's bindings
+    // may be the original script's rules, so they are read from the text.
     this.archive = this.pending?.commit(
       activatedAt,
       plan.map.clientCount > 0 ? () => assignmentColumns(plan.map) : undefined,
     );
     this.pending = undefined;
+    this.pending6?.commit(activatedAt);
+    this.pending6 = undefined;
     if (!this.archive) return;
     const committed = this.archive;
     const body = await this.bodyDigest?.then((digest) => Buffer.from(digest).toString('hex'));

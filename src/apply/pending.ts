@@ -134,9 +134,26 @@ export async function resolvePendingArchives(
       applyStarted,
     });
   }
-  // An IPv6 half whose rules.v4.pending is gone belongs to no activation.
-  if (findPending(archiveDir, 'ip6tables')) discardPending(archiveDir, 'ip6tables');
+  finishIpv6Half(archiveDir);
   return resolutions;
+}
+
+/**
+ * An IPv6 half left pending without its rules.v4.pending: the apply committed the rules.v4 half,
+ * whose header vouches for this one by its hash, and failed before naming it; it is named at
+ * that archive's second. Any other belongs to no activation.
+ */
+function finishIpv6Half(archiveDir: string): void {
+  const half = findPending(archiveDir, 'ip6tables');
+  if (!half) return;
+  const newest = newestArchive(archiveDir, 'iptables', true);
+  const vouched = newest && parseArchiveHeader(newest.header ?? newest.text)?.ipv6?.sha256;
+  const named = newest && readIpv6Half(archiveDir, newest.entry);
+  if (newest && vouched === half.sha256 && named === undefined) {
+    commitPending(archiveDir, 'ip6tables', half, newest.entry.activatedAt);
+  } else {
+    discardPending(archiveDir, 'ip6tables');
+  }
 }
 
 /**

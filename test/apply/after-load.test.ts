@@ -18,6 +18,8 @@ import {
 import { join } from 'node:path';
 import { applyRuleset, type ApplyResult } from '../../src/apply/apply.js';
 import { archiveName } from '../../src/archive/names.js';
+import { ipv6HalfDigest, listArchives, readArchive } from '../../src/archive/store.js';
+import { verifyArchiveChain } from '../../src/archive/verify.js';
 import { discover } from '../../src/cli/discovery.js';
 import { EXIT } from '../../src/cli/io.js';
 import { reportError } from '../../src/cli/report-error.js';
@@ -276,4 +278,57 @@ test('the head cannot be written after the commit: the next apply writes it firs
   const next = await apply();
   expect(next.outcome).toBe('applied');
   expect(table.save()).not.toContain(`-s ${GAMMA_CLIENT}/32`);
+});
+
+test('with nat6, the IPv6 half cannot be named after the rules.v4 half was: the next apply names it at its second', async () => {
+  sandbox.writeConfig({
+    nat: { publicAddresses: ['192.0.2.1', '192.0.2.2'] },
+    nat6: { publicAddresses: ['2001:db8::1'] },
+  });
+  const dual = new (class extends FakeDualNatTable {
+    afterLoad: (() => void) | undefined;
+    override async run(command: string, args: readonly string[], options?: RunOptions) {
+      const result = await super.run(command, args, options);
+      if (command === 'ip6tables-restore' && !args.includes('--test')) this.afterLoad?.();
+      return result;
+    }
+  })();
+  const applyDual = async () => {
+    try {
+      return await applyRuleset(loadConfig(sandbox.configFile), { runner: dual, clock, discover });
+    } finally {
+      clock.ms += 2000;
+    }
+  };
+  await applyDual();
+  sandbox.writeProfiles([ALPHA, GAMMA]);
+  // The IPv6 half's final name taken right after the loads (found by an audit: the IPv6 half
+  // was named first, and its rules.v4 half later under another second, for good).
+  const second = Math.floor(clock.ms / 1000);
+  const taken = [true, false].map((gz) =>
+    join(sandbox.archiveDir, archiveName('ip6tables', second, gz)),
+  );
+  dual.afterLoad = () => {
+    for (const path of taken) writeFileSync(path, 'not an archive\n');
+    dual.afterLoad = undefined;
+  };
+  const error = await applyDual().then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
+  expect(isTnatError(error) && error.code).toBe('E_UNFINISHED');
+  for (const path of taken) rmSync(path);
+  await applyDual();
+  // Both halves of that activation carry its second; the chain is whole.
+  const names = readdirSync(sandbox.archiveDir);
+  expect(names).toContain(archiveName('iptables', second, true));
+  expect(names).toContain(archiveName('ip6tables', second, true));
+  expect(names.filter((name) => name.endsWith('.pending'))).toEqual([]);
+  const dir = sandbox.archiveDir;
+  const files = listArchives(dir).map((entry) => ({
+    ...readArchive(dir, entry),
+    name: entry.name,
+    ipv6Sha256: entry.backend === 'iptables' ? ipv6HalfDigest(dir, entry) : undefined,
+  }));
+  expect(verifyArchiveChain(files).problems).toEqual([]);
 });
