@@ -8,9 +8,10 @@ export interface CliIo {
 /** Exit statuses shared by every command (the README lists them). */
 export const EXIT = {
   ok: 0,
-  /** A check failed, or a trace found nothing. */
+  /** `status` found disagreement, or a trace or lookup found nothing. */
   notOk: 1,
-  /** Bad input: command line, configuration, eduVPN files, rules file. Nothing was changed. */
+  /** Bad input (command line, configuration, eduVPN files, rules file, archives), or a failed
+   * `check` step. Nothing was changed. */
   badInput: 2,
   /** A trace found more than one candidate. */
   ambiguous: 3,
