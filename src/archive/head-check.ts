@@ -7,17 +7,8 @@ import { anchorProblem, readDirState } from './anchor.js';
 import { archiveDigest, findPendingArchives, listArchives } from './store.js';
 
 export function archiveHeadProblems(dir: string, stateFile: string, nowMs: number): string[] {
-  const problems: string[] = [];
-  const entries = listArchives(dir);
-  const now = Math.floor(nowMs / 1000);
-  for (const entry of entries) {
-    if (entry.activatedAt > now) {
-      problems.push(
-        `${entry.name} is dated ${new Date(entry.activatedAt * 1000).toISOString()} by its name, later than this machine's clock: the clock was stepped back or the file was copied in (applies are refused until it is put right)`,
-      );
-    }
-  }
-  const newest = entries.at(-1);
+  const problems = futureDatedProblems(dir, nowMs);
+  const newest = listArchives(dir).at(-1);
   const state = readDirState(stateFile, dir);
   const problem = anchorProblem(
     state,
@@ -36,4 +27,15 @@ export function archiveHeadProblems(dir: string, stateFile: string, nowMs: numbe
     );
   }
   return problems;
+}
+
+/** Archives of `dir` dated later than now by their names (trace gives their answers as doubts). */
+export function futureDatedProblems(dir: string, nowMs: number): string[] {
+  const now = Math.floor(nowMs / 1000);
+  return listArchives(dir)
+    .filter((entry) => entry.activatedAt > now)
+    .map(
+      (entry) =>
+        `${entry.name} is dated ${new Date(entry.activatedAt * 1000).toISOString()} by its name, later than this machine's clock: the clock was stepped back or the file was copied in (applies are refused until it is put right)`,
+    );
 }

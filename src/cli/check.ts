@@ -2,9 +2,10 @@
  * `traceable-nat check`: runs every check it can and reports each one, so an operator sees all
  * that is wrong in one go. Exit 0 only when all pass; 2 when any input is bad.
  */
+import { resolve } from 'node:path';
 import { planFromDisk } from '../apply/apply.js';
 import { ipv6HalfDigest, listArchives, readArchive } from '../archive/store.js';
-import { archiveHeadProblems } from '../archive/head-check.js';
+import { archiveHeadProblems, futureDatedProblems } from '../archive/head-check.js';
 import { auditProblems, readAuditedArchives } from '../archive/journal-audit.js';
 import { verifyArchiveChain } from '../archive/verify.js';
 import type { Config } from '../config.js';
@@ -101,10 +102,15 @@ const checkSteps: CheckStep[] = [
       const problems = [
         ...archiveHeadProblems(archiveDir, stateFile, Date.now()),
         ...auditProblems(archiveDir, audited ?? []),
-      ];
-      if (problems.length > 0) {
-        throw new TnatError('E_ARCHIVE', `${archiveDir}: ${problems.join('; ')}`);
+      ].map((problem) => `${archiveDir}: ${problem}`);
+      // The directories trace reads beside it (other nodes' archives) have no anchor here.
+      for (const dir of new Set(config.trace.archiveDirs)) {
+        if (resolve(dir) === resolve(archiveDir)) continue;
+        problems.push(
+          ...futureDatedProblems(dir, Date.now()).map((problem) => `${dir}: ${problem}`),
+        );
       }
+      if (problems.length > 0) throw new TnatError('E_ARCHIVE', problems.join('; '));
       const newest = listArchives(archiveDir).at(-1);
       const journal =
         audited === undefined || audited.length === 0

@@ -3,7 +3,7 @@
  * portal database written by the test: the text an abuse desk pastes, the JSON object, and
  * the exit statuses (0 found, 1 not found, 2 bad input, 3 ambiguous).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
@@ -510,6 +510,22 @@ describe('check: the archive hash chain', () => {
     const result = await run(UTC, 'check', '--config', config);
     expect(result.stdout).toContain(
       `ok    archive hash chain: 2 archives in ${archiveDir}, every link intact\n`,
+    );
+  });
+
+  test('an archive dated in the future in a directory trace reads beside ours is reported', async () => {
+    const other = join(dir, 'other-node');
+    mkdirSync(other);
+    const future = Math.floor(Date.now() / 1000) + 86400;
+    const [text = ''] = archiveFiles(SPECS).values();
+    writeFileSync(join(other, `rules.v4.${String(future)}`), text);
+    const file = join(dir, 'config-other-node.yaml');
+    writeConfig(file, join(dir, 'db.sqlite'));
+    writeFileSync(file, `${readFileSync(file, 'utf8')}  archiveDirs: [${other}]\n`);
+    const result = await run(UTC, 'check', '--config', file);
+    expect(result.status).toBe(2);
+    expect(result.stdout).toMatch(
+      new RegExp(`FAIL  archive head: .*; ${other}: rules\\.v4\\.${String(future)} is dated`),
     );
   });
 
