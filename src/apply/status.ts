@@ -10,6 +10,8 @@ import { IptablesKernel } from '../netfilter/iptables.js';
 import { NftKernel } from '../netfilter/nftables.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { mostCommonSize, readAssignments, type ReadRules } from '../render/read-rules.js';
+import { readKernelNat } from '../netfilter/iptables-payload.js';
+import { extractNatPart } from '../render/rules-file.js';
 import { readRulesFile } from './snapshot.js';
 
 export interface RulesetSummary {
@@ -28,6 +30,11 @@ export interface ActiveStatus {
   readonly kernel: RulesetSummary;
   /** The IPv6 side, when nat6 is set or the newest archive has one. */
   readonly ipv6: ActiveStatus6 | undefined;
+  /**
+   * iptables: whether the kernel holds our chains and POSTROUTING jump exactly as the newest
+   * archive has them (a deleted jump or rule leaves the bindings read back the same).
+   */
+  readonly kernelTree: boolean | undefined;
   /** Both families agree. */
   readonly agree: boolean;
 }
@@ -84,11 +91,39 @@ export async function kernelRules(
   config: Config,
   runner: CommandRunner,
 ): Promise<ReadRules | undefined> {
+  return (await kernelState(config, runner)).rules;
+}
+
+/** kernelRules, and for iptables the `iptables-save -t nat` text they were read from. */
+async function kernelState(
+  config: Config,
+  runner: CommandRunner,
+): Promise<{ rules: ReadRules | undefined; save: string | undefined }> {
   if (config.firewall.backend === 'nftables') {
     const table = await new NftKernel(runner, config.firewall.nftTable).readTable();
-    return table && { format: 'nft', blockSize: 0, assignments: table.clients };
+    return {
+      rules: table && { format: 'nft', blockSize: 0, assignments: table.clients },
+      save: undefined,
+    };
   }
-  return readAssignments(await new IptablesKernel(runner, config.firewall.iptables).saveNat());
+  const save = await new IptablesKernel(runner, config.firewall.iptables).saveNat();
+  return { rules: readAssignments(save), save };
+}
+
+/**
+ * Whether `save` (iptables-save -t nat) holds our chains rule for rule as the archived ruleset
+ * does, and our jump into them ahead of every other SNAT and MASQUERADE rule.
+ */
+function sameTree(save: string, archivedBody: string): boolean {
+  const kernel = readKernelNat(save);
+  const ours = extractNatPart(archivedBody);
+  if (kernel.chains.size !== ours.chains.size) return false;
+  for (const [name, rules] of ours.chains) {
+    const held = kernel.chains.get(name);
+    if (held?.length !== rules.length || held.some((rule, at) => rule !== rules[at])) return false;
+  }
+  if (ours.jump === undefined) return kernel.jumps.length === 0;
+  return kernel.jumpFirst && kernel.jumps.includes(ours.jump);
 }
 
 /** Our IPv6 rules as the kernel prints them (ip6tables-save, or nft's table ip6), if any. */
@@ -108,7 +143,7 @@ export async function readActiveStatus(
   const { firewall } = config;
   const fileText = readRulesFile(firewall.rulesFile);
   const newest = newestArchive(firewall.archiveDir, firewall.backend);
-  const kernel = await kernelRules(config, runner);
+  const { rules: kernel, save } = await kernelState(config, runner);
   const rulesFile = summarize(
     fileText === undefined ? undefined : firewall.rulesFile,
     fileText === undefined ? undefined : readAssignments(fileText),
@@ -121,15 +156,21 @@ export async function readActiveStatus(
     kernel === undefined ? undefined : `${firewall.backend} kernel state`,
     kernel,
   );
+  const kernelTree =
+    save === undefined || newest === undefined
+      ? undefined
+      : sameTree(save, archiveBody(newest.text));
   const agree4 =
     archive.source !== undefined &&
     rulesFile.bindings === archive.bindings &&
-    kernelSummary.bindings === archive.bindings;
+    kernelSummary.bindings === archive.bindings &&
+    kernelTree !== false;
   const ipv6 = await readActiveStatus6(config, runner, newest);
   return {
     rulesFile,
     archive,
     kernel: kernelSummary,
+    kernelTree,
     ipv6,
     agree: agree4 && (ipv6?.agree ?? true),
   };

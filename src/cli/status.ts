@@ -62,6 +62,7 @@ export const statusCommand: Command = {
         JSON.stringify(
           {
             agree: status.agree,
+            kernelTree: status.kernelTree ?? null,
             activeSince: status.archive.activatedAt ?? null,
             archive: json(status.archive),
             rulesFile: json(status.rulesFile),
@@ -92,9 +93,14 @@ export const statusCommand: Command = {
                 line6('IPv6 kernel', status.ipv6.kernel, status.ipv6.archive),
               ]
             : []),
+          ...(status.kernelTree === false
+            ? [
+                'kernel: our chains or POSTROUTING jump differ from the newest archive (edited, or flushed and partly restored?)',
+              ]
+            : []),
           status.agree
             ? `agree: yes, the kernel holds the newest archived ruleset${status.ipv6 ? ' (IPv4 and IPv6)' : ''}`
-            : 'agree: NO; run traceable-nat apply (or check the daemon: journalctl -u traceable-nat)',
+            : 'agree: NO; run traceable-nat apply --verify, which reads the kernel whole and puts it right (or check the daemon: journalctl -u traceable-nat)',
         ].join('\n') + '\n',
       );
     }

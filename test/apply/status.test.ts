@@ -239,3 +239,34 @@ describe('with nat6 (rules.v6, the archive IPv6 half, ip6tables)', () => {
     expect(result.agree).toBe(false);
   });
 });
+
+describe('a kernel whose chains or jump differ while the bindings read back the same', () => {
+  /** The kernel's nat table with `change` made to its text. */
+  function kernelEdited(change: (save: string) => string): void {
+    const edited = new FakeNatTable();
+    edited.load(change(table.save()));
+    table = edited;
+  }
+
+  test.each([
+    [
+      'our POSTROUTING jump deleted',
+      (save: string) => save.replace(/^-A POSTROUTING .*-j TNAT\n/m, ''),
+    ],
+    [
+      "a client's udp rule deleted",
+      (save: string) => save.replace(/^-A TNAT\S* -s 10\.42\.0\.2\/32 -p udp .*\n/m, ''),
+    ],
+    [
+      'the jump into a subtree deleted',
+      (save: string) => save.replace(/^-A TNAT -s \S+ -j TNAT-\S+\n/m, ''),
+    ],
+  ])('%s: no agreement (found by an audit: it said yes)', async (_, change) => {
+    await apply();
+    expect((await status()).agree).toBe(true);
+    kernelEdited(change);
+    const edited = await status();
+    expect(edited.kernelTree).toBe(false);
+    expect(edited.agree).toBe(false);
+  });
+});
