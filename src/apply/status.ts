@@ -11,7 +11,7 @@ import { NftKernel } from '../netfilter/nftables.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import { mostCommonSize, readAssignments, type ReadRules } from '../render/read-rules.js';
 import { readKernelNat } from '../netfilter/iptables-payload.js';
-import { extractNatPart } from '../render/rules-file.js';
+import { diffChains, extractNatPart } from '../render/rules-file.js';
 import { readRulesFile } from './snapshot.js';
 
 export interface RulesetSummary {
@@ -117,11 +117,8 @@ async function kernelState(
 function sameTree(save: string, archivedBody: string): boolean {
   const kernel = readKernelNat(save);
   const ours = extractNatPart(archivedBody);
-  if (kernel.chains.size !== ours.chains.size) return false;
-  for (const [name, rules] of ours.chains) {
-    const held = kernel.chains.get(name);
-    if (held?.length !== rules.length || held.some((rule, at) => rule !== rules[at])) return false;
-  }
+  const { changed, removed, added } = diffChains(kernel.chains, ours.chains);
+  if (changed.length + removed.length + added.length > 0) return false;
   if (ours.jump === undefined) return kernel.jumps.length === 0;
   return kernel.jumpFirst && kernel.jumps.includes(ours.jump);
 }

@@ -169,13 +169,14 @@ function damageOf(
   index: number,
   bindings: ArchiveBindings,
   digestOf: () => string,
+  nextHeader: ArchiveHeader | undefined,
 ): string | undefined {
   const entry = dir.entries[index];
   if (!entry) return undefined;
   const next = dir.entries[index + 1];
   const digest = digestOf();
   if (next !== undefined) {
-    const recorded = headerOf(dir, next)?.previous;
+    const recorded = nextHeader?.previous;
     if (recorded?.name === entry.name && recorded.sha256 !== digest) {
       return `${entry.name} is not what was archived: ${next.name} recorded its SHA-256 as ${recorded.sha256}, the file now has ${digest} (edited or cut since)`;
     }
@@ -232,16 +233,19 @@ function headerOf(dir: ArchiveDir, entry: ArchiveName): ArchiveHeader | undefine
 }
 
 /**
- * Why a ruleset that followed entry `index` may be missing from the directory: the next
- * archive names another predecessor, or was applied with --force over an anchor that named
+ * Why a ruleset that followed entry `index` may be missing from the directory (`header`: the
+ * next archive's): the next archive names another predecessor, or was applied with --force over an anchor that named
  * another newest archive (a deleted one, say), or (for the newest) the state file anchors an
  * archive not there and not older. Archives of another backend share the directory and chain.
  */
-function missingAfter(dir: ArchiveDir, index: number): string | undefined {
+function missingAfter(
+  dir: ArchiveDir,
+  index: number,
+  header: ArchiveHeader | undefined,
+): string | undefined {
   const entry = dir.entries[index];
   if (!entry) return undefined;
   const next = dir.entries[index + 1];
-  const header = next && headerOf(dir, next);
   const named = next === undefined ? dir.anchor?.name : header?.previous?.name;
   const missing = named === undefined ? undefined : parseArchiveName(named);
   const gone =
@@ -330,42 +334,28 @@ function readBindings(
 export function loadArchive(dir: ArchiveDir, index: number): LoadedArchive | undefined {
   const entry = dir.entries[index];
   if (!entry) return undefined;
-  const nextActivatedAt = dir.entries[index + 1]?.activatedAt;
+  const next = dir.entries[index + 1];
+  // Read once: it vouches for this archive's hash and names what came after it.
+  const nextHeader = next && headerOf(dir, next);
   const read = readOrDamage(dir, entry);
-  if (read.damaged !== undefined) {
-    // Its bindings are unknown: a candidate of no client, whose doubt makes every answer
-    // around it ambiguous (its header, when its start can be read, still gives its addresses
-    // and when its apply began).
-    const bindings = bindingsOfText(read.header);
-    const archive = {
-      ...summarizeArchive(
-        dir,
-        entry,
-        bindings,
-        nextActivatedAt,
-        clockStepOf(dir, index, read.header),
-      ),
-      damaged: read.damaged,
-      missingAfter: missingAfter(dir, index),
-      pending: false,
-    };
-    return { ...archive, ipv6: () => unreadableHalf(archive) };
-  }
-  const { bindings, text, digest } = read;
-  const source = () => dir.readIpv6?.(entry);
+  // An archive that cannot be read has unknown bindings: a candidate of no client, whose doubt
+  // makes every answer around it ambiguous (its header, when its start can be read, still
+  // gives its addresses and when its apply began).
+  const bindings = read.damaged === undefined ? read.bindings : bindingsOfText(read.header);
   const archive = {
     ...summarizeArchive(
       dir,
       entry,
       bindings,
-      nextActivatedAt,
+      next?.activatedAt,
       clockStepOf(dir, index, bindings.header),
     ),
-    damaged: damageOf(dir, index, bindings, digest),
-    missingAfter: missingAfter(dir, index),
+    damaged: read.damaged ?? damageOf(dir, index, bindings, read.digest, nextHeader),
+    missingAfter: missingAfter(dir, index, nextHeader),
     pending: false,
   };
-  return withIpv6(archive, bindings.header, text, source);
+  if (read.damaged !== undefined) return { ...archive, ipv6: () => unreadableHalf(archive) };
+  return withIpv6(archive, bindings.header, read.text, () => dir.readIpv6?.(entry));
 }
 
 /**
