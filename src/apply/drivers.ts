@@ -339,7 +339,10 @@ async function restoreIpv4(
 const NFT_PRIORITY = 90;
 
 /** Our chain as renderNftTable writes it: hooked before srcnat, the two snat-to-map rules. */
-function chainRight(table: Pick<NftTableView, 'chain' | 'rules'>, outInterface: string): boolean {
+export function nftChainRight(
+  table: Pick<NftTableView, 'chain' | 'rules'>,
+  outInterface: string,
+): boolean {
   const [ports, others, ...extra] = table.rules;
   return (
     table.chain?.type === 'nat' &&
@@ -397,7 +400,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
   };
   const rightFor = (current: NftTableState | undefined, plan: RulesetPlan): boolean =>
     current !== undefined &&
-    chainRight(current, options.outInterface) &&
+    nftChainRight(current, options.outInterface) &&
     current.othersMatch &&
     sameBindings(current.held, assignmentColumns(plan.map));
   /** One transaction from what is known of the table to the plan, canary included. */
@@ -414,7 +417,7 @@ function nftDriver(runner: CommandRunner, config: Config): BackendDriver {
       force ||
       current === undefined ||
       !current.othersMatch ||
-      (current.chain !== undefined && !chainRight(current, options.outInterface));
+      (current.chain !== undefined && !nftChainRight(current, options.outInterface));
     // The whole file holds both tables; otherwise the IPv4 delta, and the table ip6 (which
     // replaces itself whole) when it is not as planned: one transaction either way.
     const six = right6 ? '' : (plan.ipv6?.fileText ?? removeTable6(options.table));

@@ -25,11 +25,11 @@ import {
 import { translationsKey } from '../render/fingerprint6.js';
 import type { Config } from '../config.js';
 import type { CommandRunner } from '../netfilter/runner.js';
-import { readAssignments } from '../render/read-rules.js';
 import type { Clock } from '../system/clock.js';
 import { TnatError } from '../errors.js';
 import { isProcessAlive } from '../system/process-alive.js';
-import { kernelRules, kernelRules6, summarize } from './status.js';
+import { ourPartOf } from './plan.js';
+import { holdsRuleset, kernelCanary, kernelRules6, readKernel, type KernelRead } from './status.js';
 
 export interface PendingResolution {
   readonly pending: string;
@@ -78,19 +78,12 @@ export async function resolvePendingArchives(
     await waitForChild(found.childPid, found.childIdentity, clock, config.firewall.lockTimeoutMs);
     const header = parseArchiveHeader(found.text);
     const applyStarted = header?.applyStarted ?? '';
-    const planned = summarize(found.path, readAssignments(archiveBody(found.text)));
     // Only the backend in use can be asked; a pending archive of the other one is stale.
     const kernel =
-      found.backend === config.firewall.backend
-        ? summarize('kernel', await kernelRules(config, runner))
-        : undefined;
+      found.backend === config.firewall.backend ? await readKernel(config, runner) : undefined;
     const newest = newestArchive(archiveDir);
-    const newestBindings = newest
-      ? summarize(newest.path, readAssignments(archiveBody(newest.text))).bindings
-      : undefined;
-    const active4 = kernel?.bindings === planned.bindings && planned.bindings !== newestBindings;
     const active =
-      active4 ||
+      (kernel !== undefined && heldAndNew(kernel, found, newest)) ||
       (found.backend === config.firewall.backend &&
         (await ipv6Active(config, runner, found, newest)));
     if (!active) {
@@ -111,19 +104,15 @@ export async function resolvePendingArchives(
     const half = findPending(archiveDir, 'ip6tables');
     if (half) commitPending(archiveDir, 'ip6tables', half, activatedAt);
     const archive = commitPending(archiveDir, found.backend, found, activatedAt);
+    const bindings = bindingsOfText(found.text);
     // As every archive has (best effort: it only speeds up later traces).
-    writeBindingIndex(
-      archiveDir,
-      basename(archive.path),
-      archive.sha256,
-      bindingsOfText(found.text),
-    );
+    writeBindingIndex(archiveDir, basename(archive.path), archive.sha256, bindings);
     updateDirState(stateFile, archiveDir, () => ({
       head: {
         name: basename(archive.path),
         sha256: archive.sha256,
         activatedAt,
-        clients: header?.clients ?? planned.clients,
+        clients: header?.clients ?? new Set(bindings.assignments().map((a) => a.client)).size,
         clientsByProtocol: clientsByProtocolOf(header?.settings),
       },
     }));
@@ -136,6 +125,30 @@ export async function resolvePendingArchives(
   }
   finishIpv6Half(archiveDir);
   return resolutions;
+}
+
+/**
+ * Whether the kernel holds the pending IPv4 ruleset, and it is not the newest archive's (a
+ * forced apply of the active ruleset, say, which needs no second archive). The canary decides
+ * when it names either: it is loaded in the same transaction as the rules. Without it (flushed,
+ * or set by a version before it) the kernel's rules are compared whole with the pending ones:
+ * bindings alone would take a change that kept every binding (another outgoing interface) for
+ * no change, and drop a ruleset that was active.
+ */
+function heldAndNew(
+  kernel: KernelRead,
+  found: FoundPending,
+  newest: StoredArchive | undefined,
+): boolean {
+  const { backend, text } = found;
+  const changed =
+    newest?.entry.backend !== backend ||
+    ourPartOf(archiveBody(text), backend) !== ourPartOf(archiveBody(newest.text), backend);
+  if (!changed) return false;
+  const canary = kernelCanary(kernel);
+  if (canary !== undefined && canary === found.sha256) return true;
+  if (canary !== undefined && canary === newest?.sha256) return false;
+  return holdsRuleset(kernel, text);
 }
 
 /**

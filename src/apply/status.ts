@@ -12,6 +12,8 @@ import type { CommandRunner } from '../netfilter/runner.js';
 import { mostCommonSize, readAssignments, type ReadRules } from '../render/read-rules.js';
 import { readKernelNat } from '../netfilter/iptables-payload.js';
 import { diffChains, extractNatPart } from '../render/rules-file.js';
+import type { NftTableView } from '../netfilter/nft-json.js';
+import { nftChainRight } from './drivers.js';
 import { readRulesFile } from './snapshot.js';
 
 export interface RulesetSummary {
@@ -31,8 +33,8 @@ export interface ActiveStatus {
   /** The IPv6 side, when nat6 is set or the newest archive has one. */
   readonly ipv6: ActiveStatus6 | undefined;
   /**
-   * iptables: whether the kernel holds our chains and POSTROUTING jump exactly as the newest
-   * archive has them (a deleted jump or rule leaves the bindings read back the same).
+   * Whether the kernel holds the newest archive's IPv4 ruleset rule for rule (holdsRuleset):
+   * a deleted jump or rule leaves the bindings read back the same. Undefined: no archive.
    */
   readonly kernelTree: boolean | undefined;
   /** Both families agree. */
@@ -86,28 +88,64 @@ export function summarize(source: string | undefined, read: ReadRules | undefine
   };
 }
 
+/** Our IPv4 nat rules as the kernel holds them now, read whole. */
+export interface KernelRead {
+  /** Our bindings (undefined: the nft table does not exist). */
+  readonly rules: ReadRules | undefined;
+  /** iptables: the `iptables-save -t nat` text they were read from. */
+  readonly save: string | undefined;
+  /** nftables: our table as listed (undefined: it does not exist). */
+  readonly table: NftTableView | undefined;
+}
+
 /** Our bindings as the kernel holds them now (undefined: the nft table does not exist). */
 export async function kernelRules(
   config: Config,
   runner: CommandRunner,
 ): Promise<ReadRules | undefined> {
-  return (await kernelState(config, runner)).rules;
+  return (await readKernel(config, runner)).rules;
 }
 
-/** kernelRules, and for iptables the `iptables-save -t nat` text they were read from. */
-async function kernelState(
-  config: Config,
-  runner: CommandRunner,
-): Promise<{ rules: ReadRules | undefined; save: string | undefined }> {
+export async function readKernel(config: Config, runner: CommandRunner): Promise<KernelRead> {
   if (config.firewall.backend === 'nftables') {
     const table = await new NftKernel(runner, config.firewall.nftTable).readTable();
     return {
       rules: table && { format: 'nft', blockSize: 0, assignments: table.clients },
       save: undefined,
+      table,
     };
   }
   const save = await new IptablesKernel(runner, config.firewall.iptables).saveNat();
-  return { rules: readAssignments(save), save };
+  return { rules: readAssignments(save), save, table: undefined };
+}
+
+/** The archive digest the kernel's one canary names (src/render/iptables.ts, nftables.ts). */
+export function kernelCanary(kernel: KernelRead): string | undefined {
+  if (kernel.save !== undefined) return readKernelNat(kernel.save).canary;
+  const canaries = kernel.table?.canaries ?? [];
+  return canaries.length === 1 ? canaries[0] : undefined;
+}
+
+/**
+ * Whether the kernel holds the IPv4 ruleset of ours that `archived` (an archive's text) has,
+ * rule for rule: with iptables our chains, and our jump ahead of every other SNAT and
+ * MASQUERADE rule; with nftables our chain hooked and written as rendered for the interface
+ * the archive was made for, and both maps binding every client as the archive does. Bindings
+ * alone would miss a deleted jump or udp rule, or another outgoing interface.
+ */
+export function holdsRuleset(kernel: KernelRead, archived: string): boolean {
+  const body = archiveBody(archived);
+  if (kernel.save !== undefined) return sameTree(kernel.save, body);
+  const { table } = kernel;
+  if (table === undefined) return false;
+  const outInterface = parseArchiveHeader(archived)?.settings.outInterface;
+  return (
+    typeof outInterface === 'string' &&
+    nftChainRight(table, outInterface) &&
+    table.othersMatch &&
+    summarize(undefined, { format: 'nft', blockSize: 0, assignments: table.clients }).bindings ===
+      summarize(undefined, readAssignments(body)).bindings
+  );
 }
 
 /**
@@ -140,7 +178,8 @@ export async function readActiveStatus(
   const { firewall } = config;
   const fileText = readRulesFile(firewall.rulesFile);
   const newest = newestArchive(firewall.archiveDir, firewall.backend);
-  const { rules: kernel, save } = await kernelState(config, runner);
+  const read = await readKernel(config, runner);
+  const kernel = read.rules;
   const rulesFile = summarize(
     fileText === undefined ? undefined : firewall.rulesFile,
     fileText === undefined ? undefined : readAssignments(fileText),
@@ -153,10 +192,7 @@ export async function readActiveStatus(
     kernel === undefined ? undefined : `${firewall.backend} kernel state`,
     kernel,
   );
-  const kernelTree =
-    save === undefined || newest === undefined
-      ? undefined
-      : sameTree(save, archiveBody(newest.text));
+  const kernelTree = newest === undefined ? undefined : holdsRuleset(read, newest.text);
   const agree4 =
     archive.source !== undefined &&
     rulesFile.bindings === archive.bindings &&

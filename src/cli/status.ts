@@ -52,7 +52,8 @@ export const statusCommand: Command = {
   name: 'status',
   options: { json: { type: 'boolean' } },
   async run(context, options) {
-    const status = await readActiveStatus(context.config(), processRunner);
+    const config = context.config();
+    const status = await readActiveStatus(config, processRunner);
     const since =
       status.archive.activatedAt === undefined
         ? ''
@@ -95,7 +96,9 @@ export const statusCommand: Command = {
             : []),
           ...(status.kernelTree === false
             ? [
-                'kernel: our chains or POSTROUTING jump differ from the newest archive (edited, or flushed and partly restored?)',
+                config.firewall.backend === 'nftables'
+                  ? `kernel: our table ${config.firewall.nftTable}'s chain or maps differ from the newest archive (edited by hand, or another outgoing interface?)`
+                  : 'kernel: our chains or POSTROUTING jump differ from the newest archive (edited, or flushed and partly restored?)',
               ]
             : []),
           status.agree

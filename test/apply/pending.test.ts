@@ -24,6 +24,7 @@ import type { CommandRunner, RunOptions, RunResult } from '../../src/netfilter/r
 import { readArchiveText } from '../helpers/archive-files.js';
 import { FakeDualNatTable } from '../helpers/fake-dual-nat-table.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
+import { FakeNftTable } from '../helpers/fake-nft-table.js';
 import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
 import { createSandbox, type Sandbox } from '../helpers/sandbox.js';
 import { SteppingClock } from '../helpers/stepping-clock.js';
@@ -251,6 +252,132 @@ test('leftovers of no activation here (the other backend, an IPv6 half alone) ar
   expect(archives()).toEqual(before);
   // The nft pending archive was never checked against a kernel: only iptables was asked.
   expect(table.calls.some((call) => call.startsWith('nft'))).toBe(false);
+});
+
+describe('an apply that changed the outgoing interface only: every binding stays, the rules do not', () => {
+  beforeEach(async () => {
+    await apply();
+    sandbox.writeConfig({ nat: { outInterface: 'eth1' } });
+  });
+
+  const jumps = () => table.save().match(/^-A POSTROUTING .*-j TNAT$/gm);
+
+  test('killed after its load: the ruleset the kernel took is archived (it was dropped as no change)', async () => {
+    await killedApply({ afterCommit: true });
+    const pendingSha = sha256(readFileSync(pendingFile()));
+    expect(jumps()).toEqual(['-A POSTROUTING -o eth1 -j TNAT']);
+    table.calls.length = 0;
+
+    const result = await apply();
+    expect(result.warnings).toEqual([expect.stringMatching(/^an interrupted apply /)]);
+    expect(archives()).toHaveLength(2);
+    expect(anchored().head?.sha256).toBe(pendingSha);
+    expect(result).toMatchObject({ outcome: 'file-updated', archive: undefined });
+    expect(kernelLoads()).toEqual([]);
+  });
+
+  test('killed after its load, the canary deleted since: the rules compared whole decide, archived', async () => {
+    await killedApply({ afterCommit: true });
+    const pendingSha = sha256(readFileSync(pendingFile()));
+    const withoutCanary = new FakeNatTable();
+    withoutCanary.load(table.save().replace(/^(:TNAT_APPLIED .*|-A TNAT_APPLIED .*)\n/gm, ''));
+    table = withoutCanary;
+    expect(canary()).toBeUndefined();
+
+    const result = await apply();
+    expect(result.warnings).toEqual([expect.stringMatching(/^an interrupted apply /)]);
+    expect(archives()).toHaveLength(2);
+    expect(anchored().head?.sha256).toBe(pendingSha);
+  });
+
+  test('killed before its load took: dropped, and the change applied anew', async () => {
+    await killedApply({ afterCommit: false });
+    const pendingSha = sha256(readFileSync(pendingFile()));
+    expect(jumps()).toEqual(['-A POSTROUTING -o eth0 -j TNAT']);
+
+    const result = await apply();
+    expect(result).toMatchObject({ outcome: 'applied', warnings: [] });
+    expect(archives()).toHaveLength(2);
+    expect(result.archive?.sha256).not.toBe(pendingSha);
+    expect(jumps()).toEqual(['-A POSTROUTING -o eth1 -j TNAT']);
+  });
+
+  test('killed before its load, the canary deleted since: the rules compared whole decide, dropped', async () => {
+    await killedApply({ afterCommit: false });
+    const withoutCanary = new FakeNatTable();
+    withoutCanary.load(table.save().replace(/^(:TNAT_APPLIED .*|-A TNAT_APPLIED .*)\n/gm, ''));
+    table = withoutCanary;
+
+    const result = await apply();
+    expect(result).toMatchObject({ outcome: 'applied', warnings: [] });
+    expect(archives()).toHaveLength(2);
+    expect(jumps()).toEqual(['-A POSTROUTING -o eth1 -j TNAT']);
+  });
+});
+
+describe('nftables: an apply that changed the outgoing interface only, killed in its nft load', () => {
+  let nft: FakeNftTable;
+
+  beforeEach(async () => {
+    sandbox.remove();
+    sandbox = createSandbox('nftables');
+    sandbox.writeProfiles([ALPHA, BETA]);
+    sandbox.writeConfig();
+    nft = new FakeNftTable();
+    await applyRuleset(config(), { runner: nft, clock, discover });
+    clock.ms += 2000;
+    sandbox.writeConfig({ nat: { outInterface: 'eth1' } });
+  });
+
+  const nftArchives = () =>
+    readdirSync(sandbox.archiveDir).filter((name) => /^traceable-nat\.nft\.\d+/.test(name));
+
+  /** Like KilledAtLoad, for `nft -f` (the lists before it run on the table). */
+  async function killedNftApply(afterCommit: boolean): Promise<void> {
+    let stopped: () => void = () => undefined;
+    const reached = new Promise<void>((resolve) => {
+      stopped = resolve;
+    });
+    const runner: CommandRunner = {
+      async run(command, args, options) {
+        if (command !== 'nft' || !args.includes('-f')) return nft.run(command, args, options);
+        options?.onSpawn?.(deadPid);
+        if (afterCommit) await nft.run(command, args, options);
+        stopped();
+        return new Promise<never>(() => undefined);
+      },
+    };
+    void applyRuleset(config(), { runner, clock, discover });
+    await reached;
+    writeFileSync(
+      join(sandbox.dir, 'lock'),
+      JSON.stringify({ pid: deadPid, command: 'apply', since: new Date(clock.ms).toISOString() }),
+    );
+    clock.ms += 3000;
+  }
+
+  test('killed after its load: archived (it was dropped as no change)', async () => {
+    await killedNftApply(true);
+    expect(nft.list()).toContain('oifname "eth1"');
+    const pendingSha = sha256(readFileSync(join(sandbox.archiveDir, 'traceable-nat.nft.pending')));
+
+    const result = await applyRuleset(config(), { runner: nft, clock, discover });
+    expect(result.warnings).toEqual([expect.stringMatching(/^an interrupted apply /)]);
+    expect(nftArchives()).toHaveLength(2);
+    expect(anchored().head?.sha256).toBe(pendingSha);
+    expect((await readActiveStatus(config(), nft)).agree).toBe(true);
+  });
+
+  test('killed before its load took: dropped, and the change applied anew', async () => {
+    await killedNftApply(false);
+    expect(nft.list()).toContain('oifname "eth0"');
+
+    const result = await applyRuleset(config(), { runner: nft, clock, discover });
+    expect(result).toMatchObject({ outcome: 'applied', warnings: [] });
+    expect(nftArchives()).toHaveLength(2);
+    expect(nft.list()).toContain('oifname "eth1"');
+    expect((await readActiveStatus(config(), nft)).agree).toBe(true);
+  });
 });
 
 describe('with nat6: an apply that changed only IPv6, killed in its ip6tables load', () => {

@@ -65,6 +65,15 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
     backend === 'iptables'
       ? net.exec(net.gateway, ['iptables-save', '-c', '-t', 'nat']).replace(/^#.*\n/gm, '')
       : net.exec(net.gateway, ['nft', '-a', 'list', 'table', 'ip', 'traceable_nat']);
+  const statusJson = () => {
+    const run = runCli(net.gateway, ['status', '--json', '--config', sandbox.configFile]);
+    const parsed = JSON.parse(run.stdout) as {
+      agree: boolean;
+      kernelTree: boolean | null;
+      kernel: { clients: number };
+    };
+    return { code: run.status, ...parsed };
+  };
   // Hidden files beside the archives are their binding indexes, no archives.
   const archives = (): string[] =>
     existsSync(sandbox.archiveDir)
@@ -222,10 +231,9 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
     const archivesBefore = archives();
     if (backend === 'iptables') net.exec(net.gateway, ['iptables', '-t', 'nat', '-F']);
     else net.exec(net.gateway, ['nft', 'delete', 'table', 'ip', 'traceable_nat']);
-    const status = (): { code: number | null; agree: boolean; kernelClients: number } => {
-      const run = runCli(net.gateway, ['status', '--json', '--config', sandbox.configFile]);
-      const parsed = JSON.parse(run.stdout) as { agree: boolean; kernel: { clients: number } };
-      return { code: run.status, agree: parsed.agree, kernelClients: parsed.kernel.clients };
+    const status = () => {
+      const { code, agree, kernel } = statusJson();
+      return { code, agree, kernelClients: kernel.clients };
     };
     expect(status()).toEqual({ code: 1, agree: false, kernelClients: 0 });
     const result = applyJson();
@@ -233,6 +241,46 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
     expect(status()).toEqual({ code: 0, agree: true, kernelClients: 125 + 125 + 253 });
     expect(archives()).toEqual(archivesBefore);
     expectTranslated(await probe(net, ['10.42.1.2', '10.42.2.2']));
+  });
+
+  test('one rule of ours deleted by hand, every binding still there: status disagrees until --verify', () => {
+    applyJson();
+    const status = () => {
+      const { code, agree, kernelTree } = statusJson();
+      return { code, agree, kernelTree };
+    };
+    expect(status()).toEqual({ code: 0, agree: true, kernelTree: true });
+    if (backend === 'iptables') {
+      // Our jump from POSTROUTING: every client's rules stay, none of them is reached.
+      const jump = /^-A POSTROUTING (.*-j TNAT)$/m.exec(
+        net.exec(net.gateway, ['iptables', '-t', 'nat', '-S', 'POSTROUTING']),
+      )?.[1];
+      expect(jump).toBeDefined();
+      net.exec(net.gateway, [
+        'iptables',
+        '-t',
+        'nat',
+        '-D',
+        'POSTROUTING',
+        ...(jump ?? '').split(' '),
+      ]);
+    } else {
+      // The rule for everything but tcp and udp (the maps stay whole).
+      const listed = net.exec(
+        net.gateway,
+        'nft -a list chain ip traceable_nat postrouting'.split(' '),
+      );
+      const handle = /l4proto != \{ tcp, udp \}.* # handle (\d+)$/m.exec(listed)?.[1];
+      expect(handle).toBeDefined();
+      net.exec(net.gateway, [
+        ...'nft delete rule ip traceable_nat postrouting handle'.split(' '),
+        handle ?? '',
+      ]);
+    }
+    // Before: the bindings read back the same, and status said "agree: yes".
+    expect(status()).toEqual({ code: 1, agree: false, kernelTree: false });
+    expect(applyJson('--verify')).toMatchObject({ outcome: 'repaired', kernelRead: 'full' });
+    expect(status()).toEqual({ code: 0, agree: true, kernelTree: true });
   });
 
   if (backend === 'iptables') {
