@@ -2,6 +2,7 @@
  * traceable-nat's own configuration: the one zod schema that knows its shape. Parsed once,
  * every problem reported at once with its key path and line, then frozen and handed around.
  */
+import { realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArchiveName } from './archive/names.js';
 import { isNode, type Document, type LineCounter } from 'yaml';
@@ -363,19 +364,29 @@ export function firewallFiles(firewall: {
 /**
  * Two paths that name the same file overwrite each other: rulesFile6 = rulesFile made an apply
  * replace the IPv4 rules with the IPv6 ones. Compared as resolve() spells them (`./`, `//`, a
- * trailing `/`); a symbolic link is the operator's own doing and is not looked up (no I/O here).
+ * trailing `/`) and as they lie on disk (onDisk): a rules file renamed into a linked directory
+ * lands on whatever the other name of that directory holds, and a rules file that links to
+ * another is merged from that other file's rules.
  */
 function checkFilePaths(files: readonly FirewallFile[], ctx: z.RefinementCtx): void {
-  const archiveDir = files.find((file) => file.key === 'archiveDir');
-  for (const file of files) {
-    if (archiveDir && file.key !== undefined && isArchivePath(file.path, archiveDir.path)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['firewall', file.key],
-        message: `${JSON.stringify(file.path)} is named as an archive of firewall.archiveDir, and archives are never written over: give it another name`,
-      });
+  const located = files.map((file) => ({ ...file, real: onDisk(file.path) }));
+  const archiveDir = located.find((file) => file.key === 'archiveDir');
+  for (const file of located) {
+    if (archiveDir && file.key !== undefined) {
+      const named = isArchivePath(file.path, archiveDir.path);
+      if (named || isArchivePath(file.real, archiveDir.real)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['firewall', file.key],
+          message: named
+            ? `${JSON.stringify(file.path)} is named as an archive of firewall.archiveDir, and archives are never written over: give it another name`
+            : `${JSON.stringify(file.path)} is an archive of firewall.archiveDir once symbolic links are followed (${JSON.stringify(file.real)}), and archives are never written over: give it a path that is no archive`,
+        });
+      }
     }
-    const first = files.find((other) => resolve(other.path) === resolve(file.path));
+    const first = located.find(
+      (other) => resolve(other.path) === resolve(file.path) || other.real === file.real,
+    );
     if (first === undefined || first === file) continue;
     // The plan cache is no key of its own: the key that meets it carries the problem.
     const [at, other] = file.key === undefined ? [first, file] : [file, first];
@@ -383,8 +394,30 @@ function checkFilePaths(files: readonly FirewallFile[], ctx: z.RefinementCtx): v
     ctx.addIssue({
       code: 'custom',
       path: ['firewall', at.key],
-      message: `${JSON.stringify(at.path)} is also ${other.label}: give each its own path`,
+      message:
+        resolve(at.path) === resolve(other.path)
+          ? `${JSON.stringify(at.path)} is also ${other.label}: give each its own path`
+          : `${JSON.stringify(at.path)} is also ${other.label} once symbolic links are followed (both are ${JSON.stringify(at.real)}): give each its own file`,
     });
+  }
+}
+
+/**
+ * Where `path` lies on disk: its longest existing ancestor as realpath resolves it, with the
+ * rest joined on, since a file not written yet may still lie in a linked directory. realpath
+ * only lstat()s and readlink()s, it opens nothing, so a FIFO or a device cannot block it. A
+ * path it cannot resolve (missing, no permission, a loop) is looked up by its parent; a
+ * dangling link stays as it is spelt, since a rename replaces the link itself.
+ */
+function onDisk(path: string): string {
+  const rest: string[] = [];
+  for (let at = resolve(path); ; at = dirname(at)) {
+    try {
+      return join(realpathSync(at), ...rest);
+    } catch {
+      if (dirname(at) === at) return resolve(path);
+      rest.unshift(basename(at));
+    }
   }
 }
 

@@ -1,4 +1,14 @@
-import { readFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { jest } from '@jest/globals';
 import { parseConfig } from '../src/config.js';
 import { TnatError } from '../src/errors.js';
@@ -299,6 +309,93 @@ describe('paths that name the same file', () => {
       'x.yaml',
     );
     expect(config.firewall.rulesFile).toBe('/s/rules');
+  });
+});
+
+describe('paths that name the same file through a symbolic link', () => {
+  let dir: string;
+  beforeEach(() => {
+    // Resolved itself, so that the messages' on-disk paths can be spelt out (tmpdir may be a link).
+    dir = realpathSync(mkdtempSync(join(tmpdir(), 'tnat-config-')));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A firewall section with every path in `dir`, so that no default path on the host is read. */
+  const firewall = (paths: Record<string, string>) => {
+    const all = {
+      rulesFile: `${dir}/rules.v4`,
+      rulesFile6: `${dir}/rules.v6`,
+      stateFile: `${dir}/state.json`,
+      lockFile: `${dir}/lock`,
+      archiveDir: `${dir}/archive`,
+      ...paths,
+    };
+    const lines = Object.entries(all).map(([key, path]) => `  ${key}: ${path}\n`);
+    return `${minimal}firewall:\n${lines.join('')}`;
+  };
+
+  test('refuses an IPv6 rules file that links to the IPv4 one', () => {
+    writeFileSync(join(dir, 'rules.v4'), '*filter\nCOMMIT\n');
+    symlinkSync('rules.v4', join(dir, 'rules.v6'));
+    const error = errorOf(firewall({}));
+    expect(error.code).toBe('E_CONFIG');
+    expect(error.message).toBe(
+      `test.yaml:6: firewall.rulesFile6: "${dir}/rules.v6" is also firewall.rulesFile once symbolic links are followed (both are "${dir}/rules.v4"): give each its own file`,
+    );
+  });
+
+  test('refuses a file not written yet in a linked directory that another path names directly', () => {
+    mkdirSync(join(dir, 'real'));
+    symlinkSync('real', join(dir, 'iptables'));
+    const error = errorOf(
+      firewall({ rulesFile: `${dir}/iptables/rules.v4`, stateFile: `${dir}/real/rules.v4` }),
+    );
+    expect(error.code).toBe('E_CONFIG');
+    expect(error.message).toBe(
+      `test.yaml:7: firewall.stateFile: "${dir}/real/rules.v4" is also firewall.rulesFile once symbolic links are followed (both are "${dir}/real/rules.v4"): give each its own file`,
+    );
+  });
+
+  test('refuses a rules file named as an archive of an archive directory not made yet, reached through a linked parent', () => {
+    mkdirSync(join(dir, 'real'));
+    symlinkSync('real', join(dir, 'var'));
+    const error = errorOf(
+      firewall({
+        rulesFile: `${dir}/real/archive/rules.v4.1700000000`,
+        archiveDir: `${dir}/var/archive`,
+      }),
+    );
+    expect(error.code).toBe('E_CONFIG');
+    expect(error.message).toBe(
+      `test.yaml:5: firewall.rulesFile: "${dir}/real/archive/rules.v4.1700000000" is an archive of firewall.archiveDir once symbolic links are followed ("${dir}/real/archive/rules.v4.1700000000"), and archives are never written over: give it a path that is no archive`,
+    );
+  });
+
+  test('a link that loops is looked up by its parent, neither refused nor thrown', () => {
+    symlinkSync('loop', join(dir, 'loop'));
+    const config = parseConfig(firewall({ rulesFile: `${dir}/loop/rules.v4` }), 'x.yaml');
+    expect(config.firewall.rulesFile).toBe(`${dir}/loop/rules.v4`);
+  });
+
+  test('accepts different files in a linked directory, named through the link and directly', () => {
+    mkdirSync(join(dir, 'real'));
+    symlinkSync('real', join(dir, 'iptables'));
+    writeFileSync(join(dir, 'real', 'rules.v4'), '*filter\nCOMMIT\n');
+    const config = parseConfig(
+      firewall({
+        rulesFile: `${dir}/iptables/rules.v4`,
+        rulesFile6: `${dir}/real/rules.v6`,
+        stateFile: `${dir}/real/state/state.json`,
+        lockFile: `${dir}/iptables/lock`,
+        archiveDir: `${dir}/iptables`,
+      }),
+      'x.yaml',
+    );
+    // The configuration keeps the paths as written: only the check looks through the link.
+    expect(config.firewall.rulesFile).toBe(`${dir}/iptables/rules.v4`);
+    expect(config.firewall.archiveDir).toBe(`${dir}/iptables`);
   });
 });
 
