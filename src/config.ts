@@ -369,18 +369,25 @@ export function firewallFiles(firewall: {
  * another is merged from that other file's rules.
  */
 function checkFilePaths(files: readonly FirewallFile[], ctx: z.RefinementCtx): void {
-  const located = files.map((file) => ({ ...file, real: onDisk(file.path) }));
+  // `placed`: where a file written there lands, its directory resolved but not the file: a
+  // rules file the original script left as a link into its archive is renamed over (the
+  // link replaced), never written through.
+  const located = files.map((file) => ({
+    ...file,
+    real: onDisk(file.path),
+    placed: join(onDisk(dirname(file.path)), basename(file.path)),
+  }));
   const archiveDir = located.find((file) => file.key === 'archiveDir');
   for (const file of located) {
     if (archiveDir && file.key !== undefined) {
       const named = isArchivePath(file.path, archiveDir.path);
-      if (named || isArchivePath(file.real, archiveDir.real)) {
+      if (named || isArchivePath(file.placed, archiveDir.real)) {
         ctx.addIssue({
           code: 'custom',
           path: ['firewall', file.key],
           message: named
             ? `${JSON.stringify(file.path)} is named as an archive of firewall.archiveDir, and archives are never written over: give it another name`
-            : `${JSON.stringify(file.path)} is an archive of firewall.archiveDir once symbolic links are followed (${JSON.stringify(file.real)}), and archives are never written over: give it a path that is no archive`,
+            : `${JSON.stringify(file.path)} is an archive of firewall.archiveDir once symbolic links are followed (${JSON.stringify(file.placed)}), and archives are never written over: give it a path that is no archive`,
         });
       }
     }

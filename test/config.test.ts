@@ -346,6 +346,13 @@ describe('paths that name the same file through a symbolic link', () => {
     );
   });
 
+  test("accepts the original script's rules file, a link into the archive directory (an apply replaces the link)", () => {
+    mkdirSync(join(dir, 'archive'));
+    writeFileSync(join(dir, 'archive', 'rules.v4.1600000000'), '*nat\nCOMMIT\n');
+    symlinkSync('archive/rules.v4.1600000000', join(dir, 'rules.v4'));
+    expect(parseConfig(firewall({}), 'x.yaml').firewall.rulesFile).toBe(`${dir}/rules.v4`);
+  });
+
   test('refuses a file not written yet in a linked directory that another path names directly', () => {
     mkdirSync(join(dir, 'real'));
     symlinkSync('real', join(dir, 'iptables'));
