@@ -14,6 +14,7 @@ import { readKernelNat } from '../netfilter/iptables-payload.js';
 import { diffChains, extractNatPart } from '../render/rules-file.js';
 import type { NftTableView } from '../netfilter/nft-json.js';
 import { nftChainRight } from './drivers.js';
+import { ourPartOf } from './plan.js';
 import { readRulesFile } from './snapshot.js';
 
 export interface RulesetSummary {
@@ -37,6 +38,12 @@ export interface ActiveStatus {
    * a deleted jump or rule leaves the bindings read back the same. Undefined: no archive.
    */
   readonly kernelTree: boolean | undefined;
+  /**
+   * Whether the rules file holds our part of the newest archive's ruleset as it is (our chains
+   * and jump, or our nft tables): a jump deleted from rules.v4 by hand leaves every binding in
+   * it, and a boot would load rules that no packet reaches. Undefined: no archive or no file.
+   */
+  readonly rulesFileTree: boolean | undefined;
   /** Both families agree. */
   readonly agree: boolean;
 }
@@ -148,6 +155,24 @@ export function holdsRuleset(kernel: KernelRead, archived: string): boolean {
   );
 }
 
+/** Whether a rules file's text holds our part of `newest`'s ruleset as it is (see rulesFileTree). */
+function sameOurPart(
+  fileText: string,
+  file: string,
+  newest: StoredArchive,
+  backend: Config['firewall']['backend'],
+): boolean {
+  try {
+    return (
+      ourPartOf(fileText, backend, file) ===
+      ourPartOf(archiveBody(newest.text), backend, newest.path)
+    );
+  } catch {
+    // A rules file that no longer parses holds nothing of ours that a boot could load.
+    return false;
+  }
+}
+
 /**
  * Whether `save` (iptables-save -t nat) holds our chains rule for rule as the archived ruleset
  * does, and our jump into them ahead of every other SNAT and MASQUERADE rule.
@@ -193,17 +218,23 @@ export async function readActiveStatus(
     kernel,
   );
   const kernelTree = newest === undefined ? undefined : holdsRuleset(read, newest.text);
+  const rulesFileTree =
+    newest === undefined || fileText === undefined
+      ? undefined
+      : sameOurPart(fileText, firewall.rulesFile, newest, firewall.backend);
   const agree4 =
     archive.source !== undefined &&
     rulesFile.bindings === archive.bindings &&
     kernelSummary.bindings === archive.bindings &&
-    kernelTree !== false;
+    kernelTree !== false &&
+    rulesFileTree !== false;
   const ipv6 = await readActiveStatus6(config, runner, newest);
   return {
     rulesFile,
     archive,
     kernel: kernelSummary,
     kernelTree,
+    rulesFileTree,
     ipv6,
     agree: agree4 && (ipv6?.agree ?? true),
   };

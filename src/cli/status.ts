@@ -64,6 +64,7 @@ export const statusCommand: Command = {
           {
             agree: status.agree,
             kernelTree: status.kernelTree ?? null,
+            rulesFileTree: status.rulesFileTree ?? null,
             activeSince: status.archive.activatedAt ?? null,
             archive: json(status.archive),
             rulesFile: json(status.rulesFile),
@@ -99,6 +100,11 @@ export const statusCommand: Command = {
                 config.firewall.backend === 'nftables'
                   ? `kernel: our table ${config.firewall.nftTable}'s chain or maps differ from the newest archive (edited by hand, or another outgoing interface?)`
                   : 'kernel: our chains or POSTROUTING jump differ from the newest archive (edited, or flushed and partly restored?)',
+              ]
+            : []),
+          ...(status.rulesFileTree === false
+            ? [
+                `rules file: ${config.firewall.rulesFile} does not hold our rules as the newest archive has them (edited by hand?), and a boot loads it: run traceable-nat apply, which writes it`,
               ]
             : []),
           status.agree

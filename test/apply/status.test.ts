@@ -100,6 +100,39 @@ test('a rules file edited by hand to bind one client elsewhere: disagrees, and o
   expect(result.kernel.bindings).toBe(result.archive.bindings);
 });
 
+describe('a rules file whose rules of ours differ while its bindings read back the same', () => {
+  test.each([
+    [
+      'our POSTROUTING jump deleted',
+      (text: string) => text.replace(/^-A POSTROUTING .*-j TNAT\n/m, ''),
+    ],
+    [
+      "a client's udp rule deleted",
+      (text: string) => text.replace(/^-A TNAT\S* -s 10\.42\.0\.2\/32 -p udp .*\n/m, ''),
+    ],
+    ['cut off before its COMMIT', (text: string) => text.slice(0, text.lastIndexOf('COMMIT'))],
+  ])(
+    '%s: no agreement, a boot would load it (it said yes)',
+    async (_, change) => {
+      await apply();
+      writeFileSync(sandbox.rulesFile, change(readFileSync(sandbox.rulesFile, 'utf8')));
+      const result = await status();
+      expect(result.rulesFileTree).toBe(false);
+      expect(result.agree).toBe(false);
+      expect(result.kernelTree).toBe(true);
+    },
+  );
+
+  test("an operator's own rule added beside ours: still agrees", async () => {
+    await apply();
+    const text = readFileSync(sandbox.rulesFile, 'utf8');
+    writeFileSync(sandbox.rulesFile, text.replace('*nat\n', '*nat\n:OPERATOR - [0:0]\n'));
+    const result = await status();
+    expect(result.rulesFileTree).toBe(true);
+    expect(result.agree).toBe(true);
+  });
+});
+
 test('the kernel drifted (one client moved to other ports by hand): disagrees, and only the kernel differs', async () => {
   await apply();
   const moved = rulesOf(table.save(), '10.42.0.2/32');
