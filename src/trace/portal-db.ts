@@ -17,7 +17,7 @@ import {
   type PortalSession,
   type UserAnswer,
 } from './sessions.js';
-import type { LocalZone } from './time.js';
+import { UTC_ZONE, type LocalZone } from './time.js';
 
 export interface DatabaseRead {
   readonly path: string;
@@ -132,6 +132,9 @@ export function openPortalDatabases(
   const databases = opened.map((database) => database.read);
   const timesOf = (schema: PortalSchema) =>
     schema === '3.x' ? 'UTC' : `${zone.name} (assumed: eduVPN 2.x stores times without a zone)`;
+  // 3.x writes every time in UTC (with +00:00), so one stored without an offset is UTC too,
+  // as its session says; only 2.x times are the server's local ones.
+  const zoneOf = (schema: PortalSchema) => (schema === '3.x' ? UTC_ZONE : zone);
   return {
     databases,
     sessionsOf(client, at, twin) {
@@ -153,13 +156,14 @@ export function openPortalDatabases(
           continue;
         }
         answered++;
-        for (const row of sessionsAt(rows, at, margin, zone)) {
+        const stored = zoneOf(schema);
+        for (const row of sessionsAt(rows, at, margin, stored)) {
           sessions.push({
             ...row,
             database: read.path,
             schema,
-            connectedAtUtc: utcOf(row.connectedAt, zone),
-            disconnectedAtUtc: utcOf(row.disconnectedAt, zone),
+            connectedAtUtc: utcOf(row.connectedAt, stored),
+            disconnectedAtUtc: utcOf(row.disconnectedAt, stored),
             timesAre: timesOf(schema),
           });
         }

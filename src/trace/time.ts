@@ -27,6 +27,9 @@ export interface LocalZone {
   readonly offsetsAt: (time: WallClockTime) => readonly number[] | undefined;
 }
 
+/** UTC as a zone: how eduVPN 3.x stores every time, so a stored time without an offset is UTC. */
+export const UTC_ZONE: LocalZone = { name: 'UTC', offsetsAt: () => [0] };
+
 export interface IncidentTime {
   /** The text as given. */
   readonly given: string;

@@ -264,3 +264,37 @@ describe('databases that cannot be used', () => {
     expect(users(answer)).toEqual({ status: 'ambiguous', users: ['zoe', 'yann'] });
   });
 });
+
+describe('times as eduVPN 3.x stores them', () => {
+  test('a 3.x time stored without an offset is UTC, as its session says, not the local time', () => {
+    const path = portal3x('no-offset.sqlite', [
+      ['alice', 'o', 'c-a', '10.0.0.2', '2023-09-20 10:00:00', '2023-09-20 11:00:00'],
+      ['bob', 'o', 'c-b', '10.0.0.2', '2023-09-20 11:00:30', null],
+    ]);
+    const answer = lookup([path], '10.0.0.2', at('2023-09-20T10:30:00Z'));
+    expect(users(answer)).toEqual({ status: 'found', users: ['alice'] });
+    expect(answer.sessions[0]).toMatchObject({
+      connectedAtUtc: '2023-09-20T10:00:00Z',
+      timesAre: 'UTC',
+    });
+  });
+
+  test('fractional seconds and a +0000 offset are read, the fraction dropped', () => {
+    const path = portal3x('fractions.sqlite', [
+      [
+        'alice',
+        'o',
+        'c-a',
+        '10.0.0.2',
+        '2023-09-20T10:00:00.123456+00:00',
+        '2023-09-20T11:00:00.999+0000',
+      ],
+    ]);
+    expect(lookup([path], '10.0.0.2', at('2023-09-20T11:00:05Z')).sessions[0]).toMatchObject({
+      userId: 'alice',
+      connectedAtUtc: '2023-09-20T10:00:00Z',
+      disconnectedAtUtc: '2023-09-20T11:00:00Z',
+    });
+    expect(lookup([path], '10.0.0.2', at('2023-09-20T11:00:06Z')).status).toBe('none');
+  });
+});
