@@ -17,6 +17,7 @@ import {
   type PortalSession,
   type UserAnswer,
 } from './sessions.js';
+import { parseIpv6 } from '../net/ipv6.js';
 import { UTC_ZONE, type LocalZone } from './time.js';
 
 export interface DatabaseRead {
@@ -42,15 +43,30 @@ const QUERIES: Record<PortalSchema, string> = {
 /**
  * An IPv6 client by the portal's IPv6 column (3.x `ip_six`, 2.x `ip6`), or by its IPv4 twin:
  * both addresses of a session are logged on one row. The portal writes IPv6 addresses as PHP's
- * inet_ntop prints them (RFC 5952 on glibc), the form formatIpv6 gives.
+ * inet_ntop prints them (RFC 5952 on glibc), the form formatIpv6 gives. The twin comes from
+ * today's configuration, a hint only, so a row found by it counts only when its own IPv6
+ * address is the client's (see sameIpv6).
  */
 const QUERIES6: Record<PortalSchema, string> = {
-  '3.x': `SELECT user_id, profile_id, connection_id, vpn_proto, connected_at, disconnected_at
-          FROM connection_log WHERE ip_six = ? OR ip_four = ? ORDER BY connected_at`,
-  '2.x': `SELECT user_id, profile_id, common_name AS connection_id, NULL AS vpn_proto,
-          connected_at, disconnected_at FROM connection_log WHERE ip6 = ? OR ip4 = ?
+  '3.x': `SELECT user_id, profile_id, connection_id, vpn_proto, connected_at, disconnected_at,
+          ip_six AS address6 FROM connection_log WHERE ip_six = ? OR ip_four = ?
           ORDER BY connected_at`,
+  '2.x': `SELECT user_id, profile_id, common_name AS connection_id, NULL AS vpn_proto,
+          connected_at, disconnected_at, ip6 AS address6 FROM connection_log
+          WHERE ip6 = ? OR ip4 = ? ORDER BY connected_at`,
 };
+
+/**
+ * Whether a row's IPv6 column does not rule it out for `client`: the same address (in any
+ * text form), or none that can be read. A row with the twin's IPv4 address and another IPv6
+ * address was another client's session: today's pairing is not the one of that time (a range
+ * renumbered since, or an OpenVPN that pooled IPv6 from network + 0x1000).
+ */
+function sameIpv6(row: Record<string, unknown>, client: bigint | undefined): boolean {
+  const stored = text(row.address6);
+  const address = stored === null ? undefined : parseIpv6(stored.trim());
+  return address === undefined || client === undefined || address === client;
+}
 
 function schemaOf(columns: ReadonlySet<string>): PortalSchema | undefined {
   if (columns.has('ip_four') && columns.has('connected_at')) return '3.x';
@@ -150,7 +166,9 @@ export function openPortalDatabases(
         try {
           const statement = db?.prepare((ipv6 ? QUERIES6 : QUERIES)[schema]);
           const found = ipv6 ? statement?.all(client, twin ?? null) : statement?.all(client);
-          rows = ((found ?? []) as Record<string, unknown>[]).map(logRowOf);
+          rows = ((found ?? []) as Record<string, unknown>[])
+            .filter((row) => !ipv6 || sameIpv6(row, parseIpv6(client)))
+            .map(logRowOf);
         } catch (error) {
           problems.push(`${read.path} cannot be read (${(error as Error).message})`);
           continue;

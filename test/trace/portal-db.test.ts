@@ -298,3 +298,48 @@ describe('times as eduVPN 3.x stores them', () => {
     expect(lookup([path], '10.0.0.2', at('2023-09-20T11:00:06Z')).status).toBe('none');
   });
 });
+
+/** user, ip_four, ip_six, connected_at (an open OpenVPN session) */
+function portal3xWithIpv6(name: string, rows: readonly [string, string, string, string][]): string {
+  const path = portal3x(name, []);
+  const db = new Database(path);
+  const insert = db.prepare(
+    `INSERT INTO connection_log (user_id, profile_id, vpn_proto, connection_id, ip_four, ip_six, connected_at)
+     VALUES (?, 'p', 'openvpn', 'c', ?, ?, ?)`,
+  );
+  for (const row of rows) insert.run(...row);
+  db.close();
+  return path;
+}
+
+describe('an IPv6 client found by its IPv4 twin (a hint from today’s configuration)', () => {
+  const noon = at('2023-09-20T12:00:00Z');
+  function lookup6(path: string, client: string, twin: string): UserAnswer {
+    const databases = openPortalDatabases([path], PLUS_TWO, MARGIN);
+    try {
+      return databases.sessionsOf(client, noon, twin);
+    } finally {
+      databases.close();
+    }
+  }
+
+  test('a row with the twin’s IPv4 address but another IPv6 address was another client’s session', () => {
+    // Today fd00::2 pairs with 10.0.0.2; then 10.0.0.2 went with fd00::1000 (an OpenVPN that
+    // pooled IPv6 from network + 0x1000, or a range renumbered since).
+    const path = portal3xWithIpv6('twin-other.sqlite', [
+      ['alice', '10.0.0.2', 'fd00::1000', '2023-09-20T10:00:00+00:00'],
+    ]);
+    expect(users(lookup6(path, 'fd00::2', '10.0.0.2'))).toEqual({ status: 'none', users: [] });
+  });
+
+  test('the twin finds a row whose IPv6 address is the client’s in another text form', () => {
+    const path = portal3xWithIpv6('twin-form.sqlite', [
+      ['alice', '10.0.0.2', 'FD00:0:0:0:0:0:0:2', '2023-09-20T10:00:00+00:00'],
+      ['bob', '10.0.0.2', 'fd00::1000', '2023-09-20T10:00:00+00:00'],
+    ]);
+    expect(users(lookup6(path, 'fd00::2', '10.0.0.2'))).toEqual({
+      status: 'found',
+      users: ['alice'],
+    });
+  });
+});
