@@ -238,6 +238,8 @@ function answerText(report: TraceReport, status: TraceStatus): string {
     if (clients.length > 1) return `AMBIGUOUS: ${clients.length} candidates: ${clients.join(', ')}`;
     if (userIds.length > 1)
       return `AMBIGUOUS: client ${clients.join('')}, users ${userIds.join(', ')}`;
+    if (only && report.users.get(only.client)?.status === 'ambiguous')
+      return `AMBIGUOUS: client ${clients.join('')}, user ${userIds.join('')} in doubt, see the User lines`;
     return `AMBIGUOUS: client ${clients.join('')}, but see the notes`;
   }
   return clients.length > 0

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import type Database from 'better-sqlite3';
 import {
   answerOf,
+  doubtOf,
   sessionsAt,
   utcOf,
   type LogRow,
@@ -156,6 +157,7 @@ export function openPortalDatabases(
     sessionsOf(client, at, twin) {
       const ipv6 = client.includes(':');
       const sessions: PortalSession[] = [];
+      const doubts = new Map<PortalSession, string>();
       const problems = opened
         .filter((database) => database.db === undefined)
         .map(({ read }) => `${read.path} ${read.problem ?? ''}`);
@@ -176,14 +178,17 @@ export function openPortalDatabases(
         answered++;
         const stored = zoneOf(schema);
         for (const row of sessionsAt(rows, at, margin, stored)) {
-          sessions.push({
+          const session: PortalSession = {
             ...row,
             database: read.path,
             schema,
             connectedAtUtc: utcOf(row.connectedAt, stored),
             disconnectedAtUtc: utcOf(row.disconnectedAt, stored),
             timesAre: timesOf(schema),
-          });
+          };
+          sessions.push(session);
+          const doubt = doubtOf(row, rows, at, margin, stored);
+          if (doubt !== undefined) doubts.set(session, doubt);
         }
       }
       if (answered === 0) {
@@ -193,7 +198,8 @@ export function openPortalDatabases(
           sessions,
         };
       }
-      return answerOf(sessions, twin === undefined ? client : `${client} (or ${twin})`, at, margin);
+      const named = twin === undefined ? client : `${client} (or ${twin})`;
+      return answerOf(sessions, named, at, margin, doubts);
     },
     close() {
       for (const { db } of usable) db?.close();

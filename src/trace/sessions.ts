@@ -105,16 +105,58 @@ export function utcOf(value: string | null, zone: LocalZone): string | null {
   return seconds === undefined ? null : formatUtc(seconds);
 }
 
+/** Who a row is, for a sentence: the user, or a 2.x row's certificate. */
+function whose(row: LogRow): string {
+  return row.userId ?? `certificate ${row.connectionId ?? '?'}`;
+}
+
+/**
+ * Why a row sessionsAt kept may not have held the address at `at`, or undefined. Its times
+ * cannot be read; or it has no disconnect time while a later session of the address (`rows`
+ * holds them all) began before `at`: a restart of the server or portal leaves a row open, and
+ * the address went to that later session, so this one had ended by then unless two nodes share
+ * the range.
+ */
+export function doubtOf(
+  row: LogRow,
+  rows: readonly LogRow[],
+  at: number,
+  margin: number,
+  zone: LocalZone,
+): string | undefined {
+  const connected = storedTime(row.connectedAt, zone, 'first');
+  const disconnected =
+    row.disconnectedAt === null ? null : storedTime(row.disconnectedAt, zone, 'last');
+  if (connected === undefined || disconnected === undefined) {
+    return `the times of ${whose(row)}'s session (connected "${row.connectedAt}", disconnected "${row.disconnectedAt ?? 'never'}") cannot be read, so it can be neither ruled out nor confirmed`;
+  }
+  if (disconnected !== null) return undefined;
+  let next: { row: LogRow; time: number } | undefined;
+  for (const other of rows) {
+    const time = other === row ? undefined : storedTime(other.connectedAt, zone, 'first');
+    if (time === undefined || time <= connected || time >= at - margin) continue;
+    if (!next || time < next.time) next = { row: other, time };
+  }
+  if (!next) return undefined;
+  return `${whose(row)}'s session (connected ${row.connectedAt}) has no disconnect time, but ${whose(next.row)} connected with the same address at ${formatUtc(next.time)}: the row may have been left open by a restart, and ${whose(row)} may no longer have had the address`;
+}
+
+/**
+ * The user of the sessions: found only when one user holds them all and at least one of that
+ * user's sessions is in no doubt (`doubts`, from doubtOf).
+ */
 export function answerOf(
   sessions: PortalSession[],
   client: string,
   at: number,
   margin: number,
+  doubts: ReadonlyMap<PortalSession, string> = new Map(),
 ): UserAnswer {
   const users = new Set(
     sessions.map((session) => session.userId ?? `cn:${session.connectionId ?? ''}`),
   );
   const when = `${formatUtc(at)} (within ${margin} s)`;
+  const doubtText = [...doubts.values()].join('; ');
   if (users.size === 0) {
     return {
       status: 'none',
@@ -125,7 +167,14 @@ export function answerOf(
   if (users.size > 1) {
     return {
       status: 'ambiguous',
-      reason: `${users.size} users had ${client} at ${when}: the sessions are listed`,
+      reason: `${users.size} users had ${client} at ${when}: the sessions are listed${doubtText ? `; ${doubtText}` : ''}`,
+      sessions,
+    };
+  }
+  if (sessions.every((session) => doubts.has(session))) {
+    return {
+      status: 'ambiguous',
+      reason: `the only sessions of ${client} at ${when} are in doubt: ${doubtText}`,
       sessions,
     };
   }

@@ -94,7 +94,9 @@ beforeAll(() => {
   const insert = db.prepare(`INSERT INTO connection_log
     (user_id, profile_id, vpn_proto, connection_id, ip_four, ip_six, connected_at, disconnected_at)
     VALUES (?, 'internet', 'openvpn', ?, ?, 'fd42::2', ?, ?)`);
-  insert.run('alice', 'conn-alice', '10.42.0.2', '2023-09-20T07:00:00+00:00', null);
+  // dave's session on 10.42.0.2 overlaps alice's: both are named from 09:10 to 09:30. Hers
+  // begins after his, so it is no row left open before the address was handed on.
+  insert.run('alice', 'conn-alice', '10.42.0.2', '2023-09-20T09:10:00+00:00', null);
   insert.run(
     'dave',
     'conn-dave',
@@ -135,7 +137,7 @@ describe('trace', () => {
         `Ruleset    ${archiveDir}/rules.v4.${T1}: active 2023-09-20T08:00:00Z, apply started 2023-09-20T07:59:59Z, replaced 2023-09-20T11:00:00Z`,
         'Client     10.42.0.2 (profile today: internet)',
         `           192.0.2.1 ports 65472-65535 (tcp and udp) in rules.v4.${T1}`,
-        'User       alice: profile internet, connection conn-alice, openvpn, connected 2023-09-20T07:00:00+00:00, not disconnected',
+        'User       alice: profile internet, connection conn-alice, openvpn, connected 2023-09-20T09:10:00+00:00, not disconnected',
         `           (${dir}/db.sqlite, eduVPN 3.x, times UTC)`,
         'Answer     FOUND: client 10.42.0.2, user alice',
         '',
@@ -188,9 +190,9 @@ describe('trace', () => {
                 profileId: 'internet',
                 connectionId: 'conn-alice',
                 vpnProto: 'openvpn',
-                connectedAt: '2023-09-20T07:00:00+00:00',
+                connectedAt: '2023-09-20T09:10:00+00:00',
                 disconnectedAt: null,
-                connectedAtUtc: '2023-09-20T07:00:00Z',
+                connectedAtUtc: '2023-09-20T09:10:00Z',
                 disconnectedAtUtc: null,
                 timesAre: 'UTC',
                 database: join(dir, 'db.sqlite'),
@@ -378,6 +380,32 @@ describe('trace', () => {
       `User       the user is unknown: ${dir}/missing.sqlite does not exist; ${dir}/no-2x.sqlite does not exist\n`,
     );
     expect(result.stdout).toContain('Answer     FOUND: client 10.42.0.2, user unknown\n');
+  });
+
+  test('a row left open before another user had the client: exit 3, the user in doubt', async () => {
+    const database = join(dir, 'left-open.sqlite');
+    const db = new Database(database);
+    db.exec(`CREATE TABLE connection_log (user_id TEXT NOT NULL, profile_id TEXT NOT NULL,
+      vpn_proto TEXT NOT NULL, connection_id TEXT NOT NULL, ip_four TEXT NOT NULL,
+      ip_six TEXT NOT NULL, connected_at TEXT NOT NULL, bytes_in INTEGER, bytes_out INTEGER,
+      disconnected_at TEXT)`);
+    const insert = db.prepare(`INSERT INTO connection_log (user_id, profile_id, vpn_proto,
+      connection_id, ip_four, ip_six, connected_at, disconnected_at)
+      VALUES (?, 'internet', 'openvpn', ?, '10.42.0.2', 'fd42::2', ?, ?)`);
+    insert.run('erin', 'conn-erin', '2023-09-20T07:00:00+00:00', null);
+    insert.run('dave', 'conn-dave', '2023-09-20T09:00:00+00:00', '2023-09-20T09:30:00+00:00');
+    db.close();
+    const leftOpen = join(dir, 'config-left-open.yaml');
+    writeConfig(leftOpen, database);
+    const at = ['--at', '2023-09-20T10:00:00Z', '--port', '65500'];
+    const result = await run(UTC, 'trace', '--config', leftOpen, ...at);
+    expect(result.status).toBe(3);
+    expect(result.stdout).toContain(
+      "           the only sessions of 10.42.0.2 at 2023-09-20T10:00:00Z (within 5 s) are in doubt: erin's session (connected 2023-09-20T07:00:00+00:00) has no disconnect time, but dave connected with the same address at 2023-09-20T09:00:00Z: the row may have been left open by a restart, and erin may no longer have had the address\n",
+    );
+    expect(result.stdout).toContain(
+      'Answer     AMBIGUOUS: client 10.42.0.2, user erin in doubt, see the User lines\n',
+    );
   });
 
   test('--archive-dir replaces the configured directories', async () => {

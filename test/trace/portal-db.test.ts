@@ -343,3 +343,57 @@ describe('an IPv6 client found by its IPv4 twin (a hint from today’s configura
     });
   });
 });
+
+describe('a row left open (a server or portal restart), then the address handed on', () => {
+  // alice's row was never closed; bob, and later alice again, got the address after her.
+  const ROWS: Row3[] = [
+    ['alice', 'o', 'c-a1', '10.0.0.2', '2023-09-20T10:00:00+00:00', null],
+    ['bob', 'o', 'c-b1', '10.0.0.2', '2023-09-20T11:05:00+00:00', '2023-09-20T11:30:00+00:00'],
+    ['alice', 'o', 'c-a2', '10.0.0.2', '2023-09-20T13:00:00+00:00', null],
+  ];
+  let path: string;
+  beforeAll(() => {
+    path = portal3x('left-open.sqlite', ROWS);
+  });
+
+  test('after the next session ended, the open row alone names nobody with confidence', () => {
+    const answer = lookup([path], '10.0.0.2', at('2023-09-20T12:00:00Z'));
+    expect(users(answer)).toEqual({ status: 'ambiguous', users: ['alice'] });
+    expect(answer.reason).toBe(
+      "the only sessions of 10.0.0.2 at 2023-09-20T12:00:00Z (within 5 s) are in doubt: alice's session (connected 2023-09-20T10:00:00+00:00) has no disconnect time, but bob connected with the same address at 2023-09-20T11:05:00Z: the row may have been left open by a restart, and alice may no longer have had the address",
+    );
+  });
+
+  test.each([
+    ['before the next session began', '2023-09-20T11:00:00Z', 'found', ['alice']],
+    ['as the next session began', '2023-09-20T11:05:04Z', 'ambiguous', ['alice', 'bob']],
+    ['during the next session', '2023-09-20T11:10:00Z', 'ambiguous', ['alice', 'bob']],
+    ['once the same user has it again', '2023-09-20T14:00:00Z', 'found', ['alice', 'alice']],
+  ] as const)('%s', (_, time, status, expected) => {
+    expect(users(lookup([path], '10.0.0.2', at(time)))).toEqual({ status, users: expected });
+  });
+});
+
+describe('a row whose times cannot be read', () => {
+  test('cannot be ruled out, and names its user with no confidence', () => {
+    const path = portal3x('unreadable.sqlite', [
+      ['alice', 'o', 'c-a', '10.0.0.2', 'yesterday', 'today'],
+    ]);
+    const answer = lookup([path], '10.0.0.2', at('2023-09-20T12:00:00Z'));
+    expect(users(answer)).toEqual({ status: 'ambiguous', users: ['alice'] });
+    expect(answer.reason).toMatch(
+      /in doubt: the times of alice's session \(connected "yesterday", disconnected "today"\) cannot be read/,
+    );
+  });
+
+  test('beside a readable session of the same user, the user is found', () => {
+    const path = portal3x('unreadable-and-not.sqlite', [
+      ['alice', 'o', 'c-a', '10.0.0.2', 'yesterday', null],
+      ['alice', 'o', 'c-b', '10.0.0.2', '2023-09-20T11:00:00+00:00', null],
+    ]);
+    expect(users(lookup([path], '10.0.0.2', at('2023-09-20T12:00:00Z')))).toEqual({
+      status: 'found',
+      users: ['alice', 'alice'],
+    });
+  });
+});
