@@ -397,3 +397,60 @@ describe('a row whose times cannot be read', () => {
     });
   });
 });
+
+describe('a database the portal is writing, or holds locked', () => {
+  test('WAL mode: what the portal committed is read, even before a checkpoint; an open transaction is not', () => {
+    const path = portal3x('wal.sqlite', []);
+    const writer = new Database(path);
+    try {
+      writer.pragma('journal_mode = WAL');
+      writer.pragma('wal_autocheckpoint = 0');
+      const insert = writer.prepare(
+        `INSERT INTO connection_log (user_id, profile_id, vpn_proto, connection_id, ip_four, ip_six, connected_at, disconnected_at)
+         VALUES (?, 'o', 'openvpn', 'c', '10.0.0.2', 'fd00::2', ?, ?)`,
+      );
+      insert.run('alice', '2023-09-20T10:00:00+00:00', null);
+      writer
+        .prepare("UPDATE connection_log SET disconnected_at = '2023-09-20T11:00:00+00:00'")
+        .run();
+      insert.run('bob', '2023-09-20T11:00:30+00:00', null);
+      writer.exec('BEGIN IMMEDIATE');
+      insert.run('carol', '2023-09-20T11:30:00+00:00', null);
+      expect(users(lookup([path], '10.0.0.2', at('2023-09-20T12:00:00Z')))).toEqual({
+        status: 'found',
+        users: ['bob'],
+      });
+      writer.exec('COMMIT');
+      expect(users(lookup([path], '10.0.0.2', at('2023-09-20T12:00:00Z')))).toEqual({
+        status: 'ambiguous',
+        users: ['bob', 'carol'],
+      });
+    } finally {
+      writer.close();
+    }
+  });
+
+  test('a database locked by the portal longer than the busy timeout: the user is unavailable, and why', () => {
+    const path = portal3x('locked.sqlite', ROWS_3X);
+    const writer = new Database(path);
+    try {
+      writer.exec('BEGIN EXCLUSIVE');
+      const answer = lookup([path], '10.0.0.2', at('2023-09-20T10:30:00Z'));
+      expect(answer.status).toBe('unavailable');
+      expect(answer.reason).toBe(
+        `the user is unknown: ${path} cannot be read (database is locked)`,
+      );
+    } finally {
+      writer.exec('ROLLBACK');
+      writer.close();
+    }
+  });
+
+  test('an empty file, as SQLite leaves one it was asked to open, is no eduVPN database', () => {
+    const empty = join(dir, 'empty.sqlite');
+    writeFileSync(empty, '');
+    expect(lookup([empty], '10.0.0.2', 0).reason).toBe(
+      `the user is unknown: ${empty} has no eduVPN connection_log table`,
+    );
+  });
+});
