@@ -111,17 +111,14 @@ describe('a rules file whose rules of ours differ while its bindings read back t
       (text: string) => text.replace(/^-A TNAT\S* -s 10\.42\.0\.2\/32 -p udp .*\n/m, ''),
     ],
     ['cut off before its COMMIT', (text: string) => text.slice(0, text.lastIndexOf('COMMIT'))],
-  ])(
-    '%s: no agreement, a boot would load it (it said yes)',
-    async (_, change) => {
-      await apply();
-      writeFileSync(sandbox.rulesFile, change(readFileSync(sandbox.rulesFile, 'utf8')));
-      const result = await status();
-      expect(result.rulesFileTree).toBe(false);
-      expect(result.agree).toBe(false);
-      expect(result.kernelTree).toBe(true);
-    },
-  );
+  ])('%s: no agreement, a boot would load it (it said yes)', async (_, change) => {
+    await apply();
+    writeFileSync(sandbox.rulesFile, change(readFileSync(sandbox.rulesFile, 'utf8')));
+    const result = await status();
+    expect(result.rulesFileTree).toBe(false);
+    expect(result.agree).toBe(false);
+    expect(result.kernelTree).toBe(true);
+  });
 
   test("an operator's own rule added beside ours: still agrees", async () => {
     await apply();

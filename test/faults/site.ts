@@ -85,11 +85,12 @@ export function createFaultSite(
         '--config',
         sandbox.configFile,
       ]);
-      return JSON.parse(result.stdout) as {
-        publicAddress: string;
-        firstPort: number;
-        lastPort: number;
+      // The plan's block, which lookup names beside the active one until it is applied.
+      const { planned } = JSON.parse(result.stdout) as {
+        planned: { publicAddress: string; firstPort: number; lastPort: number } | null;
       };
+      if (planned === null) throw new Error(`${client} has no block in the current files`);
+      return planned;
     },
     destroy() {
       net.destroy();
