@@ -9,10 +9,13 @@ import { archiveHeadProblems, futureDatedProblems } from '../archive/head-check.
 import { auditProblems, readAuditedArchives } from '../archive/journal-audit.js';
 import { verifyArchiveChain } from '../archive/verify.js';
 import type { Config } from '../config.js';
-import { isTnatError, TnatError } from '../errors.js';
+import { CommandError, isTnatError, TnatError } from '../errors.js';
 import { clientCount } from '../eduvpn/pool.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { missingInterfaceProblem } from '../system/interfaces.js';
+import { readRulesFile } from '../apply/snapshot.js';
+import { IptablesKernel } from '../netfilter/iptables.js';
+import { processRunner, type CommandRunner } from '../netfilter/runner.js';
 import type { Command, CommandContext } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
@@ -21,7 +24,7 @@ import { hasIpv6Clients, IPV6_UNTRACEABLE, planIpv6FromDisk } from './ipv6-plan.
 interface CheckStep {
   readonly name: string;
   /** Returns a short summary on success; throws a TnatError on a problem. */
-  readonly run: (config: Config) => string;
+  readonly run: (config: Config) => string | Promise<string>;
 }
 
 const checkSteps: CheckStep[] = [
@@ -53,6 +56,12 @@ const checkSteps: CheckStep[] = [
         `${config.firewall.rulesFile} can be merged`
       );
     },
+  },
+  {
+    // What a boot loads (netfilter-persistent, or nftables.service including our file): a rules
+    // file the kernel refuses leaves the machine without our rules, or without any at all.
+    name: 'rules file at boot',
+    run: (config) => bootLoadSummary(config, processRunner),
   },
   {
     // IPv6 (issue 14): the plan must hold; without nat6 a warning is added in runChecks.
@@ -123,7 +132,7 @@ const checkSteps: CheckStep[] = [
   },
 ];
 
-function runChecks(context: CommandContext): number {
+async function runChecks(context: CommandContext): Promise<number> {
   const { io } = context;
   let config: Config;
   try {
@@ -137,7 +146,7 @@ function runChecks(context: CommandContext): number {
   let status: number = EXIT.ok;
   for (const step of checkSteps) {
     try {
-      io.stdout(`ok    ${step.name}: ${step.run(config)}\n`);
+      io.stdout(`ok    ${step.name}: ${await step.run(config)}\n`);
     } catch (error) {
       if (!isTnatError(error)) throw error;
       io.stdout(`FAIL  ${step.name}: ${error.message}\n`);
@@ -148,6 +157,57 @@ function runChecks(context: CommandContext): number {
   if (config.nat6 === undefined && ipv6Untraceable(config))
     io.stdout(`warn  IPv6: ${IPV6_UNTRACEABLE}\n`);
   return status;
+}
+
+/**
+ * Whether the kernel would take each rules file a boot loads, as it is on disk: `iptables-restore
+ * --test` (rules.v4, and rules.v6 when there is one) or `nft -c -f`, which change nothing.
+ */
+async function bootLoadSummary(config: Config, runner: CommandRunner): Promise<string> {
+  const { firewall } = config;
+  if (process.getuid?.() !== 0) return 'not checked: only root can ask the kernel';
+  const iptables = firewall.backend === 'iptables';
+  const files = iptables
+    ? [
+        { file: firewall.rulesFile, family: 4 as const },
+        { file: firewall.rulesFile6, family: 6 as const },
+      ]
+    : [{ file: firewall.rulesFile, family: undefined }];
+  const told: string[] = [];
+  for (const { file, family } of files) {
+    const text = readRulesFile(file);
+    if (text === undefined) {
+      // rules.v6 exists only with nat6 or the operator's own IPv6 rules.
+      if (family !== 6) told.push(`${file}: none yet, a boot loads nothing of ours`);
+      continue;
+    }
+    const tool = iptables
+      ? `${family === 6 ? 'ip6tables' : 'iptables'}-restore --test`
+      : 'nft -c -f';
+    try {
+      if (family === undefined) await runner.run('nft', ['-c', '-f', file]);
+      else await new IptablesKernel(runner, firewall.iptables, family).test(text);
+    } catch (error) {
+      if (!isTnatError(error)) throw error;
+      const said = error instanceof CommandError && error.exitCode !== null ? saidBy(error) : '';
+      throw new TnatError(
+        'E_RULES_FILE',
+        `${file} would not load at boot (${tool}: ${said || error.message}): correct it (the newest archive in ${firewall.archiveDir} holds the rules last applied), then run traceable-nat apply`,
+        { cause: error },
+      );
+    }
+    told.push(`${file} loads (${tool})`);
+  }
+  return told.join('; ');
+}
+
+/** What iptables-restore or nft wrote of its refusal, on one line, without the usage hint. */
+function saidBy(error: CommandError): string {
+  return error.stderr
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('Try `') && !/^\^+$/.test(line))
+    .join('; ');
 }
 
 function ipv6Untraceable(config: Config): boolean {
@@ -163,5 +223,5 @@ function ipv6Untraceable(config: Config): boolean {
 export const checkCommand: Command = {
   name: 'check',
   options: {},
-  run: (context) => Promise.resolve(runChecks(context)),
+  run: (context) => runChecks(context),
 };

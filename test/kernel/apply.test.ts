@@ -243,6 +243,42 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
     expectTranslated(await probe(net, ['10.42.1.2', '10.42.2.2']));
   });
 
+  test('check asks the kernel whether the rules file a boot loads would load, and names the line', () => {
+    applyJson();
+    const check = () => runCli(net.gateway, ['check', '--config', sandbox.configFile]);
+    const tool = backend === 'iptables' ? 'iptables-restore --test' : 'nft -c -f';
+    const loads = check();
+    expect(loads.stdout).toContain(
+      `ok    rules file at boot: ${sandbox.rulesFile} loads (${tool})`,
+    );
+    const good = readFileSync(sandbox.rulesFile, 'utf8');
+    try {
+      // A rule of the operator's with an option iptables does not know, or a statement nft
+      // does not know: the merge takes them as they are, the kernel would not. (Neither tool's
+      // test sees a jump to a missing chain.)
+      writeFileSync(
+        sandbox.rulesFile,
+        backend === 'iptables'
+          ? good.replace(/^COMMIT$/m, '-A POSTROUTING -o eth9 --no-such-option 1 -j ACCEPT\nCOMMIT')
+          : `${good}table ip broken {\n\tchain c {\n\t\tno_such_statement\n\t}\n}\n`,
+      );
+      const refused = check();
+      expect(refused.status).toBe(2);
+      expect(refused.stdout).toContain('ok    port blocks and rules file: ');
+      const why =
+        backend === 'iptables' ? 'unknown option "--no-such-option"' : ':\\d+:\\d+-\\d+: Error: ';
+      expect(refused.stdout).toMatch(
+        new RegExp(
+          `^FAIL  rules file at boot: ${sandbox.rulesFile.replaceAll('.', '\\.')} would not load at boot \\(${tool.replace('-f', '')}.*${why}.*\\): correct it`,
+          'm',
+        ),
+      );
+    } finally {
+      writeFileSync(sandbox.rulesFile, good);
+    }
+    expect(check().stdout).toContain(`ok    rules file at boot: ${sandbox.rulesFile} loads`);
+  });
+
   test('one rule of ours deleted by hand, every binding still there: status disagrees until --verify', () => {
     applyJson();
     const status = () => {
