@@ -121,7 +121,9 @@ function open(path: string): OpenDatabase {
     return { read: { path, schema, problem: undefined }, db };
   } catch (error) {
     db?.close();
-    const reason = error instanceof Error ? error.message : String(error);
+    // Not `instanceof Error`: better-sqlite3's errors may come from another realm (jest's VM).
+    const message = (error as { message?: unknown } | null)?.message;
+    const reason = typeof message === 'string' ? message : String(error);
     return {
       read: { path, schema: undefined, problem: `cannot be read (${reason})` },
       db: undefined,
