@@ -79,10 +79,19 @@ function activeNow(config: Config, client: Address): LookupAtResult | undefined 
   // Without the switch margin, which allows for the clock of an abuse report: "now" is this
   // machine's moment. And after the newest archive's second: an archive is committed once the
   // kernel took its rules, so it is active now, even within the second it is named after. An
-  // interrupted apply's pending archive still leaves two answers.
+  // interrupted apply's pending archive still leaves two answers. Likewise after a repair of
+  // the kernel (a drift window ends once the kernel took the rules again): now is past it.
+  const newest = dir.entries.at(-1);
+  const repairedAt = Math.max(
+    0,
+    ...(dir.drifts ?? [])
+      .filter((drift) => drift.archive === newest?.name)
+      .map((drift) => drift.to),
+  );
   const at = Math.max(
     Math.floor(systemClock.now() / 1000),
-    (dir.entries.at(-1)?.activatedAt ?? 0) + 1,
+    (newest?.activatedAt ?? 0) + 1,
+    repairedAt + 1,
   );
   const result = lookupClientAt([dir], client, at, 0, at);
   return result.archives.length === 0 ? undefined : result;

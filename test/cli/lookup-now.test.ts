@@ -161,6 +161,23 @@ test('in the very second of a switch: the newest, which was committed after its 
   });
 });
 
+test('right after a repair of the kernel, in its very second: the active block (it said ambiguous)', async () => {
+  await apply();
+  // The nat table flushed by hand, found and repaired now: the drift window ends this second.
+  table.load('*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n');
+  clock.ms = Date.now();
+  const repair = await applyRuleset(loadConfig(sandbox.configFile), {
+    runner: table,
+    clock,
+    discover,
+  });
+  expect(repair.outcome).toBe('repaired');
+  expect(await lookup('10.42.0.2')).toEqual({
+    status: 0,
+    stdout: '10.42.0.2 (profile alpha, 10.42.0.0/24) -> 192.0.2.1 ports 65472-65535\n',
+  });
+});
+
 test('an interrupted apply left pending: both answers, ambiguous (exit 3)', async () => {
   await apply();
   sandbox.writeConfig({
