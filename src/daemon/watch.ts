@@ -23,18 +23,28 @@ export interface SourceWatcher {
 /** Planning again until the plan holds: each round can only follow a directory that appeared. */
 const MAX_ROUNDS = 16;
 
-const probe: Probe = (path) => {
-  // A reused inode number is told apart by its birth time (statx(2), where the file system has it).
-  const stats = statSync(path, { bigint: true, throwIfNoEntry: false });
-  return stats?.isDirectory()
-    ? { kind: 'directory', identity: `${stats.dev}:${stats.ino}:${stats.birthtimeNs}` }
-    : { kind: 'missing' };
-};
-
 function isGone(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
+
+const probe: Probe = (path) => {
+  let stats;
+  try {
+    // A reused inode number is told apart by its birth time (statx(2), where the file system has it).
+    stats = statSync(path, { bigint: true, throwIfNoEntry: false });
+  } catch (error) {
+    // A file on the way (ENOTDIR) or a symbolic link that loops (ELOOP): no directory now, so its
+    // nearest ancestor is watched for the repair. throwIfNoEntry spares only ENOENT, and a throw
+    // here ended the daemon from inside the watch's callback.
+    if (isGone(error) || (error as NodeJS.ErrnoException).code === 'ELOOP')
+      return { kind: 'missing' };
+    throw error;
+  }
+  return stats?.isDirectory()
+    ? { kind: 'directory', identity: `${stats.dev}:${stats.ino}:${stats.birthtimeNs}` }
+    : { kind: 'missing' };
+};
 
 export function watchSources(
   paths: readonly string[],
@@ -75,7 +85,14 @@ export function watchSources(
   const follow = (): void => {
     let failure: Error | undefined;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const plan = planWatches(targets, probe);
+      let plan;
+      try {
+        plan = planWatches(targets, probe);
+      } catch (error) {
+        // Any other stat(2) failure (EACCES, EIO): said, not thrown out of a watch's callback.
+        failure ??= error instanceof Error ? error : new Error(String(error));
+        break;
+      }
       let held = true;
       for (const [dir, watched] of watches) {
         if (plan.get(dir) === watched.identity) continue;

@@ -3,7 +3,7 @@
  * vpn-maint-apply-changes write), directories deleted and created again, paths that appear
  * later. Every wait is bounded; each test works in its own temporary directory.
  */
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -183,6 +183,51 @@ describe('watchSources', () => {
         replaceByRename(wireguardConfig, '[Interface]\nAddress = 10.42.0.1/24');
       },
     );
+  });
+
+  test('a directory on the way replaced by a file, then by a directory again: no throw, heard again (found by an audit)', async () => {
+    // stat(2) of a path through a file fails with ENOTDIR, not ENOENT: it threw out of the
+    // watch's callback, an uncaught exception that ended the daemon.
+    const openvpn = join(root, 'etc', 'openvpn');
+    start([portalConfig, openvpnDir]);
+    let from = heard.paths.length;
+    rmSync(openvpn, { recursive: true });
+    writeFileSync(openvpn, 'not a directory');
+    await heard.next(from);
+    await sleep(50);
+    rmSync(openvpn);
+    await expectHeardTwice(
+      heard,
+      () => {
+        mkdirSync(openvpnDir, { recursive: true });
+      },
+      () => {
+        writeFileSync(join(openvpnDir, 'default-0.conf'), 'server 10.42.9.0 255.255.255.0');
+      },
+    );
+    from = heard.paths.length;
+    replaceByRename(portalConfig, 'edited after');
+    expect(await heard.next(from)).toBe(portalConfig);
+    expect(heard.errors).toEqual([]);
+  });
+
+  test('a watched directory replaced by a symbolic link that loops: no throw, heard again when repaired (found by an audit)', async () => {
+    // ELOOP, like ENOTDIR, is a path that is no directory now; at start it threw from
+    // watchSources, so the daemon did not start.
+    rmSync(openvpnDir, { recursive: true });
+    symlinkSync('server', openvpnDir);
+    start([portalConfig, openvpnDir]);
+    await expectHeardTwice(
+      heard,
+      () => {
+        rmSync(openvpnDir);
+        mkdirSync(openvpnDir);
+      },
+      () => {
+        writeFileSync(join(openvpnDir, 'default-0.conf'), 'server 10.42.9.0 255.255.255.0');
+      },
+    );
+    expect(heard.errors).toEqual([]);
   });
 
   test('other files beside a watched file are not changes', async () => {
