@@ -87,6 +87,8 @@ export class Daemon {
       () => this.config.daemon.settleMs,
       () => this.applyOnce(),
       deps.timers,
+      // The periodic check waits for a settle: files that never go quiet must not stop it.
+      () => Math.max(this.config.daemon.settleMs, this.config.daemon.verifyIntervalMs),
     );
   }
 

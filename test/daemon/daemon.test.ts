@@ -410,6 +410,35 @@ test('a periodic check that falls in a settle does not cut it short: one full ap
   expect(errors()).toEqual([]);
 });
 
+test('files that never go quiet hold off neither the periodic check nor their own apply: both come within verifyIntervalMs (found by an audit)', async () => {
+  await daemon.start();
+  // A hand-made drift, and a writer that touches the portal configuration twice per settle time.
+  const leaf =
+    ours(table.save()).chains.find(([, rules]) =>
+      rules.some((rule) => rule.includes('SNAT')),
+    )?.[0] ?? '';
+  table.load(`*nat\n:${leaf} - [0:0]\nCOMMIT\n`);
+  expect(ours(table.save())).not.toEqual(ours(rulesFile()));
+  const complete = renderPortalConfig([ALPHA, BETA, GAMMA]);
+  writeFileSync(sandbox.portalConfig, complete);
+  await time.advance(SETTLE_MS / 4);
+  for (let waited = 0; waited < VERIFY_MS * 2; waited += SETTLE_MS / 2) {
+    changed();
+    await time.advance(SETTLE_MS / 2);
+  }
+
+  // Every settle restarted at each write: without a bound, no apply at all, the drift unrepaired.
+  // With it, each settle runs verifyIntervalMs after its first change, as the full check that
+  // the periodic one, deferred into it, asked for.
+  expect(applies().slice(1)).toMatchObject([
+    { trigger: 'verify', outcome: 'applied', kernelRead: 'full' },
+    { trigger: 'verify', outcome: 'unchanged', kernelRead: 'full' },
+  ]);
+  expect(ours(table.save())).toEqual(ours(rulesFile()));
+  expect(table.save()).toContain('-s 10.42.2.2/32');
+  expect(errors()).toEqual([]);
+});
+
 test('reload reads the configuration again: new addresses applied, the new paths watched', async () => {
   await daemon.start();
   const movedPortal = join(sandbox.dir, 'portal.php');

@@ -230,3 +230,36 @@ test('idle waits for the run in progress; a change during it waits in its quiet 
   await again;
   expect(idle).toBe(true);
 });
+
+test('changes that never leave the quiet time run at maxWaitMs after the first; a settle that ends in quiet leaves no deadline behind', async () => {
+  const timers = manualTimers();
+  let runs = 0;
+  const settler = new Settler(
+    () => 1000,
+    () => {
+      runs++;
+      return Promise.resolve();
+    },
+    timers,
+    () => 5000,
+  );
+  for (let at = 0; at < 5000; at += 500) {
+    settler.poke();
+    timers.advance(499);
+    await flush();
+    expect(runs).toBe(0);
+    timers.advance(1);
+  }
+  await flush();
+  expect(runs).toBe(1);
+  expect(settler.settling).toBe(false);
+
+  // Quiet at last: one run after the quiet time, and the deadline of that settle goes with it.
+  settler.poke();
+  timers.advance(1000);
+  await flush();
+  expect(runs).toBe(2);
+  timers.advance(10_000);
+  await flush();
+  expect(runs).toBe(2);
+});
