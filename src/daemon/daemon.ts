@@ -164,7 +164,11 @@ export class Daemon {
       this.configError = `configuration not reloaded: ${isTnatError(error) ? error.message : String(error)}`;
       logger.error(errorFields(error), 'configuration rejected, keeping the previous one');
     }
-    await this.requestFullCheck('reload');
+    // As the periodic check: never cut a settle short (the files may be half rewritten, and an
+    // apply of them would log an error, or load and archive a ruleset of the moment); the
+    // settle's own apply is the full check, with the configuration read now.
+    if (this.settler.settling) this.fullCheck = 'reload';
+    else await this.requestFullCheck('reload');
     notifier.ready(this.status());
   }
 

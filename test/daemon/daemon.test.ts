@@ -477,6 +477,40 @@ test('reload takes a new settle time: the next change waits for it (found by an 
   expect(applies().slice(before)).toMatchObject([{ trigger: 'change', outcome: 'applied' }]);
 });
 
+test('reload while a change settles does not cut it short: no read of the half-written file, one full apply after the quiet time (found by an audit)', async () => {
+  await daemon.start();
+  const tableBefore = table.save();
+  const archivesBefore = archives();
+  const complete = renderPortalConfig([ALPHA, BETA, GAMMA]);
+  writeFileSync(sandbox.portalConfig, complete.slice(0, complete.length / 2));
+  changed();
+  await time.advance(SETTLE_MS / 2);
+  notifier.sent.length = 0;
+
+  await daemon.reload();
+  // The reload's own apply read the half-written file: an error in the journal and in STATUS=,
+  // for a file that was only being written.
+  expect(errors()).toEqual([]);
+  expect(applies()).toHaveLength(1);
+  expect(table.save()).toBe(tableBefore);
+  expect(archives()).toEqual(archivesBefore);
+  expect(notifier.sent[0]).toBe('RELOADING=1');
+  expect(notifier.sent.at(-1)).toMatch(
+    /^READY=1\nSTATUS=503 clients on 192\.0\.2\.1[^;]*; archive [^;]*$/,
+  );
+
+  writeFileSync(sandbox.portalConfig, complete);
+  changed();
+  await time.advance(SETTLE_MS);
+  expect(applies()).toMatchObject([
+    { trigger: 'start' },
+    { trigger: 'reload', outcome: 'applied', kernelRead: 'full' },
+  ]);
+  expect(errors()).toEqual([]);
+  expect(table.save()).toContain('-s 10.42.2.2/32');
+  expect(notifier.sent.at(-1)).toMatch(/^STATUS=756 clients/);
+});
+
 test('reload with an invalid configuration keeps the previous one and says why', async () => {
   await daemon.start();
   const tableBefore = table.save();

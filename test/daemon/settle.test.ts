@@ -167,8 +167,9 @@ test('runNow during a settle does not end it: the settle still gets its own run,
       }),
     timers,
   );
-  // A file is being rewritten (the settle started), then a reload asks for a run now: that run
-  // may read a half-written file, so the settle must still end with a run of its own.
+  // A file is being rewritten (the settle started), then a run is asked for now (the daemon's
+  // start, after a change heard before it): that run may read a half-written file, so the
+  // settle must still end with a run of its own.
   settler.poke();
   timers.advance(500);
   const now = settler.runNow();
