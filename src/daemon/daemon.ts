@@ -80,6 +80,7 @@ export class Daemon {
   private lastFailure: unknown;
   /** Why the last SIGHUP's configuration was refused, until one is accepted. */
   private configError: string | undefined;
+  private stopping = false;
 
   constructor(private readonly deps: DaemonDeps) {
     this.config = deps.loadConfig(deps.configFile);
@@ -153,6 +154,8 @@ export class Daemon {
   /** SIGHUP: read our own configuration again (keep the old one if the new one is invalid). */
   async reload(): Promise<void> {
     const { logger, notifier } = this.deps;
+    // A SIGHUP queued behind SIGTERM: watching again would keep the process from exiting.
+    if (this.stopping) return;
     notifier.reloading();
     try {
       this.config = this.deps.loadConfig(this.deps.configFile);
@@ -175,6 +178,7 @@ export class Daemon {
   /** SIGTERM/SIGINT: finish an apply in progress, leave the rules in place. */
   async stop(): Promise<void> {
     const { logger, notifier, timers } = this.deps;
+    this.stopping = true;
     notifier.stopping();
     logger.info({}, 'daemon stopping, rules stay in place');
     this.stopWatching();

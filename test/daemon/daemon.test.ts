@@ -573,6 +573,21 @@ test('stop: STOPPING=1, the rules stay in place, nothing watched or timed any mo
   expect(table.calls).toEqual([]);
 });
 
+test('a reload queued behind a stop (SIGHUP after SIGTERM) does nothing: no watch, no timer, no READY=1 (found by an audit)', async () => {
+  await daemon.start();
+  await daemon.stop();
+  notifier.sent.length = 0;
+  table.calls.length = 0;
+
+  await daemon.reload();
+  // It watched and timed again: a process that never exits (systemd kills it after
+  // TimeoutStopSec), and READY=1 after STOPPING=1.
+  expect(watching()).toEqual([]);
+  expect(time.pending).toBe(0);
+  expect(notifier.sent).toEqual([]);
+  expect(table.calls).toEqual([]);
+});
+
 test('stop during an apply waits for it to finish: the rules, the archive and the rules file are all there', async () => {
   let release: () => void = () => undefined;
   const held = new Promise<void>((resolve) => {
