@@ -6,7 +6,8 @@
  * synchronous files needs no more than one turn of the event loop). The real program under
  * real signals, iptables and inotify is tested in test/kernel/daemon*.test.ts.
  */
-import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { planFromDisk } from '../../src/apply/apply.js';
 import { loadConfig } from '../../src/config-file.js';
@@ -362,6 +363,48 @@ test('the rules file edited in place while a change settles, after the daemon re
   expect(table.calls.length).toBeGreaterThan(0);
   expect(rulesFile() === expected).toBe(true);
   expect(rulesFile() === edited).toBe(false);
+});
+
+test("the rules file's directory read-only after the start: one error, no archive, the kernel as it was; the periodic check applies once it is writable (guard)", async () => {
+  // What ProtectSystem=strict does to an /etc/iptables left out of ReadWritePaths= (EROFS; root
+  // writes through any mode bits). Skipped when this process may not mount.
+  const rulesDir = join(sandbox.dir, 'iptables');
+  mkdirSync(rulesDir);
+  writeConfig((config) => {
+    (config.firewall as Record<string, unknown>).rulesFile = join(rulesDir, 'rules.v4');
+  });
+  daemon = newDaemon();
+  await daemon.start();
+  const tableBefore = table.save();
+  const archivesBefore = archives();
+  try {
+    execFileSync('mount', ['--bind', rulesDir, rulesDir]);
+  } catch {
+    return;
+  }
+  try {
+    execFileSync('mount', ['-o', 'remount,ro,bind', rulesDir]);
+    writeFileSync(sandbox.portalConfig, renderPortalConfig([ALPHA, BETA, GAMMA]));
+    changed();
+    await time.advance(SETTLE_MS);
+    await time.advance(VERIFY_MS * 2);
+    expect(errors()).toMatchObject([
+      { msg: 'apply failed, the active rules stay', trigger: 'change', code: 'E_WRITE' },
+    ]);
+    expect(errors()[0]?.error).toContain('EROFS');
+    // The periodic checks meet the same error: tried, not logged again.
+    expect(applies()).toHaveLength(2);
+    expect(table.save()).toBe(tableBefore);
+    expect(archives()).toEqual(archivesBefore);
+    expect(notifier.sent.at(-1)).toMatch(/^STATUS=503 clients on .*; last error: .*EROFS/);
+  } finally {
+    execFileSync('umount', [rulesDir]);
+  }
+  await time.advance(VERIFY_MS);
+  expect(applies().at(-1)).toMatchObject({ trigger: 'verify', outcome: 'applied' });
+  expect(table.save()).toContain('-s 10.42.2.2/32');
+  expect(archives()).toHaveLength(archivesBefore.length + 1);
+  expect(notifier.sent.at(-1)).toMatch(/^STATUS=756 clients on [^;]*; archive [^;]*$/);
 });
 
 test('a hand-made drift: unseen by a change (which trusts the last apply), repaired by the periodic check', async () => {
