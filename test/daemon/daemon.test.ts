@@ -571,6 +571,18 @@ test('reload with an invalid configuration keeps the previous one and says why',
   // The watch of the previous configuration goes on.
   expect(watches).toHaveLength(1);
   expect(watching()).toHaveLength(1);
+
+  // Put right and reloaded again: applied, and the refusal is gone from the status.
+  writeConfig((config) => {
+    Object.assign(config.nat as object, { publicAddresses: ['192.0.2.7'] });
+  });
+  await daemon.reload();
+  expect(errors()).toHaveLength(1);
+  expect(applies().at(-1)).toMatchObject({ trigger: 'reload', outcome: 'applied' });
+  expect(table.save()).toContain('192.0.2.7');
+  expect(notifier.sent.at(-1)).toMatch(
+    /^READY=1\nSTATUS=503 clients on 192\.0\.2\.7[^;]*; archive [^;]*$/,
+  );
 });
 
 test('reload with a YAML alias that has no anchor: E_CONFIG with its place, no stack', async () => {
@@ -666,6 +678,58 @@ test('stop during an apply waits for it to finish: the rules, the archive and th
   expect(archives()).toHaveLength(2);
   expect(rulesFile()).toContain('-s 10.42.2.2/32');
   expect(applies().at(-1)).toMatchObject({ trigger: 'change', outcome: 'applied' });
+});
+
+test('reload during an apply: the apply finishes on the configuration it began with, then one full apply on the new one, never overlapping (guard)', async () => {
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let holding = false;
+  let loading = 0;
+  let overlapped = false;
+  const slowLoad: CommandRunner = {
+    run: async (command, args, options) => {
+      const load = command === 'iptables-restore' && !args.includes('--test');
+      if (load) {
+        loading++;
+        if (loading > 1) overlapped = true;
+      }
+      try {
+        if (holding && load) await held;
+        return await table.run(command, args, options);
+      } finally {
+        if (load) loading--;
+      }
+    },
+  };
+  daemon = newDaemon(slowLoad);
+  await daemon.start();
+  holding = true;
+  sandbox.writeProfiles([ALPHA, BETA, GAMMA]);
+  changed();
+  time.settle = flush;
+  await time.advance(SETTLE_MS);
+  writeConfig((config) => {
+    Object.assign(config.nat as object, { publicAddresses: ['192.0.2.7'] });
+  });
+  notifier.sent.length = 0;
+  const reloading = daemon.reload();
+  await flush();
+  expect(notifier.sent).toEqual(['RELOADING=1']);
+
+  holding = false;
+  release();
+  await reloading;
+  expect(overlapped).toBe(false);
+  expect(applies().slice(1)).toMatchObject([
+    { trigger: 'change', outcome: 'applied' },
+    { trigger: 'reload', outcome: 'applied', kernelRead: 'full' },
+  ]);
+  expect(table.save()).toMatch(/-s 10\.42\.2\.2\/32 -p tcp -j SNAT --to-source 192\.0\.2\.7:/);
+  expect(table.save()).not.toContain('192.0.2.1');
+  expect(notifier.sent.at(-1)).toMatch(/^READY=1\nSTATUS=756 clients on 192\.0\.2\.7/);
+  expect(errors()).toEqual([]);
 });
 
 test('a first apply that fails on the environment: start throws before READY=1, nothing left running', async () => {
