@@ -199,6 +199,33 @@ describeKernel('the daemon keeps hearing the eduVPN files', () => {
         .every((event) => event?.trigger === 'change'),
     ).toBe(true);
   });
+
+  test("the portal's directory replaced by a file, then by a directory again: the daemon stays up and applies the repair (found by an audit)", async () => {
+    const portalDir = join(sandbox.dir, 'vpn-user-portal');
+    const from = log.lines.length;
+    /** The table without iptables-save's dated comments. */
+    const rules = () => nat().replace(/^#.*\n/gm, '');
+    const before = rules();
+    rmSync(portalDir, { recursive: true });
+    // stat(2) of config.php through a file is ENOTDIR: it was thrown out of the watch's
+    // callback, and the daemon died of it.
+    writeFileSync(portalDir, 'not a directory\n');
+    await log.waitFor(
+      (line) => parseLog(line)?.msg === 'apply failed, the active rules stay',
+      APPLIED_WITHIN_MS,
+      from,
+    );
+    await sleep(SETTLE_MS * 2);
+    expect(daemon.exitCode).toBeNull();
+    expect(daemon.signalCode).toBeNull();
+    expect(rules()).toBe(before);
+
+    rmSync(portalDir);
+    mkdirSync(portalDir);
+    writeFileSync(sandbox.portalConfig, renderPortalConfig([ALPHA, BETA, EPSILON]));
+    await natCovers([ALPHA, BETA, EPSILON], APPLIED_WITHIN_MS);
+    expect(nat()).not.toContain(firstClient(ETA));
+  });
 });
 
 describeKernel('the daemon started in-process, real apply in a namespace', () => {
