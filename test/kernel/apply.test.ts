@@ -273,6 +273,21 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
           'm',
         ),
       );
+      if (backend === 'iptables') {
+        // A jump to a chain the file does not declare: --test passes it, a boot's load refuses
+        // the whole file ("Chain 'operator-gone' does not exist").
+        const dangling = good.replace(
+          /^COMMIT$/m,
+          '-A POSTROUTING -o eth9 -j operator-gone\nCOMMIT',
+        );
+        writeFileSync(sandbox.rulesFile, dangling);
+        const line = dangling.split('\n').indexOf('-A POSTROUTING -o eth9 -j operator-gone') + 1;
+        const jumped = check();
+        expect(jumped.status).toBe(2);
+        expect(jumped.stdout).toContain(
+          `FAIL  rules file at boot: ${sandbox.rulesFile} would not load at boot: line ${line} jumps to operator-gone, which is neither a chain of its *nat table nor a target iptables knows;`,
+        );
+      }
     } finally {
       writeFileSync(sandbox.rulesFile, good);
     }
