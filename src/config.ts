@@ -2,7 +2,7 @@
  * traceable-nat's own configuration: the one zod schema that knows its shape. Parsed once,
  * every problem reported at once with its key path and line, then frozen and handed around.
  */
-import { realpathSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArchiveName } from './archive/names.js';
 import { isNode, type Document, type LineCounter } from 'yaml';
@@ -376,6 +376,7 @@ function checkFilePaths(files: readonly FirewallFile[], ctx: z.RefinementCtx): v
     ...file,
     real: onDisk(file.path),
     placed: join(onDisk(dirname(file.path)), basename(file.path)),
+    inode: inodeOf(file.path),
   }));
   const archiveDir = located.find((file) => file.key === 'archiveDir');
   for (const file of located) {
@@ -392,7 +393,10 @@ function checkFilePaths(files: readonly FirewallFile[], ctx: z.RefinementCtx): v
       }
     }
     const first = located.find(
-      (other) => resolve(other.path) === resolve(file.path) || other.real === file.real,
+      (other) =>
+        resolve(other.path) === resolve(file.path) ||
+        other.real === file.real ||
+        (other.inode !== undefined && other.inode === file.inode),
     );
     if (first === undefined || first === file) continue;
     // The plan cache is no key of its own: the key that meets it carries the problem.
@@ -404,8 +408,24 @@ function checkFilePaths(files: readonly FirewallFile[], ctx: z.RefinementCtx): v
       message:
         resolve(at.path) === resolve(other.path)
           ? `${JSON.stringify(at.path)} is also ${other.label}: give each its own path`
-          : `${JSON.stringify(at.path)} is also ${other.label} once symbolic links are followed (both are ${JSON.stringify(at.real)}): give each its own file`,
+          : at.real === other.real
+            ? `${JSON.stringify(at.path)} is also ${other.label} once symbolic links are followed (both are ${JSON.stringify(at.real)}): give each its own file`
+            : `${JSON.stringify(at.path)} is also ${other.label} through a hard link (one file with two names: an apply would read the one as the other): give each its own file`,
     });
+  }
+}
+
+/**
+ * The file `path` names as device and inode, to tell two names of one file apart from two
+ * files (a hard link); undefined for a path with no file yet, and for a directory.
+ */
+function inodeOf(path: string): string | undefined {
+  try {
+    // statSync does not open the file: a FIFO or a device cannot block it.
+    const stats = statSync(path, { throwIfNoEntry: false });
+    return stats && !stats.isDirectory() ? `${stats.dev}:${stats.ino}` : undefined;
+  } catch {
+    return undefined;
   }
 }
 

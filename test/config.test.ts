@@ -4,6 +4,7 @@ import {
   readFileSync,
   realpathSync,
   rmSync,
+  linkSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -344,6 +345,20 @@ describe('paths that name the same file through a symbolic link', () => {
     expect(error.message).toBe(
       `test.yaml:6: firewall.rulesFile6: "${dir}/rules.v6" is also firewall.rulesFile once symbolic links are followed (both are "${dir}/rules.v4"): give each its own file`,
     );
+  });
+
+  test('refuses an IPv6 rules file that is a hard link of the IPv4 one (it was accepted)', () => {
+    writeFileSync(join(dir, 'rules.v4'), '*filter\nCOMMIT\n');
+    linkSync(join(dir, 'rules.v4'), join(dir, 'rules.v6'));
+    const error = errorOf(firewall({}));
+    expect(error.code).toBe('E_CONFIG');
+    expect(error.message).toBe(
+      `test.yaml:6: firewall.rulesFile6: "${dir}/rules.v6" is also firewall.rulesFile through a hard link (one file with two names: an apply would read the one as the other): give each its own file`,
+    );
+    // Two files with the same text are two files.
+    rmSync(join(dir, 'rules.v6'));
+    writeFileSync(join(dir, 'rules.v6'), '*filter\nCOMMIT\n');
+    expect(parseConfig(firewall({}), 'x.yaml').firewall.rulesFile6).toBe(`${dir}/rules.v6`);
   });
 
   test("accepts the original script's rules file, a link into the archive directory (an apply replaces the link)", () => {
