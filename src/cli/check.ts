@@ -13,6 +13,7 @@ import { CommandError, isTnatError, TnatError } from '../errors.js';
 import { clientCount } from '../eduvpn/pool.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { missingInterfaceProblem } from '../system/interfaces.js';
+import { NFT_BOOT_FILES, nftBootLoad } from '../system/nft-boot.js';
 import { readRulesFile } from '../apply/snapshot.js';
 import { danglingJumps, targetKnownIn, xtablesDirs } from '../render/jump-targets.js';
 import { IptablesKernel } from '../netfilter/iptables.js';
@@ -157,7 +158,27 @@ async function runChecks(context: CommandContext): Promise<number> {
   // Exit 0 all the same: IPv6 without nat6 works, it is only not traceable (issue 14).
   if (config.nat6 === undefined && ipv6Untraceable(config))
     io.stdout(`warn  IPv6: ${IPV6_UNTRACEABLE}\n`);
+  // The daemon loads the table at its start and after its periodic check: a warning.
+  const boot = config.firewall.backend === 'nftables' ? nftBootWarning(config) : undefined;
+  if (boot !== undefined) io.stdout(`warn  rules file at boot: ${boot}\n`);
   return status;
+}
+
+/** What nftables.service makes of our rules file at boot and at a restart, when it is not well. */
+function nftBootWarning(config: Config): string | undefined {
+  const { rulesFile } = config.firewall;
+  const load = nftBootLoad(rulesFile);
+  const untraceable = `the clients leave through eduVPN's masquerade, untraceably, until the daemon loads the table again (at its start, and up to daemon.verifyIntervalMs after)`;
+  switch (load.kind) {
+    case 'included':
+      return undefined;
+    case 'no-boot-file':
+      return `there is no ${NFT_BOOT_FILES.join(' nor ')}, so nothing loads ${rulesFile} at boot: ${untraceable}; include it from the file nftables.service loads`;
+    case 'not-included':
+      return `${load.bootFile} does not include ${rulesFile}: at boot, and at every systemctl restart nftables (its flush ruleset removes our table), ${untraceable}; add include "${rulesFile}" after its flush ruleset`;
+    case 'flushed-after':
+      return `${load.by} includes ${rulesFile} before a flush ruleset, which removes the table again at boot and at every systemctl restart nftables: move the include after the flush`;
+  }
 }
 
 /**

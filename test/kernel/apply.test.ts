@@ -11,6 +11,7 @@ import {
   writeFileSync,
   mkdirSync,
   existsSync,
+  rmSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { createTopology, isRoot, sh, type Topology } from '../helpers/netns.js';
@@ -293,6 +294,32 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
     }
     expect(check().stdout).toContain(`ok    rules file at boot: ${sandbox.rulesFile} loads`);
   });
+
+  if (backend === 'nftables') {
+    test('check warns while the nftables.conf a boot loads does not include the rules file', () => {
+      applyJson();
+      // ip netns exec mounts /etc/netns/<name>/nftables.conf over /etc/nftables.conf.
+      const etc = join('/etc/netns', net.gateway);
+      mkdirSync(etc, { recursive: true });
+      try {
+        const conf = join(etc, 'nftables.conf');
+        const eduvpn = '#!/usr/sbin/nft -f\nflush ruleset\ntable inet filter {\n}\n';
+        writeFileSync(conf, eduvpn);
+        const check = () => runCli(net.gateway, ['check', '--config', sandbox.configFile]);
+        expect(check().stdout).toContain(
+          `warn  rules file at boot: /etc/nftables.conf does not include ${sandbox.rulesFile}: at boot, and at every systemctl restart nftables`,
+        );
+        writeFileSync(conf, `${eduvpn}include "${sandbox.rulesFile}"\n`);
+        // nft reads the include as check does: the boot file loads, our table in it.
+        net.exec(net.gateway, ['nft', '-c', '-f', '/etc/nftables.conf']);
+        const included = check();
+        expect(included.stdout).toContain('ok    rules file at boot: ');
+        expect(included.stdout).not.toContain('warn  rules file at boot');
+      } finally {
+        rmSync(etc, { recursive: true, force: true });
+      }
+    });
+  }
 
   test('one rule of ours deleted by hand, every binding still there: status disagrees until --verify', () => {
     applyJson();

@@ -1,0 +1,147 @@
+/**
+ * Whether nftables.service loads our rules file: it runs `nft -f` of the distribution's
+ * nftables.conf at boot and at every `systemctl restart nftables` (eduVPN's way of applying its
+ * firewall), and that file starts with `flush ruleset`. Unless it includes our file after the
+ * flush, a boot leaves the clients behind eduVPN's masquerade, and a restart removes our table,
+ * until the daemon loads it again: ports that trace cannot name.
+ *
+ * The include statement as nft(8) reads it: `include "file"`, an absolute path, `./` relative
+ * to the working directory (nftables.service's is /), anything else under the include path
+ * (/etc, `nft -h`); shell wildcards `*`, `?` and `[...]` match, and matching nothing is no
+ * error then. Included files are followed, as nft does.
+ */
+import { readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+
+/** nftables.service's file: Debian's, then Fedora's and EL's. */
+export const NFT_BOOT_FILES = ['/etc/nftables.conf', '/etc/sysconfig/nftables.conf'] as const;
+
+const INCLUDE_PATH = '/etc';
+/** nft itself refuses deeper nesting (its include depth is 16). */
+const MAX_DEPTH = 16;
+
+export type BootLoad =
+  /** No nftables.conf: nftables.service has nothing to load. */
+  | { readonly kind: 'no-boot-file' }
+  | { readonly kind: 'included'; readonly bootFile: string; readonly by: string }
+  /** Included, but a `flush ruleset` in the boot file comes after it. */
+  | { readonly kind: 'flushed-after'; readonly bootFile: string; readonly by: string }
+  | { readonly kind: 'not-included'; readonly bootFile: string };
+
+/** Where `rulesFile` stands in the first of `bootFiles` that exists. */
+export function nftBootLoad(
+  rulesFile: string,
+  bootFiles: readonly string[] = NFT_BOOT_FILES,
+): BootLoad {
+  const bootFile = bootFiles.find((file) => readText(file) !== undefined);
+  if (bootFile === undefined) return { kind: 'no-boot-file' };
+  const target = realOrResolved(rulesFile);
+  // Each statement of the boot file, with the files its includes pull in, in load order.
+  let found: { by: string; flushedAfter: boolean } | undefined;
+  const walk = (file: string, depth: number): boolean => {
+    const text = readText(file);
+    if (text === undefined || depth > MAX_DEPTH) return false;
+    let includes = false;
+    for (const statement of statements(text)) {
+      if (statement.kind === 'flush') {
+        // In the boot file or one it includes: the flush empties whatever was loaded before.
+        if (found) found.flushedAfter = true;
+        continue;
+      }
+      for (const path of expand(statement.path)) {
+        if (realOrResolved(path) === target) {
+          found ??= { by: file, flushedAfter: false };
+          includes = true;
+        } else if (walk(path, depth + 1)) {
+          includes = true;
+        }
+      }
+    }
+    return includes;
+  };
+  walk(bootFile, 0);
+  if (found === undefined) return { kind: 'not-included', bootFile };
+  return found.flushedAfter
+    ? { kind: 'flushed-after', bootFile, by: found.by }
+    : { kind: 'included', bootFile, by: found.by };
+}
+
+type Statement = { kind: 'include'; path: string } | { kind: 'flush' };
+
+/** The include and `flush ruleset` statements of an nft file, in order; comments skipped. */
+function statements(text: string): Statement[] {
+  const found: Statement[] = [];
+  const pattern = /"(?:[^"\\]|\\.)*"|#[^\n]*|\binclude\s+"([^"]*)"|\bflush\s+ruleset\b/g;
+  for (const match of text.matchAll(pattern)) {
+    const [whole, path] = match;
+    if (path !== undefined) found.push({ kind: 'include', path });
+    else if (whole.startsWith('flush')) found.push({ kind: 'flush' });
+  }
+  return found;
+}
+
+/** The files an include names, wildcards expanded component by component. */
+function expand(spelt: string): string[] {
+  const path = isAbsolute(spelt)
+    ? spelt
+    : spelt.startsWith('./')
+      ? resolve('/', spelt)
+      : join(INCLUDE_PATH, spelt);
+  let matches = ['/'];
+  for (const part of path.split('/').filter((part) => part !== '')) {
+    if (!/[*?[]/.test(part)) {
+      matches = matches.map((dir) => join(dir, part));
+      continue;
+    }
+    const pattern = globRegExp(part);
+    matches = matches.flatMap((dir) => {
+      try {
+        return readdirSync(dir)
+          .filter((name) => pattern.test(name) && !name.startsWith('.'))
+          .sort()
+          .map((name) => join(dir, name));
+      } catch {
+        return [];
+      }
+    });
+  }
+  return matches;
+}
+
+function globRegExp(part: string): RegExp {
+  let source = '';
+  for (let i = 0; i < part.length; i++) {
+    const char = part.charAt(i);
+    if (char === '*') source += '[^/]*';
+    else if (char === '?') source += '[^/]';
+    else if (char === '[') {
+      const end = part.indexOf(']', i + 2);
+      if (end === -1) source += '\\[';
+      else {
+        const body = part
+          .slice(i + 1, end)
+          .replace(/^!/, '^')
+          .replace(/\\/g, '\\\\');
+        source += `[${body}]`;
+        i = end;
+      }
+    } else source += char.replace(/[.+^${}()|\\]/g, '\\$&');
+  }
+  return new RegExp(`^${source}$`);
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function realOrResolved(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
+}
