@@ -56,7 +56,7 @@ function childOf(pid: number): number | undefined {
 }
 
 /** Boots systemd; resolves when `systemctl is-system-running` says running or degraded. */
-export async function bootSystemd(bootTimeoutMs = 60000): Promise<BootedSystem> {
+export async function bootSystemd(bootTimeoutMs = 150000): Promise<BootedSystem> {
   const dir = mkdtempSync('/var/tmp/tnat-systemd-');
   const root = join(dir, 'root');
   for (const sub of ['up', 'work', 'root']) mkdirSync(join(dir, sub));
@@ -135,8 +135,13 @@ export async function bootSystemd(bootTimeoutMs = 60000): Promise<BootedSystem> 
       await sleep(250);
     }
     if (state !== 'running' && state !== 'degraded') {
+      // What the boot still waits for, to tell a slow machine from a unit that hangs.
+      const jobs = spawnSync('nsenter', [...nsenter, 'systemctl', 'list-jobs', '--no-pager'], {
+        encoding: 'utf8',
+        timeout: 5000,
+      }).stdout;
       throw new Error(
-        `systemd did not boot within ${bootTimeoutMs} ms (state "${state}"): ${readFileSync(join(dir, 'boot.log'), 'utf8').slice(-2000)}`,
+        `systemd did not boot within ${bootTimeoutMs} ms (state "${state}"); jobs: ${jobs.slice(0, 2000)}; boot log: ${readFileSync(join(dir, 'boot.log'), 'utf8').slice(-2000)}`,
       );
     }
 
