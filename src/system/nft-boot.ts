@@ -23,7 +23,16 @@ const MAX_DEPTH = 16;
 export type BootLoad =
   /** No nftables.conf: nftables.service has nothing to load. */
   | { readonly kind: 'no-boot-file' }
-  | { readonly kind: 'included'; readonly bootFile: string; readonly by: string }
+  | {
+      readonly kind: 'included';
+      readonly bootFile: string;
+      readonly by: string;
+      /**
+       * Named by a wildcard, which may match nothing: a plain include of a file that does not
+       * exist stops nft, and the boot loads no firewall at all.
+       */
+      readonly wildcard: boolean;
+    }
   /** Included, but a `flush ruleset` in the boot file comes after it. */
   | { readonly kind: 'flushed-after'; readonly bootFile: string; readonly by: string }
   | { readonly kind: 'not-included'; readonly bootFile: string };
@@ -37,7 +46,7 @@ export function nftBootLoad(
   if (bootFile === undefined) return { kind: 'no-boot-file' };
   const target = realOrResolved(rulesFile);
   // Each statement of the boot file, with the files its includes pull in, in load order.
-  let found: { by: string; flushedAfter: boolean } | undefined;
+  let found: { by: string; flushedAfter: boolean; wildcard: boolean } | undefined;
   const walk = (file: string, depth: number): boolean => {
     const text = readText(file);
     if (text === undefined || depth > MAX_DEPTH) return false;
@@ -48,9 +57,10 @@ export function nftBootLoad(
         if (found) found.flushedAfter = true;
         continue;
       }
+      const wildcard = /[*?[]/.test(statement.path);
       for (const path of expand(statement.path)) {
         if (realOrResolved(path) === target) {
-          found ??= { by: file, flushedAfter: false };
+          found ??= { by: file, flushedAfter: false, wildcard };
           includes = true;
         } else if (walk(path, depth + 1)) {
           includes = true;
@@ -63,7 +73,7 @@ export function nftBootLoad(
   if (found === undefined) return { kind: 'not-included', bootFile };
   return found.flushedAfter
     ? { kind: 'flushed-after', bootFile, by: found.by }
-    : { kind: 'included', bootFile, by: found.by };
+    : { kind: 'included', bootFile, by: found.by, wildcard: found.wildcard };
 }
 
 type Statement = { kind: 'include'; path: string } | { kind: 'flush' };
@@ -80,7 +90,10 @@ function statements(text: string): Statement[] {
   return found;
 }
 
-/** The files an include names, wildcards expanded component by component. */
+/**
+ * The files an include names, wildcards expanded component by component. A plain path is
+ * named whether it exists or not (nft then stops at it).
+ */
 function expand(spelt: string): string[] {
   const path = isAbsolute(spelt)
     ? spelt
@@ -144,4 +157,13 @@ function realOrResolved(path: string): string {
   } catch {
     return resolve(path);
   }
+}
+
+/**
+ * An include that names `rulesFile` alone and is still a wildcard (its last character in
+ * brackets), so that nft takes a missing file as no match instead of stopping the boot's load.
+ */
+export function includeLineFor(rulesFile: string): string {
+  const last = rulesFile.slice(-1);
+  return `include "${rulesFile.slice(0, -1)}[${last}]"`;
 }

@@ -12,6 +12,7 @@ import {
   mkdirSync,
   existsSync,
   rmSync,
+  renameSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { createTopology, isRoot, sh, type Topology } from '../helpers/netns.js';
@@ -277,12 +278,11 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
       if (backend === 'iptables') {
         // A jump to a chain the file does not declare: --test passes it, a boot's load refuses
         // the whole file ("Chain 'operator-gone' does not exist").
-        const dangling = good.replace(
-          /^COMMIT$/m,
-          '-A POSTROUTING -o eth9 -j operator-gone\nCOMMIT',
-        );
-        writeFileSync(sandbox.rulesFile, dangling);
-        const line = dangling.split('\n').indexOf('-A POSTROUTING -o eth9 -j operator-gone') + 1;
+        const lines = good.split('\n');
+        const commit = lines.indexOf('COMMIT', lines.indexOf('*nat'));
+        lines.splice(commit, 0, '-A POSTROUTING -o eth9 -j operator-gone');
+        writeFileSync(sandbox.rulesFile, lines.join('\n'));
+        const line = commit + 1;
         const jumped = check();
         expect(jumped.status).toBe(2);
         expect(jumped.stdout).toContain(
@@ -314,7 +314,33 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
         net.exec(net.gateway, ['nft', '-c', '-f', '/etc/nftables.conf']);
         const included = check();
         expect(included.stdout).toContain('ok    rules file at boot: ');
-        expect(included.stdout).not.toContain('warn  rules file at boot');
+        expect(included.stdout).not.toContain('rules file at boot: /etc/nftables.conf');
+
+        // Before the first apply: a plain include of the missing file stops nft (no firewall at
+        // boot at all), the wildcard that check suggests does not.
+        const kept = `${sandbox.rulesFile}.kept`;
+        renameSync(sandbox.rulesFile, kept);
+        try {
+          expect(() => net.exec(net.gateway, ['nft', '-c', '-f', '/etc/nftables.conf'])).toThrow(
+            /File not found/,
+          );
+          const stops = check();
+          expect(stops.status).toBe(2);
+          expect(stops.stdout).toContain(
+            `FAIL  rules file at boot: /etc/nftables.conf includes ${sandbox.rulesFile}, which does not exist: nft stops at that include`,
+          );
+          const wildcard = /include "[^"]+\[.\]"/.exec(stops.stdout)?.[0] ?? '';
+          expect(wildcard).not.toBe('');
+          writeFileSync(conf, `${eduvpn}${wildcard}\n`);
+          net.exec(net.gateway, ['nft', '-c', '-f', '/etc/nftables.conf']);
+          expect(check().stdout).toContain(
+            `warn  rules file at boot: /etc/nftables.conf does not include ${sandbox.rulesFile}`,
+          );
+        } finally {
+          renameSync(kept, sandbox.rulesFile);
+        }
+        // With the file back, the same wildcard includes it.
+        expect(check().stdout).not.toContain('rules file at boot: /etc/nftables.conf');
       } finally {
         rmSync(etc, { recursive: true, force: true });
       }

@@ -5,7 +5,7 @@
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nftBootLoad } from '../../src/system/nft-boot.js';
+import { includeLineFor, nftBootLoad } from '../../src/system/nft-boot.js';
 
 let dir: string;
 let boot: string;
@@ -33,14 +33,19 @@ test("eduVPN's file as installed does not include it", () => {
 
 test('an include after the flush, by its path, through a link, or by a wildcard: included', () => {
   writeFileSync(boot, eduvpn(`include "${rules}"\n`));
-  expect(nftBootLoad(rules, [boot])).toEqual({ kind: 'included', bootFile: boot, by: boot });
+  expect(nftBootLoad(rules, [boot])).toEqual({
+    kind: 'included',
+    bootFile: boot,
+    by: boot,
+    wildcard: false,
+  });
 
   symlinkSync(rules, join(dir, 'linked.nft'));
   writeFileSync(boot, eduvpn(`include "${join(dir, 'linked.nft')}"\n`));
   expect(nftBootLoad(rules, [boot]).kind).toBe('included');
 
   writeFileSync(boot, eduvpn(`include "${dir}/*.nft"\n`));
-  expect(nftBootLoad(rules, [boot]).kind).toBe('included');
+  expect(nftBootLoad(rules, [boot])).toMatchObject({ kind: 'included', wildcard: true });
   writeFileSync(boot, eduvpn(`include "${dir}/traceable-na[st].nf?"\n`));
   expect(nftBootLoad(rules, [boot]).kind).toBe('included');
 });
@@ -62,7 +67,12 @@ test('followed through a file the boot file includes (a drop-in directory)', () 
   const dropIn = join(dropIns, 'tnat.conf');
   writeFileSync(dropIn, `include "${rules}"\n`);
   writeFileSync(boot, eduvpn(`include "${dropIns}/*.conf"\n`));
-  expect(nftBootLoad(rules, [boot])).toEqual({ kind: 'included', bootFile: boot, by: dropIn });
+  expect(nftBootLoad(rules, [boot])).toEqual({
+    kind: 'included',
+    bootFile: boot,
+    by: dropIn,
+    wildcard: false,
+  });
 });
 
 test('no boot file at all; the first boot file that exists is the one read', () => {
@@ -77,4 +87,18 @@ test('includes that loop end (nft refuses them itself)', () => {
   writeFileSync(a, `include "${boot}"\n`);
   writeFileSync(boot, eduvpn(`include "${a}"\n`));
   expect(nftBootLoad(rules, [boot]).kind).toBe('not-included');
+});
+
+test('the include check suggests names the file alone, as a wildcard, and is found whether the file exists or not', () => {
+  const line = includeLineFor(rules);
+  expect(line).toBe(`include "${dir}/traceable-nat.nf[t]"`);
+  writeFileSync(join(dir, 'traceable-nat.nfs'), 'table ip other {\n}\n');
+  writeFileSync(boot, eduvpn(`${line}\n`));
+  expect(nftBootLoad(rules, [boot])).toMatchObject({ kind: 'included', wildcard: true });
+  rmSync(rules);
+  // A wildcard matches nothing now: no error for nft, and no table of ours either.
+  expect(nftBootLoad(rules, [boot]).kind).toBe('not-included');
+  // A plain include of the missing file names it still (and nft stops there).
+  writeFileSync(boot, eduvpn(`include "${rules}"\n`));
+  expect(nftBootLoad(rules, [boot])).toMatchObject({ kind: 'included', wildcard: false });
 });
