@@ -2,7 +2,6 @@
  * `traceable-nat check`: runs every check it can and reports each one, so an operator sees all
  * that is wrong in one go. Exit 0 only when all pass; 2 when any input is bad.
  */
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { planFromDisk } from '../apply/apply.js';
 import { ipv6HalfDigest, listArchives, readArchive } from '../archive/store.js';
@@ -14,7 +13,7 @@ import { CommandError, isTnatError, TnatError } from '../errors.js';
 import { clientCount } from '../eduvpn/pool.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { missingInterfaceProblem } from '../system/interfaces.js';
-import { includeLineFor, NFT_BOOT_FILES, nftBootLoad } from '../system/nft-boot.js';
+import { nftBootProblem } from '../system/nft-boot.js';
 import { readRulesFile } from '../apply/snapshot.js';
 import { danglingJumps, targetKnownIn, xtablesDirs } from '../render/jump-targets.js';
 import { IptablesKernel } from '../netfilter/iptables.js';
@@ -161,41 +160,13 @@ async function runChecks(context: CommandContext): Promise<number> {
     io.stdout(`warn  IPv6: ${IPV6_UNTRACEABLE}\n`);
   // The daemon loads the table at its start and after its periodic check: a warning, unless a
   // boot would load no firewall at all.
-  const boot = config.firewall.backend === 'nftables' ? nftBootProblem(config) : undefined;
+  const boot =
+    config.firewall.backend === 'nftables' ? nftBootProblem(config.firewall.rulesFile) : undefined;
   if (boot !== undefined) {
     io.stdout(`${boot.fails ? 'FAIL ' : 'warn '} rules file at boot: ${boot.text}\n`);
     if (boot.fails) status = EXIT.badInput;
   }
   return status;
-}
-
-/** What nftables.service makes of our rules file at boot and at a restart, when it is not well. */
-function nftBootProblem(config: Config): { fails: boolean; text: string } | undefined {
-  const { rulesFile } = config.firewall;
-  const load = nftBootLoad(rulesFile);
-  const untraceable = `the clients leave through eduVPN's masquerade, untraceably, until the daemon loads the table again (at its start, and up to daemon.verifyIntervalMs after)`;
-  const include = `${includeLineFor(rulesFile)} (a wildcard: a missing file is then no error)`;
-  const warn = (text: string) => ({ fails: false, text });
-  switch (load.kind) {
-    case 'included':
-      if (load.wildcard || existsSync(rulesFile)) return undefined;
-      return {
-        fails: true,
-        text: `${load.by} includes ${rulesFile}, which does not exist: nft stops at that include, and a boot or systemctl restart nftables loads no firewall at all: run traceable-nat apply, and include it as ${include}`,
-      };
-    case 'no-boot-file':
-      return warn(
-        `there is no ${NFT_BOOT_FILES.join(' nor ')}, so nothing loads ${rulesFile} at boot: ${untraceable}; include it from the file nftables.service loads`,
-      );
-    case 'not-included':
-      return warn(
-        `${load.bootFile} does not include ${rulesFile}: at boot, and at every systemctl restart nftables (its flush ruleset removes our table), ${untraceable}; add ${include} after its flush ruleset`,
-      );
-    case 'flushed-after':
-      return warn(
-        `${load.by} includes ${rulesFile} before a flush ruleset, which removes the table again at boot and at every systemctl restart nftables: move the include after the flush`,
-      );
-  }
 }
 
 /**

@@ -11,6 +11,7 @@ import type { Command } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
 import { releaseMemory } from '../system/release-memory.js';
+import { nftBootProblem } from '../system/nft-boot.js';
 
 const timers = {
   setTimeout: (callback: () => void, ms: number): unknown => setTimeout(callback, ms),
@@ -40,6 +41,10 @@ export const daemonCommand: Command = {
       logger,
       notifier: createNotifier(env),
       releaseMemory,
+      bootProblem: (config) =>
+        config.firewall.backend === 'nftables'
+          ? nftBootProblem(config.firewall.rulesFile)
+          : undefined,
     });
     // Signals are queued behind whatever runs now: a reload never overlaps an apply.
     let queue = Promise.resolve();

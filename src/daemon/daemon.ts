@@ -12,6 +12,7 @@ import { CommandError, isTnatError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import type { CommandRunner } from '../netfilter/runner.js';
 import type { Clock } from '../system/clock.js';
+import type { BootProblem } from '../system/nft-boot.js';
 import type { Notifier } from './notify.js';
 import { isEnvironmentFailure } from './start-failure.js';
 import { Settler, type Timers } from './settle.js';
@@ -36,6 +37,11 @@ export interface DaemonDeps {
   readonly notifier: Notifier;
   /** Called after each apply, when the daemon goes idle: gives its peak memory back. */
   readonly releaseMemory?: () => void;
+  /**
+   * What a boot would not load of our rules (nftables: nftables.conf without our include),
+   * said once at start, after the first apply: the daemon's log is where an operator looks.
+   */
+  readonly bootProblem?: ((config: Config) => BootProblem | undefined) | undefined;
 }
 
 function sourcePaths(config: Config): string[] {
@@ -127,6 +133,19 @@ export class Daemon {
     }
     notifier.ready(this.status());
     logger.info({ status: this.status() }, 'daemon ready');
+    this.sayBootProblem();
+  }
+
+  private sayBootProblem(): void {
+    const { logger, bootProblem } = this.deps;
+    try {
+      const problem = bootProblem?.(this.config);
+      if (problem !== undefined)
+        logger.warn({ problem: problem.text }, 'a boot does not load our rules');
+    } catch (error) {
+      // Only a warning was to be said: the daemon runs on.
+      logger.warn(errorFields(error), 'could not tell what a boot loads');
+    }
   }
 
   /**

@@ -10,7 +10,7 @@
  * (/etc, `nft -h`); shell wildcards `*`, `?` and `[...]` match, and matching nothing is no
  * error then. Included files are followed, as nft does.
  */
-import { readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 
 /** nftables.service's file: Debian's, then Fedora's and EL's. */
@@ -166,4 +166,42 @@ function realOrResolved(path: string): string {
 export function includeLineFor(rulesFile: string): string {
   const last = rulesFile.slice(-1);
   return `include "${rulesFile.slice(0, -1)}[${last}]"`;
+}
+
+/** One sentence for `check` and the daemon's log. */
+export interface BootProblem {
+  /** A boot would load no firewall at all (else: our table only comes with the daemon). */
+  readonly fails: boolean;
+  readonly text: string;
+}
+
+/** What nftables.service makes of our rules file at boot and at a restart, when it is not well. */
+export function nftBootProblem(
+  rulesFile: string,
+  bootFiles: readonly string[] = NFT_BOOT_FILES,
+): BootProblem | undefined {
+  const load = nftBootLoad(rulesFile, bootFiles);
+  const untraceable = `the clients leave through eduVPN's masquerade, untraceably, until the daemon loads the table again (at its start, and up to daemon.verifyIntervalMs after)`;
+  const include = `${includeLineFor(rulesFile)} (a wildcard: a missing file is then no error)`;
+  const warn = (text: string): BootProblem => ({ fails: false, text });
+  switch (load.kind) {
+    case 'included':
+      if (load.wildcard || existsSync(rulesFile)) return undefined;
+      return {
+        fails: true,
+        text: `${load.by} includes ${rulesFile}, which does not exist: nft stops at that include, and a boot or systemctl restart nftables loads no firewall at all: run traceable-nat apply, and include it as ${include}`,
+      };
+    case 'no-boot-file':
+      return warn(
+        `there is no ${bootFiles.join(' nor ')}, so nothing loads ${rulesFile} at boot: ${untraceable}; include it from the file nftables.service loads`,
+      );
+    case 'not-included':
+      return warn(
+        `${load.bootFile} does not include ${rulesFile}: at boot, and at every systemctl restart nftables (its flush ruleset removes our table), ${untraceable}; add ${include} after its flush ruleset`,
+      );
+    case 'flushed-after':
+      return warn(
+        `${load.by} includes ${rulesFile} before a flush ruleset, which removes the table again at boot and at every systemctl restart nftables: move the include after the flush`,
+      );
+  }
 }

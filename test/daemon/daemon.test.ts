@@ -21,6 +21,8 @@ import { isEnvironmentFailure } from '../../src/daemon/start-failure.js';
 import type { CommandRunner, RunOptions } from '../../src/netfilter/runner.js';
 import { extractNatPart } from '../../src/render/rules-file.js';
 import type { Clock } from '../../src/system/clock.js';
+import { includeLineFor, nftBootProblem, type BootProblem } from '../../src/system/nft-boot.js';
+import type { Config } from '../../src/config.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
 import { createSandbox, renderPortalConfig, type Sandbox } from '../helpers/sandbox.js';
@@ -146,6 +148,8 @@ let notifier: ReturnType<typeof recordingNotifier>;
 let lines: string[];
 let releases: number[];
 let daemon: Daemon;
+/** What the daemon asks of the boot (the CLI's asks nftables.conf with nftables). */
+let bootProblem: ((config: Config) => BootProblem | undefined) | undefined;
 
 /** config.yaml as the sandbox writes it, with the daemon's timings and `change` applied. */
 function writeConfig(change: (config: Record<string, unknown>) => void = () => undefined): void {
@@ -183,6 +187,7 @@ function newDaemon(runner: CommandRunner = table, watchdogIntervalMs?: number): 
       // Each release comes after an apply is logged: the number of applies so far.
       releases.push(applies().length);
     },
+    bootProblem,
   });
 }
 
@@ -198,6 +203,7 @@ beforeEach(() => {
   };
   watches = [];
   lines = [];
+  bootProblem = undefined;
   daemon = newDaemon();
 });
 
@@ -258,6 +264,36 @@ test('start: one full apply, then READY=1 with a status naming what is active an
       .filter((event) => event.priority === 6)
       .map((event) => event.msg),
   ).toEqual(['daemon starting', 'ruleset applied', 'daemon ready']);
+});
+
+test('at start, after the first apply, a boot file that does not load our rules is said once, as a warning', async () => {
+  // A real nftables.conf as eduVPN writes it, without our include.
+  const bootFile = join(sandbox.dir, 'nftables.conf');
+  writeFileSync(bootFile, '#!/usr/sbin/nft -f\nflush ruleset\ntable inet filter {\n}\n');
+  bootProblem = (config) => nftBootProblem(config.firewall.rulesFile, [bootFile]);
+  daemon = newDaemon();
+  await daemon.start();
+  const said = () =>
+    events().filter((event) => event.msg === 'a boot does not load our rules') as (LogEvent & {
+      problem?: string;
+    })[];
+  expect(said()).toHaveLength(1);
+  expect(said()[0]?.priority).toBe(4);
+  expect(said()[0]?.problem).toContain(`${bootFile} does not include ${sandbox.rulesFile}`);
+  // It follows the apply and READY=1: the rules are active whatever the boot would load.
+  const messages = events().map((event) => event.msg);
+  expect(messages.indexOf('daemon ready')).toBeLessThan(
+    messages.indexOf('a boot does not load our rules'),
+  );
+  await daemon.stop();
+
+  // With the include, a restart says nothing of the boot.
+  writeFileSync(bootFile, `flush ruleset\n${includeLineFor(sandbox.rulesFile)}\n`);
+  lines = [];
+  daemon = newDaemon();
+  await daemon.start();
+  expect(said()).toEqual([]);
+  expect(events().map((event) => event.msg)).toContain('daemon ready');
 });
 
 test('a burst of changes within the settle time, half-written files among them, gives one apply of the last version', async () => {
