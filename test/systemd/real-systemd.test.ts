@@ -337,4 +337,48 @@ describeSystemd('the daemon under a real systemd', () => {
     expect(String(notStarted.at(-1)?.error)).toContain('/etc/iptables');
     sh(`systemctl stop ${UNIT}`);
   });
+
+  test('nftables: without our include the start warns and systemctl restart nftables removes the table; with it the table stays', () => {
+    const rulesFile = '/etc/traceable-nat/traceable-nat.nft';
+    const warned = () =>
+      events().filter((event) => event.msg === 'a boot does not load our rules').length;
+    const before = warned();
+    // eduVPN's nftables.conf, its tables shortened; the archive directory as the install makes it.
+    sh(`cat > /etc/traceable-nat/config.yaml <<'EOF'\n${CONFIG}firewall:\n  backend: nftables\nEOF
+        printf '#!/usr/sbin/nft -f\\nflush ruleset\\ntable inet filter {\\n}\\n' > /etc/nftables.conf
+        install -d -m 0750 /etc/traceable-nat/archive
+        systemctl start ${UNIT}`);
+    awaitJournal('a boot does not load our rules', before + 1);
+    const warning = events()
+      .filter((event) => event.msg === 'a boot does not load our rules')
+      .at(-1);
+    expect(warning).toMatchObject({ priority: 4 });
+    expect(String(warning?.problem)).toContain(
+      `/etc/nftables.conf does not include ${rulesFile}: at boot, and at every systemctl restart nftables`,
+    );
+    const hasTable = () => system.run('nft list table ip traceable_nat').status === 0;
+    expect(hasTable()).toBe(true);
+    sh('systemctl restart nftables');
+    expect(hasTable()).toBe(false);
+
+    // The include check and the README give: the table comes back with nftables.service's load.
+    sh(`echo 'include "${rulesFile.slice(0, -1)}[t]"' >> /etc/nftables.conf
+        systemctl restart nftables`);
+    expect(hasTable()).toBe(true);
+    // What it loaded is what the daemon applied: the kernel agrees with the newest archive.
+    const status = system.run('traceable-nat status');
+    expect(status.stdout).toContain('agree: yes, the kernel holds the newest archived ruleset');
+    expect(status.status).toBe(0);
+    const ready = () =>
+      Number(
+        sh(`journalctl -u ${UNIT} -o cat --no-pager | grep -cF '"daemon ready"' || true`).trim(),
+      );
+    const readyBefore = ready();
+    sh(`systemctl restart ${UNIT}`);
+    awaitJournal('"daemon ready"', readyBefore + 1);
+    // The warning would follow READY=1 at once; a second for journald to have it.
+    sh('sleep 1');
+    expect(warned()).toBe(before + 1);
+    sh(`systemctl stop ${UNIT}`);
+  });
 });
