@@ -3,9 +3,8 @@
  * that is neither a chain of the table nor a target extension. iptables-nft 1.8.9 takes such a
  * name for a chain, and only the commit learns that the chain does not exist ("Chain 'X' does
  * not exist"): the whole file is refused, and the machine boots with no firewall at all.
+ * Pure: which names are targets comes in as `known` (src/system/xtables.ts).
  */
-import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseRulesFile, splitRuleWords } from './rules-file-parse.js';
 
 /** Chains every table has (iptables(8), TABLES), which a rules file need not declare. */
@@ -29,35 +28,6 @@ export interface DanglingJump {
 
 /** Whether a target extension of this name exists for the family (a libxt_/libipt_/libip6t_ module). */
 export type TargetKnown = (target: string) => boolean;
-
-/**
- * The directories iptables loads its extensions from: XTABLES_LIBDIR as iptables reads it, else
- * where Debian (/usr/lib/<triplet>/xtables) and a plain build (/usr/lib/xtables) put them.
- */
-export function xtablesDirs(env: NodeJS.ProcessEnv = process.env): string[] {
-  const fromEnv = env.XTABLES_LIBDIR?.split(':').filter((dir) => dir !== '');
-  if (fromEnv && fromEnv.length > 0) return fromEnv;
-  const candidates = ['/usr/lib/xtables', '/usr/local/lib/xtables'];
-  for (const lib of ['/usr/lib', '/lib']) {
-    try {
-      for (const entry of readdirSync(lib)) candidates.push(join(lib, entry, 'xtables'));
-    } catch {
-      // No such directory on this system.
-    }
-  }
-  return candidates.filter((dir) => existsSync(join(dir, 'libxt_standard.so')));
-}
-
-/**
- * Whether a target extension exists in `dirs`; undefined when no extension directory is found
- * (then no target can be judged, and none is reported).
- */
-export function targetKnownIn(dirs: readonly string[], family: 4 | 6): TargetKnown | undefined {
-  if (dirs.length === 0) return undefined;
-  const prefixes = ['libxt_', family === 4 ? 'libipt_' : 'libip6t_'];
-  return (target) =>
-    dirs.some((dir) => prefixes.some((prefix) => existsSync(join(dir, `${prefix}${target}.so`))));
-}
 
 /** The rules of `text` (a rules.v4 or rules.v6 that parses) whose jump a real load refuses. */
 export function danglingJumps(text: string, file: string, known: TargetKnown): DanglingJump[] {

@@ -7,7 +7,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { danglingJumps, targetKnownIn, xtablesDirs } from '../../src/render/jump-targets.js';
+import { danglingJumps } from '../../src/render/jump-targets.js';
+import { targetKnownIn, xtablesDirs } from '../../src/system/xtables.js';
 
 const dirs = xtablesDirs({});
 const known4 = targetKnownIn(dirs, 4);
