@@ -15,8 +15,7 @@ import { formatIpv4 } from '../net/ipv4.js';
 import { missingInterfaceProblem } from '../system/interfaces.js';
 import { nftBootProblem } from '../system/nft-boot.js';
 import { readRulesFile } from '../apply/snapshot.js';
-import { danglingJumps } from '../render/jump-targets.js';
-import { targetKnownIn, xtablesDirs } from '../system/xtables.js';
+import { danglingJumpSentence } from '../system/iptables-boot.js';
 import { IptablesKernel } from '../netfilter/iptables.js';
 import { processRunner, type CommandRunner } from '../netfilter/runner.js';
 import type { Command, CommandContext } from './command.js';
@@ -208,30 +207,12 @@ async function bootLoadSummary(config: Config, runner: CommandRunner): Promise<s
       );
     }
     if (family !== undefined) {
-      const jump = danglingJump(text, file, family);
-      if (jump !== undefined) throw jump;
+      const jump = danglingJumpSentence(text, file, family);
+      if (jump !== undefined) throw new TnatError('E_RULES_FILE', jump);
     }
     told.push(`${file} loads (${tool})`);
   }
   return told.join('; ');
-}
-
-/**
- * What `iptables-restore --test` passes and a boot's load refuses: a jump to a chain the file
- * does not declare (src/render/jump-targets.ts). Undefined when there is none, or when this
- * system has no iptables extension directory to tell targets from chains.
- */
-function danglingJump(text: string, file: string, family: 4 | 6): TnatError | undefined {
-  const known = targetKnownIn(xtablesDirs(), family);
-  if (known === undefined) return undefined;
-  const [first, ...more] = danglingJumps(text, file, known);
-  if (first === undefined) return undefined;
-  const others =
-    more.length === 0 ? '' : ` (and ${more.length} more rule${more.length === 1 ? '' : 's'})`;
-  return new TnatError(
-    'E_RULES_FILE',
-    `${file} would not load at boot: line ${first.line} jumps to ${first.target}, which is neither a chain of its *${first.table} table nor a target iptables knows${others}; the test passes it, the load refuses the whole file (Chain '${first.target}' does not exist) and the machine would boot without a firewall: declare the chain (:${first.target} - [0:0]) or correct the rule, then run traceable-nat apply`,
-  );
 }
 
 /** What iptables-restore or nft wrote of its refusal, on one line, without the usage hint. */

@@ -11,6 +11,7 @@ import type { Command } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
 import { releaseMemory } from '../system/release-memory.js';
+import { iptablesBootProblem } from '../system/iptables-boot.js';
 import { nftBootProblem } from '../system/nft-boot.js';
 
 const timers = {
@@ -41,10 +42,13 @@ export const daemonCommand: Command = {
       logger,
       notifier: createNotifier(env),
       releaseMemory,
-      bootProblem: (config) =>
-        config.firewall.backend === 'nftables'
-          ? nftBootProblem(config.firewall.rulesFile)
-          : undefined,
+      bootProblem: ({ firewall }) =>
+        firewall.backend === 'nftables'
+          ? nftBootProblem(firewall.rulesFile)
+          : iptablesBootProblem([
+              { file: firewall.rulesFile, family: 4 },
+              { file: firewall.rulesFile6, family: 6 },
+            ]),
     });
     // Signals are queued behind whatever runs now: a reload never overlaps an apply.
     let queue = Promise.resolve();

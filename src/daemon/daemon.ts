@@ -38,8 +38,9 @@ export interface DaemonDeps {
   /** Called after each apply, when the daemon goes idle: gives its peak memory back. */
   readonly releaseMemory?: () => void;
   /**
-   * What a boot would not load of our rules (nftables: nftables.conf without our include),
-   * said once at start, after the first apply: the daemon's log is where an operator looks.
+   * What a boot would not load of our rules (nftables: nftables.conf without our include;
+   * iptables: a rules file whose load fails on an operator's jump), said once at start, after
+   * the first apply: the daemon's log is where an operator looks.
    */
   readonly bootProblem?: ((config: Config) => BootProblem | undefined) | undefined;
 }

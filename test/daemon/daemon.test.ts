@@ -22,6 +22,8 @@ import type { CommandRunner, RunOptions } from '../../src/netfilter/runner.js';
 import { extractNatPart } from '../../src/render/rules-file.js';
 import type { Clock } from '../../src/system/clock.js';
 import { includeLineFor, nftBootProblem, type BootProblem } from '../../src/system/nft-boot.js';
+import { iptablesBootProblem } from '../../src/system/iptables-boot.js';
+import { targetKnownIn, xtablesDirs } from '../../src/system/xtables.js';
 import type { Config } from '../../src/config.js';
 import { FakeNatTable } from '../helpers/fake-nat-table.js';
 import { ALPHA, BETA, GAMMA } from '../helpers/profiles.js';
@@ -295,6 +297,36 @@ test('at start, after the first apply, a boot file that does not load our rules 
   expect(said()).toEqual([]);
   expect(events().map((event) => event.msg)).toContain('daemon ready');
 });
+
+// Targets are told from chains by this machine's iptables extensions: none without iptables.
+const withIptables = targetKnownIn(xtablesDirs(), 4) ? test : test.skip;
+
+withIptables(
+  'at start, an operator rule in rules.v4 that a boot would refuse is said once, as a warning',
+  async () => {
+    // fail2ban's chain, created at run time and never declared in the file: the boot's
+    // iptables-restore refuses the whole file for it.
+    writeFileSync(
+      sandbox.rulesFile,
+      '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j f2b-sshd\nCOMMIT\n',
+    );
+    bootProblem = ({ firewall }) => iptablesBootProblem([{ file: firewall.rulesFile, family: 4 }]);
+    daemon = newDaemon();
+    await daemon.start();
+    const said = events().filter(
+      (event) => event.msg === 'a boot does not load our rules',
+    ) as (LogEvent & {
+      problem?: string;
+    })[];
+    expect(said).toHaveLength(1);
+    expect(said[0]?.priority).toBe(4);
+    expect(said[0]?.problem).toContain(
+      `${sandbox.rulesFile} would not load at boot: line 3 jumps to f2b-sshd`,
+    );
+    // The rules are applied all the same: the kernel holds them now.
+    expect(applies()).toMatchObject([{ trigger: 'start', outcome: 'applied' }]);
+  },
+);
 
 test('a burst of changes within the settle time, half-written files among them, gives one apply of the last version', async () => {
   await daemon.start();
