@@ -300,6 +300,7 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
       applyJson();
       // ip netns exec mounts /etc/netns/<name>/nftables.conf over /etc/nftables.conf.
       const etc = join('/etc/netns', net.gateway);
+      const madeNetnsDir = !existsSync('/etc/netns');
       mkdirSync(etc, { recursive: true });
       try {
         const conf = join(etc, 'nftables.conf');
@@ -342,7 +343,7 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
         // With the file back, the same wildcard includes it.
         expect(check().stdout).not.toContain('rules file at boot: /etc/nftables.conf');
       } finally {
-        rmSync(etc, { recursive: true, force: true });
+        rmSync(madeNetnsDir ? '/etc/netns' : etc, { recursive: true, force: true });
       }
     });
   }
