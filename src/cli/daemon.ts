@@ -11,8 +11,7 @@ import type { Command } from './command.js';
 import { discover } from './discovery.js';
 import { EXIT } from './io.js';
 import { releaseMemory } from '../system/release-memory.js';
-import { iptablesBootProblem } from '../system/iptables-boot.js';
-import { nftBootProblem } from '../system/nft-boot.js';
+import { bootProblem } from '../system/boot-problem.js';
 
 const timers = {
   setTimeout: (callback: () => void, ms: number): unknown => setTimeout(callback, ms),
@@ -42,13 +41,7 @@ export const daemonCommand: Command = {
       logger,
       notifier: createNotifier(env),
       releaseMemory,
-      bootProblem: ({ firewall }) =>
-        firewall.backend === 'nftables'
-          ? nftBootProblem(firewall.rulesFile)
-          : iptablesBootProblem([
-              { file: firewall.rulesFile, family: 4 },
-              { file: firewall.rulesFile6, family: 6 },
-            ]),
+      bootProblem: ({ firewall }) => bootProblem(firewall),
     });
     // Signals are queued behind whatever runs now: a reload never overlaps an apply.
     let queue = Promise.resolve();

@@ -1,6 +1,7 @@
 /** `traceable-nat status`: what is active now, and whether rules file, archive and kernel agree. */
 import { readActiveStatus, type RulesetSummary, type Summary6 } from '../apply/status.js';
 import { formatIpv4 } from '../net/ipv4.js';
+import { bootProblem } from '../system/boot-problem.js';
 import { processRunner } from '../netfilter/runner.js';
 import type { Command } from './command.js';
 import { EXIT } from './io.js';
@@ -54,6 +55,8 @@ export const statusCommand: Command = {
   async run(context, options) {
     const config = context.config();
     const status = await readActiveStatus(config, processRunner);
+    // Whether a reboot keeps what is active: said beside it, the exit status stays agreement's.
+    const boot = bootProblem(config.firewall);
     const since =
       status.archive.activatedAt === undefined
         ? ''
@@ -69,6 +72,7 @@ export const statusCommand: Command = {
             archive: json(status.archive),
             rulesFile: json(status.rulesFile),
             kernel: json(status.kernel),
+            boot: boot ? { loadsNoFirewall: boot.fails, problem: boot.text } : null,
             ...(status.ipv6 && {
               ipv6: {
                 agree: status.ipv6.agree,
@@ -107,6 +111,7 @@ export const statusCommand: Command = {
                 `rules file: ${config.firewall.rulesFile} does not hold our rules as the newest archive has them (edited by hand?), and a boot loads it: run traceable-nat apply, which writes it`,
               ]
             : []),
+          ...(boot ? [`boot: ${boot.text}`] : []),
           status.agree
             ? `agree: yes, the kernel holds the newest archived ruleset${status.ipv6 ? ' (IPv4 and IPv6)' : ''}`
             : 'agree: NO; run traceable-nat apply --verify, which reads the kernel whole and puts it right (or check the daemon: journalctl -u traceable-nat)',

@@ -288,6 +288,12 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
         expect(jumped.stdout).toContain(
           `FAIL  rules file at boot: ${sandbox.rulesFile} would not load at boot: line ${line} jumps to operator-gone, which is neither a chain of its *nat table nor a target iptables knows;`,
         );
+        // status says it beside what is active; its exit stays the kernel's agreement.
+        const status = runCli(net.gateway, ['status', '--config', sandbox.configFile]);
+        expect(status.stdout).toContain(
+          `\nboot: ${sandbox.rulesFile} would not load at boot: line ${line} jumps to operator-gone`,
+        );
+        expect(status.status).toBe(0);
       }
     } finally {
       writeFileSync(sandbox.rulesFile, good);
@@ -310,12 +316,17 @@ describeKernel.each(['iptables', 'nftables'] as const)('apply on a real kernel (
         expect(check().stdout).toContain(
           `warn  rules file at boot: /etc/nftables.conf does not include ${sandbox.rulesFile}: at boot, and at every systemctl restart nftables`,
         );
+        const status = () => runCli(net.gateway, ['status', '--config', sandbox.configFile]);
+        expect(status().stdout).toContain(
+          `\nboot: /etc/nftables.conf does not include ${sandbox.rulesFile}:`,
+        );
         writeFileSync(conf, `${eduvpn}include "${sandbox.rulesFile}"\n`);
         // nft reads the include as check does: the boot file loads, our table in it.
         net.exec(net.gateway, ['nft', '-c', '-f', '/etc/nftables.conf']);
         const included = check();
         expect(included.stdout).toContain('ok    rules file at boot: ');
         expect(included.stdout).not.toContain('rules file at boot: /etc/nftables.conf');
+        expect(status().stdout).not.toContain('\nboot: ');
 
         // Before the first apply: a plain include of the missing file stops nft (no firewall at
         // boot at all), the wildcard that check suggests does not.
