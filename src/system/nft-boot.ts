@@ -47,10 +47,9 @@ export function nftBootLoad(
   const target = realOrResolved(rulesFile);
   // Each statement of the boot file, with the files its includes pull in, in load order.
   let found: { by: string; flushedAfter: boolean; wildcard: boolean } | undefined;
-  const walk = (file: string, depth: number): boolean => {
+  const walk = (file: string, depth: number): void => {
     const text = readText(file);
-    if (text === undefined || depth > MAX_DEPTH) return false;
-    let includes = false;
+    if (text === undefined || depth > MAX_DEPTH) return;
     for (const statement of statements(text)) {
       if (statement.kind === 'flush') {
         // In the boot file or one it includes: the flush empties whatever was loaded before.
@@ -59,15 +58,11 @@ export function nftBootLoad(
       }
       const wildcard = /[*?[]/.test(statement.path);
       for (const path of expand(statement.path)) {
-        if (realOrResolved(path) === target) {
-          found ??= { by: file, flushedAfter: false, wildcard };
-          includes = true;
-        } else if (walk(path, depth + 1)) {
-          includes = true;
-        }
+        // Loaded again after a flush, it stays: the last include is the one that counts.
+        if (realOrResolved(path) === target) found = { by: file, flushedAfter: false, wildcard };
+        else walk(path, depth + 1);
       }
     }
-    return includes;
   };
   walk(bootFile, 0);
   if (found === undefined) return { kind: 'not-included', bootFile };

@@ -61,6 +61,11 @@ test('an include before the flush ruleset is flushed again', () => {
   expect(nftBootLoad(rules, [boot])).toEqual({ kind: 'flushed-after', bootFile: boot, by: boot });
 });
 
+test('included before the flush and again after it: the second include loads it', () => {
+  writeFileSync(boot, `include "${rules}"\n${eduvpn(`include "${rules}"\n`)}`);
+  expect(nftBootLoad(rules, [boot]).kind).toBe('included');
+});
+
 test('followed through a file the boot file includes (a drop-in directory)', () => {
   const dropIns = join(dir, 'nftables.d');
   mkdirSync(dropIns);
