@@ -5,7 +5,7 @@
  * not exist"): the whole file is refused, and the machine boots with no firewall at all.
  * Pure: which names are targets comes in as `known` (src/system/xtables.ts).
  */
-import { parseRulesFile, splitRuleWords } from './rules-file-parse.js';
+import { parseRulesFile } from './rules-file-parse.js';
 
 /** Chains every table has (iptables(8), TABLES), which a rules file need not declare. */
 const BUILT_IN_CHAINS: Readonly<Record<string, readonly string[]>> = {
@@ -15,6 +15,9 @@ const BUILT_IN_CHAINS: Readonly<Record<string, readonly string[]>> = {
   raw: ['PREROUTING', 'OUTPUT'],
   security: ['INPUT', 'FORWARD', 'OUTPUT'],
 };
+
+/** `-N name` or `--new-chain name`, a chain a rule line creates. */
+const NEW_CHAIN = /^(?:-N|--new-chain)[ \t]+(\S+)/;
 
 /** The verdicts iptables knows without an extension (iptables(8), TARGETS). */
 const VERDICTS = new Set(['ACCEPT', 'DROP', 'RETURN', 'QUEUE']);
@@ -37,8 +40,8 @@ export function danglingJumps(text: string, file: string, known: TargetKnown): D
     const chains = new Set([...table.chains.keys(), ...(BUILT_IN_CHAINS[table.name] ?? [])]);
     // A restore file may also create chains with -N (iptables-restore(8) takes any command).
     for (const rule of table.rules) {
-      const words = rule.text.includes('"') ? splitRuleWords(rule.text) : rule.text.split(/\s+/);
-      if ((words[0] === '-N' || words[0] === '--new-chain') && words[1]) chains.add(words[1]);
+      const created = NEW_CHAIN.exec(rule.text)?.[1];
+      if (created !== undefined) chains.add(created);
     }
     for (const { target, line } of table.rules) {
       if (target === undefined || chains.has(target) || VERDICTS.has(target)) continue;

@@ -4,7 +4,7 @@
  * (src/render/jump-targets.ts). The whole file is refused then, and the machine boots without
  * any firewall. `check` and the daemon's start say it in the same sentence.
  */
-import { readFileSync } from 'node:fs';
+import { readRulesFile } from '../apply/snapshot.js';
 import { CHAIN_PREFIX } from '../render/iptables.js';
 import { danglingJumps } from '../render/jump-targets.js';
 import type { BootProblem } from './nft-boot.js';
@@ -27,18 +27,15 @@ export function danglingJumpSentence(text: string, file: string, family: 4 | 6) 
 /**
  * The same for the daemon's start, over the rules files as they are on disk: our own lines
  * (every chain of ours is named TNAT...) are blanked first, so that a /16's 130 000 rules are
- * not parsed for the operator's few; the line numbers stay. Missing files are no problem here.
+ * not parsed for the operator's few; the line numbers stay. Missing files are no problem here;
+ * a FIFO or an unreadable file is refused as the apply refuses it (readRulesFile).
  */
 export function iptablesBootProblem(
   files: readonly { readonly file: string; readonly family: 4 | 6 }[],
 ): BootProblem | undefined {
   for (const { file, family } of files) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
+    const text = readRulesFile(file);
+    if (text === undefined) continue;
     const theirs = text
       .split('\n')
       .map((line) => (line.includes(CHAIN_PREFIX) ? '' : line))

@@ -140,6 +140,8 @@ interface LogEvent {
   readonly code?: string;
   readonly error?: string;
   readonly kernelRead?: string;
+  /** What a boot would not load (the start's warning). */
+  readonly problem?: string;
 }
 
 let sandbox: Sandbox;
@@ -249,6 +251,19 @@ function portalText(): string {
 
 const rulesFile = () => readFileSync(sandbox.rulesFile, 'utf8');
 
+/** The start's warnings that a boot would not load our rules. */
+const bootWarnings = () =>
+  events().filter((event) => event.msg === 'a boot does not load our rules');
+
+/** A hand-made drift: one leaf chain of ours emptied in the kernel behind the daemon's back. */
+function emptyOneLeafChain(): void {
+  const leaf =
+    ours(table.save()).chains.find(([, rules]) =>
+      rules.some((rule) => rule.includes('SNAT')),
+    )?.[0] ?? '';
+  table.load(`*nat\n:${leaf} - [0:0]\nCOMMIT\n`);
+}
+
 test('start: one full apply, then READY=1 with a status naming what is active and its archive', async () => {
   await daemon.start();
 
@@ -275,13 +290,9 @@ test('at start, after the first apply, a boot file that does not load our rules 
   bootProblem = (config) => nftBootProblem(config.firewall.rulesFile, [bootFile]);
   daemon = newDaemon();
   await daemon.start();
-  const said = () =>
-    events().filter((event) => event.msg === 'a boot does not load our rules') as (LogEvent & {
-      problem?: string;
-    })[];
-  expect(said()).toHaveLength(1);
-  expect(said()[0]?.priority).toBe(4);
-  expect(said()[0]?.problem).toContain(`${bootFile} does not include ${sandbox.rulesFile}`);
+  expect(bootWarnings()).toHaveLength(1);
+  expect(bootWarnings()[0]?.priority).toBe(4);
+  expect(bootWarnings()[0]?.problem).toContain(`${bootFile} does not include ${sandbox.rulesFile}`);
   // It follows the apply and READY=1: the rules are active whatever the boot would load.
   const messages = events().map((event) => event.msg);
   expect(messages.indexOf('daemon ready')).toBeLessThan(
@@ -294,7 +305,7 @@ test('at start, after the first apply, a boot file that does not load our rules 
   lines = [];
   daemon = newDaemon();
   await daemon.start();
-  expect(said()).toEqual([]);
+  expect(bootWarnings()).toEqual([]);
   expect(events().map((event) => event.msg)).toContain('daemon ready');
 });
 
@@ -313,11 +324,7 @@ withIptables(
     bootProblem = ({ firewall }) => iptablesBootProblem([{ file: firewall.rulesFile, family: 4 }]);
     daemon = newDaemon();
     await daemon.start();
-    const said = events().filter(
-      (event) => event.msg === 'a boot does not load our rules',
-    ) as (LogEvent & {
-      problem?: string;
-    })[];
+    const said = bootWarnings();
     expect(said).toHaveLength(1);
     expect(said[0]?.priority).toBe(4);
     expect(said[0]?.problem).toContain(
@@ -477,11 +484,7 @@ test("the rules file's directory read-only after the start: one error, no archiv
 
 test('a hand-made drift: unseen by a change (which trusts the last apply), repaired by the periodic check', async () => {
   await daemon.start();
-  const leaf =
-    ours(table.save()).chains.find(([, rules]) =>
-      rules.some((rule) => rule.includes('SNAT')),
-    )?.[0] ?? '';
-  table.load(`*nat\n:${leaf} - [0:0]\nCOMMIT\n`);
+  emptyOneLeafChain();
   const drifted = table.save();
   expect(ours(drifted)).not.toEqual(ours(rulesFile()));
 
@@ -524,11 +527,7 @@ test('a periodic check that falls in a settle does not cut it short: one full ap
 test('files that never go quiet hold off neither the periodic check nor their own apply: both come within verifyIntervalMs (found by an audit)', async () => {
   await daemon.start();
   // A hand-made drift, and a writer that touches the portal configuration twice per settle time.
-  const leaf =
-    ours(table.save()).chains.find(([, rules]) =>
-      rules.some((rule) => rule.includes('SNAT')),
-    )?.[0] ?? '';
-  table.load(`*nat\n:${leaf} - [0:0]\nCOMMIT\n`);
+  emptyOneLeafChain();
   expect(ours(table.save())).not.toEqual(ours(rulesFile()));
   const complete = renderPortalConfig([ALPHA, BETA, GAMMA]);
   writeFileSync(sandbox.portalConfig, complete);

@@ -31,18 +31,25 @@ function manualTimers(): Timers & { advance(ms: number): void; readonly now: num
 
 const flush = () => new Promise((resolve) => setImmediate(resolve));
 
+/** A settler whose runs end at once, counted. */
+function countingSettler(timers: Timers, settleMs: number, maxWaitMs?: number) {
+  let runs = 0;
+  const settler = new Settler(
+    () => settleMs,
+    () => {
+      runs++;
+      return Promise.resolve();
+    },
+    timers,
+    maxWaitMs === undefined ? undefined : () => maxWaitMs,
+  );
+  return { settler, runs: () => runs };
+}
+
 describe('Settler', () => {
   test('a burst of a hundred changes gives one run, after the quiet time', async () => {
     const timers = manualTimers();
-    let runs = 0;
-    const settler = new Settler(
-      () => 2000,
-      () => {
-        runs++;
-        return Promise.resolve();
-      },
-      timers,
-    );
+    const { settler, runs } = countingSettler(timers, 2000);
     for (let i = 0; i < 100; i++) {
       if (i > 0) timers.advance(10); // each change well within the quiet time of the one before
       settler.poke();
@@ -50,10 +57,10 @@ describe('Settler', () => {
     expect(settler.settling).toBe(true);
     timers.advance(1999);
     await flush();
-    expect(runs).toBe(0);
+    expect(runs()).toBe(0);
     timers.advance(1);
     await flush();
-    expect(runs).toBe(1);
+    expect(runs()).toBe(1);
     expect(settler.settling).toBe(false);
   });
 
@@ -234,33 +241,24 @@ test('idle waits for the run in progress; a change during it waits in its quiet 
 
 test('changes that never leave the quiet time run at maxWaitMs after the first; a settle that ends in quiet leaves no deadline behind', async () => {
   const timers = manualTimers();
-  let runs = 0;
-  const settler = new Settler(
-    () => 1000,
-    () => {
-      runs++;
-      return Promise.resolve();
-    },
-    timers,
-    () => 5000,
-  );
+  const { settler, runs } = countingSettler(timers, 1000, 5000);
   for (let at = 0; at < 5000; at += 500) {
     settler.poke();
     timers.advance(499);
     await flush();
-    expect(runs).toBe(0);
+    expect(runs()).toBe(0);
     timers.advance(1);
   }
   await flush();
-  expect(runs).toBe(1);
+  expect(runs()).toBe(1);
   expect(settler.settling).toBe(false);
 
   // Quiet at last: one run after the quiet time, and the deadline of that settle goes with it.
   settler.poke();
   timers.advance(1000);
   await flush();
-  expect(runs).toBe(2);
+  expect(runs()).toBe(2);
   timers.advance(10_000);
   await flush();
-  expect(runs).toBe(2);
+  expect(runs()).toBe(2);
 });
